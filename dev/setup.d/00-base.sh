@@ -1,0 +1,4 @@
+# Build dependencies of the workspace: pkg-config and ALSA headers (cpal), dbus for the
+# watchdog's private-bus tests, util-linux for `unshare` (the journald test).
+apt_need pkg-config libasound2-dev dbus-daemon util-linux
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
