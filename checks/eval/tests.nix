@@ -1,0 +1,290 @@
+# Module-logic tests: each case evaluates our modules (with ./stubs.nix) and compares what the
+# module produced with what it should. Run by ./run.nix (offline and as the flake check
+# `eval-modules`). A case is { name; expr; expected; }, like lib.runTests.
+{lib}: let
+  stubs = import ./stubs.nix {inherit lib;};
+  # The stub runCommand cannot run the daemon: read the rendering itself (JSON stands in for
+  # TOML); the check-config wiring has its own case below.
+  noCheck = {
+    services.barnabee = lib.genAttrs ["memory" "agents" "voice" "inference" "watchdog"] (_: {checkConfig = lib.mkDefault false;});
+  };
+  eval = modules:
+    (lib.evalModules {
+      specialArgs = {inherit (stubs) pkgs;};
+      modules = [stubs.nixos ../../nixos-modules noCheck] ++ modules;
+    }).config;
+  evalRole = role: modules:
+    (lib.evalModules {
+      specialArgs = {inherit (stubs) pkgs;};
+      modules = [stubs.nixos ../../nixos-modules/roles/${role}.nix noCheck] ++ modules;
+    }).config;
+  failed = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
+  # A definition the module system must reject (type error) throws: tryEval catches it.
+  rejects = value: !(builtins.tryEval (builtins.deepSeq value value)).success;
+  renderedOf = cfg: role: builtins.fromJSON (builtins.readFile cfg.services.barnabee.${role}.configFile);
+
+  memory = eval [{services.barnabee.memory.enable = true;}];
+  memoryS3 = extra:
+    eval [
+      {
+        services.barnabee.memory = {
+          enable = true;
+          settings.replication = {
+            type = "s3";
+            bucket = "barnabee";
+            path = "beelink";
+            endpoint = "http://s3:3900";
+            region = "garage";
+            force_path_style = true;
+            access_key_id = "GKtest";
+          };
+        };
+      }
+      extra
+    ];
+  withKey = memoryS3 {services.barnabee.memory.replication.secretAccessKeyFile = "/run/secrets/s3";};
+  watchdog = eval [
+    {
+      services.barnabee.memory.enable = true;
+      services.barnabee.inference = {
+        enable = true;
+        settings.service.listen = "0.0.0.0:7704";
+      };
+      services.barnabee.watchdog.enable = true;
+    }
+  ];
+  gpu = eval [
+    {
+      services.barnabee.inference = {
+        enable = true;
+        gpu.enable = true;
+      };
+    }
+  ];
+  cpu = eval [{services.barnabee.inference.enable = true;}];
+in [
+  {
+    name = "memory: [service] defaults (port 7701, log target auto)";
+    expr = (renderedOf memory "memory").service;
+    expected = {
+      listen = "127.0.0.1:7701";
+      drain_timeout = 8;
+      log = {
+        level = "info";
+        target = "auto";
+      };
+    };
+  }
+  {
+    name = "memory: no replication section when unset (TOML has no null)";
+    expr = (renderedOf memory "memory") ? replication;
+    expected = false;
+  }
+  {
+    name = "memory: drop-in resets ExecStart and points at the store config";
+    expr = memory.systemd.services.barnabee-memory.serviceConfig.ExecStart;
+    expected = ["" "/nix/store/00000000000000000000000000000000-barnabee-memory/bin/barnabee-memory --config ${memory.services.barnabee.memory.configFile}"];
+  }
+  {
+    name = "memory: unit comes from the package, module adds a drop-in";
+    expr = {
+      inherit (memory.systemd.services.barnabee-memory) overrideStrategy wantedBy;
+      packages = map (p: p.name) memory.systemd.packages;
+    };
+    expected = {
+      overrideStrategy = "asDropin";
+      wantedBy = ["multi-user.target"];
+      packages = ["barnabee-memory"];
+    };
+  }
+  {
+    name = "memory: the daemon validates its generated config at build time";
+    expr = let
+      c = eval [
+        {
+          services.barnabee.memory = {
+            enable = true;
+            checkConfig = true;
+          };
+        }
+      ];
+    in
+      lib.hasInfix "/bin/barnabee-memory --config" (builtins.readFile c.services.barnabee.memory.configFile)
+      && lib.hasInfix "--check-config" (builtins.readFile c.services.barnabee.memory.configFile);
+    expected = true;
+  }
+  {
+    name = "memory: config also at /etc/barnabee/memory.toml";
+    expr = memory.environment.etc."barnabee/memory.toml".source == memory.services.barnabee.memory.configFile;
+    expected = true;
+  }
+  {
+    name = "memory: pre-switch check runs check-compat on the database";
+    expr = lib.hasInfix "barnabee-memory check-compat --db" memory.system.preSwitchChecks.barnabee-memory-schema;
+    expected = true;
+  }
+  {
+    name = "memory: S3 replica without a secret key fails with what to set";
+    expr = lib.any (m: lib.hasInfix "replication.secretAccessKeyFile is not set" m) (failed (memoryS3 {}));
+    expected = true;
+  }
+  {
+    name = "memory: secret key file becomes a credential named in the config";
+    expr = {
+      load = withKey.systemd.services.barnabee-memory.serviceConfig.LoadCredential;
+      key = (renderedOf withKey "memory").replication.secret_access_key_file;
+      failed = failed withKey;
+    };
+    expected = {
+      load = ["s3-secret-access-key:/run/secrets/s3"];
+      key = "s3-secret-access-key";
+      failed = [];
+    };
+  }
+  {
+    name = "credentials: a store path is refused (secrets never in the store)";
+    expr = rejects (eval [
+      {
+        services.barnabee.memory.enable = true;
+        services.barnabee.memory.credentials.x = "/nix/store/aaaa-secret";
+      }
+    ]).services.barnabee.memory.credentials;
+    expected = true;
+  }
+  {
+    name = "settings: listen must be host:port";
+    expr = rejects (eval [
+      {
+        services.barnabee.memory.enable = true;
+        services.barnabee.memory.settings.service.listen = 5;
+      }
+    ]).services.barnabee.memory.settings.service.listen;
+    expected = true;
+  }
+  {
+    name = "settings: log target is auto|journald|stderr";
+    expr = rejects (eval [
+      {
+        services.barnabee.agents.enable = true;
+        services.barnabee.agents.settings.service.log.target = "syslog";
+      }
+    ]).services.barnabee.agents.settings.service.log.target;
+    expected = true;
+  }
+  {
+    name = "ports: agents 7702, voice 7703, inference 7704, watchdog 7705";
+    expr = map (r: (eval [{services.barnabee.${r}.enable = true;}]).services.barnabee.${r}.settings.service.listen) ["agents" "voice" "inference" "watchdog"];
+    expected = ["127.0.0.1:7702" "127.0.0.1:7703" "127.0.0.1:7704" "127.0.0.1:7705"];
+  }
+  {
+    name = "watchdog: supervises the enabled daemons, probing on loopback";
+    expr = (renderedOf watchdog "watchdog").units;
+    expected = [
+      {
+        name = "barnabee-memory.service";
+        health_url = "http://127.0.0.1:7701/health";
+      }
+      {
+        name = "barnabee-inference.service";
+        health_url = "http://127.0.0.1:7704/health";
+      }
+    ];
+  }
+  {
+    name = "watchdog: rollback through the fixed root unit, no transient runner";
+    expr = (renderedOf watchdog "watchdog").rollback;
+    expected = {
+      runner = [];
+      command = ["/run/current-system/sw/bin/systemctl" "start" "--no-block" "barnabee-rollback.service"];
+    };
+  }
+  {
+    name = "watchdog: polkit grants manage-units on barnabee-*.service to barnabee-watchdog only";
+    expr = let
+      rule = watchdog.security.polkit.extraConfig;
+    in
+      lib.all (s: lib.hasInfix s rule) [
+        "org.freedesktop.systemd1.manage-units"
+        ''subject.user == "barnabee-watchdog"''
+        "/^barnabee-[a-z0-9-]+\\.service$/"
+      ]
+      && !(lib.hasInfix ''"stop"'' rule);
+    expected = true;
+  }
+  {
+    name = "watchdog: health gate required by boot-complete.target";
+    expr = {
+      inherit (watchdog.systemd.services.barnabee-health-gate) requiredBy;
+      gate = lib.hasSuffix "gate --timeout 5m" (lib.last watchdog.systemd.services.barnabee-health-gate.serviceConfig.ExecStart);
+      rollbackSurvivesSwitch = watchdog.systemd.services.barnabee-rollback.restartIfChanged;
+    };
+    expected = {
+      requiredBy = ["boot-complete.target"];
+      gate = true;
+      rollbackSurvivesSwitch = false;
+    };
+  }
+  {
+    name = "inference: GPU opens exactly the NVIDIA devices";
+    expr = {
+      inherit (gpu.systemd.services.barnabee-inference.serviceConfig) DeviceAllow ProcSubset DevicePolicy PrivateDevices;
+      ort = gpu.systemd.services.barnabee-inference.environment.ORT_DYLIB_PATH;
+    };
+    expected = {
+      DeviceAllow = ["char-nvidiactl rw" "char-nvidia-caps rw" "char-nvidia-frontend rw" "char-nvidia-uvm rw"];
+      ProcSubset = "all";
+      DevicePolicy = "closed";
+      PrivateDevices = false;
+      ort = "/nix/store/00000000000000000000000000000000-onnxruntime/lib/libonnxruntime.so";
+    };
+  }
+  {
+    name = "inference: CPU adds no device rights";
+    expr = cpu.systemd.services.barnabee-inference.serviceConfig ? DeviceAllow;
+    expected = false;
+  }
+  {
+    name = "models: an entry without sha256 fails with what to set";
+    expr =
+      lib.any (m: lib.hasInfix "models.stt.sha256 is not set" m)
+      (failed (eval [
+        {
+          services.barnabee.inference = {
+            enable = true;
+            models.stt = {
+              kind = "stt";
+              url = "https://example.invalid/stt.onnx";
+            };
+          };
+        }
+      ]));
+    expected = true;
+  }
+  {
+    name = "beelink role: unset site values fail with what to set";
+    expr = let
+      msgs = failed (evalRole "beelink" []);
+    in
+      map (needle: lib.any (lib.hasInfix needle) msgs) [
+        "barnabee.operatorKeys is empty"
+        "barnabee.beelink.inferenceHost is not set"
+        "services.barnabee.memory.settings.replication is not set"
+      ];
+    expected = [true true true];
+  }
+  {
+    name = "beast role without GPU: inference on, no NVIDIA devices, models required";
+    expr = let
+      c = evalRole "beast" [{barnabee.beast.gpu.enable = false;}];
+    in {
+      inference = c.services.barnabee.inference.enable;
+      devices = c.systemd.services.barnabee-inference.serviceConfig ? DeviceAllow;
+      models = lib.any (lib.hasInfix "services.barnabee.inference.models is empty") (failed c);
+    };
+    expected = {
+      inference = true;
+      devices = false;
+      models = true;
+    };
+  }
+]

@@ -1,0 +1,43 @@
+# hosts/beelink: the beelink role on an Intel mini PC, with the file systems of the image
+# (by label: nixos, ESP) and its secrets from sops. Site values the operator must set (SSH keys,
+# the beast's address, the S3 replica) are options with assertions: see ./site.nix.
+{config, ...}: {
+  imports = [
+    ./hardware.nix
+    ./site.nix
+  ];
+
+  networking.hostName = "beelink";
+  system.stateVersion = "26.11";
+
+  # The same layout as system.build.images.raw-efi (nixos/modules/virtualisation/disk-image.nix),
+  # so `nixos-rebuild switch` keeps working on a machine installed from the image.
+  fileSystems."/" = {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+    autoResize = true;
+  };
+  fileSystems."/boot" = {
+    device = "/dev/disk/by-label/ESP";
+    fsType = "vfat";
+    options = ["fmask=0077" "dmask=0077"];
+  };
+  boot.growPartition = true;
+
+  # Secrets: decrypted by sops-nix with the host's SSH host key (its age recipient is in
+  # secrets/.sops.yaml), handed to the daemons with LoadCredential=.
+  sops = {
+    defaultSopsFile = ../../secrets/beelink.yaml;
+    age.sshKeyPaths = ["/etc/ssh/ssh_host_ed25519_key"];
+    secrets = {
+      "s3/secret_access_key".restartUnits = ["barnabee-memory.service"];
+      "openrouter/api_key".restartUnits = ["barnabee-agents.service"];
+      "home_assistant/token".restartUnits = ["barnabee-agents.service"];
+    };
+  };
+  services.barnabee.memory.replication.secretAccessKeyFile = config.sops.secrets."s3/secret_access_key".path;
+  services.barnabee.agents = {
+    openrouterApiKeyFile = config.sops.secrets."openrouter/api_key".path;
+    homeAssistantTokenFile = config.sops.secrets."home_assistant/token".path;
+  };
+}

@@ -1,0 +1,91 @@
+# The Rust workspace built once with crane, split into one package per daemon (+ the CLI).
+# Roles come from the workspace member list in Cargo.toml, so a crate added there appears here
+# without touching this file. Each role package holds its binary and its systemd units
+# (crates/<role>/systemd/*.service, else nixos-modules/units/<role>/*.service) with @bindir@
+# substituted by $out/bin, in $out/lib/systemd/system (what systemd.packages picks up).
+{
+  pkgs,
+  craneLib,
+  root,
+}: let
+  inherit (pkgs) lib;
+  cargoToml = builtins.fromTOML (builtins.readFile (root + "/Cargo.toml"));
+  version = cargoToml.workspace.package.version;
+  # "crates/memory" -> "memory"; the shared runtime is a library, not a package.
+  roles =
+    lib.filter (r: r != "service")
+    (map (m: lib.removePrefix "crates/" m) cargoToml.workspace.members);
+  binName = role:
+    if role == "cli"
+    then "barnabee"
+    else "barnabee-${role}";
+
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/Cargo.toml")
+      (root + "/Cargo.lock")
+      (craneLib.fileset.commonCargoSources (root + "/crates"))
+    ];
+  };
+  common = {
+    inherit src version;
+    pname = "barnabee";
+    strictDeps = true;
+    nativeBuildInputs = [pkgs.pkg-config pkgs.cmake pkgs.perl];
+    buildInputs = [pkgs.alsa-lib]; # cpal (barnabee-voice)
+    cargoExtraArgs = "--locked --workspace";
+  };
+  cargoArtifacts = craneLib.buildDepsOnly common;
+  workspace = craneLib.buildPackage (common
+    // {
+      inherit cargoArtifacts;
+      doCheck = false; # nextest runs as its own check
+      # checks/default.nix reuses the same source and dependency build for clippy/nextest.
+      passthru = {inherit common cargoArtifacts;};
+    });
+
+  unitDir = role:
+    if builtins.pathExists (root + "/crates/${role}/systemd")
+    then root + "/crates/${role}/systemd"
+    else if builtins.pathExists (root + "/nixos-modules/units/${role}")
+    then root + "/nixos-modules/units/${role}"
+    else null;
+
+  mkRole = role: let
+    bin = binName role;
+    units = unitDir role;
+  in
+    pkgs.runCommand "${bin}-${version}" {
+      meta = {
+        mainProgram = bin;
+        description = "Barnabee ${role}";
+        license = lib.licenses.agpl3Plus;
+        platforms = lib.platforms.linux;
+      };
+      passthru = {inherit workspace;};
+    } ''
+      install -Dm755 ${workspace}/bin/${bin} $out/bin/${bin}
+      ${lib.optionalString (units != null) ''
+        mkdir -p $out/lib/systemd/system
+        for unit in ${units}/*.service; do
+          substitute "$unit" "$out/lib/systemd/system/$(basename "$unit")" \
+            --replace-fail @bindir@ "$out/bin"
+        done
+      ''}
+    '';
+
+  rolePackages = lib.listToAttrs (map (role: {
+      name = binName role;
+      value = mkRole role;
+    })
+    roles);
+in
+  rolePackages
+  // {
+    barnabee-workspace = workspace;
+    barnabee-all = pkgs.symlinkJoin {
+      name = "barnabee-all-${version}";
+      paths = lib.attrValues rolePackages;
+    };
+  }

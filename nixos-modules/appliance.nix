@@ -1,0 +1,160 @@
+# The appliance base profile shared by both hosts (nixosModules.appliance): boot loader with
+# generations and boot counting, the journal, PID 1's hardware watchdog, SSH with keys only,
+# garbage collection, monitoring files. Daemons are enabled by the roles, not here.
+{
+  config,
+  lib,
+  options,
+  ...
+}: let
+  inherit (lib) mkOption mkDefault types;
+  cfg = config.barnabee;
+  # Options that only exist on the 26.11 line (see docs/nixos.md): use them when the pinned
+  # nixpkgs declares them, fall back otherwise, so the flake evaluates on either channel.
+  hasBootCounting = lib.hasAttrByPath ["boot" "loader" "systemd-boot" "bootCounting"] options;
+  hasJournaldSettings = lib.hasAttrByPath ["services" "journald" "settings"] options;
+in {
+  options.barnabee = {
+    operatorKeys = mkOption {
+      type = types.listOf types.str;
+      default = [];
+      example = ["ssh-ed25519 AAAAC3Nza... operator@laptop"];
+      description = "SSH public keys allowed to log in as root (deploys use `--target-host root@<host>`).";
+    };
+    bootCounting = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          systemd-boot boot counting: a new generation gets `tries` boots to reach
+          boot-complete.target (which requires barnabee-health-gate.service), else systemd-boot
+          falls back to the previous generation. Only where the pinned nixpkgs has
+          boot.loader.systemd-boot.bootCounting (26.11 line).
+        '';
+      };
+      tries = mkOption {
+        type = types.ints.positive;
+        default = 3;
+        description = "Boot attempts of a new generation before it is marked bad.";
+      };
+    };
+    monitoring.enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Load the Barnabee alert rules into services.prometheus.ruleFiles, scrape the enabled
+        daemons, and provision the Grafana dashboard (when Prometheus / Grafana are enabled on
+        this host). The files are installed under /etc/barnabee/monitoring/ either way.
+      '';
+    };
+  };
+
+  config = lib.mkMerge [
+    {
+      assertions = [
+        {
+          assertion = cfg.operatorKeys != [];
+          message = "barnabee.operatorKeys is empty: set it to the operators' SSH public keys (password login is off, so nobody could log in).";
+        }
+      ];
+
+      # Boot: systemd-boot, bounded generations, no NVRAM writes (the image boots from the
+      # removable fallback path on any machine of the class).
+      boot.loader.systemd-boot.enable = true;
+      boot.loader.systemd-boot.configurationLimit = mkDefault 10;
+      boot.loader.systemd-boot.editor = false;
+      boot.loader.efi.canTouchEfiVariables = mkDefault false;
+      boot.loader.timeout = mkDefault 3;
+
+      # A headless appliance keeps booting and stays reachable.
+      systemd.enableEmergencyMode = false;
+      # PID 1 pets the hardware watchdog; a hung kernel or PID 1 resets the machine.
+      systemd.settings.Manager = {
+        RuntimeWatchdogSec = mkDefault "15s";
+        RebootWatchdogSec = mkDefault "30s";
+      };
+
+      services.openssh = {
+        enable = true;
+        settings = {
+          PasswordAuthentication = false;
+          KbdInteractiveAuthentication = false;
+          PermitRootLogin = "prohibit-password";
+        };
+      };
+      users.mutableUsers = false;
+      users.users.root.openssh.authorizedKeys.keys = cfg.operatorKeys;
+      networking.firewall.enable = true;
+
+      nix.gc = {
+        automatic = true;
+        dates = "weekly";
+        options = "--delete-older-than 30d";
+      };
+      nix.settings.auto-optimise-store = true;
+      documentation.nixos.enable = mkDefault false;
+
+      environment.etc."barnabee/monitoring/alerts.yml".source = ./monitoring/alerts.yml;
+      environment.etc."barnabee/monitoring/grafana-dashboard.json".source = ./monitoring/grafana-dashboard.json;
+    }
+
+    (
+      if hasJournaldSettings
+      then {
+        services.journald.settings.Journal = {
+          Storage = "persistent";
+          SystemMaxUse = "1G";
+          SystemKeepFree = "2G";
+          MaxRetentionSec = "1month";
+          RateLimitIntervalSec = "30s";
+          RateLimitBurst = 10000;
+        };
+      }
+      else {
+        services.journald.storage = "persistent";
+        services.journald.rateLimitInterval = "30s";
+        services.journald.rateLimitBurst = 10000;
+        services.journald.extraConfig = ''
+          SystemMaxUse=1G
+          SystemKeepFree=2G
+          MaxRetentionSec=1month
+        '';
+      }
+    )
+
+    (
+      if hasBootCounting
+      then {
+        boot.loader.systemd-boot.bootCounting = {
+          inherit (cfg.bootCounting) enable tries;
+        };
+      }
+      else {}
+    )
+
+    (lib.mkIf cfg.monitoring.enable {
+      services.prometheus.ruleFiles = [./monitoring/alerts.yml];
+      services.prometheus.scrapeConfigs =
+        map (role: {
+          job_name = "barnabee-${role}";
+          static_configs = [
+            {
+              targets = [
+                (builtins.replaceStrings ["0.0.0.0:" "[::]:"] ["127.0.0.1:" "[::1]:"]
+                  config.services.barnabee.${role}.settings.service.listen)
+              ];
+            }
+          ];
+        })
+        (lib.filter (role: config.services.barnabee.${role}.enable)
+          ["memory" "agents" "voice" "inference" "watchdog"]);
+      services.grafana.provision.dashboards.settings.providers = [
+        {
+          name = "barnabee";
+          type = "file";
+          options.path = ./monitoring/grafana-dashboard.json;
+        }
+      ];
+    })
+  ];
+}

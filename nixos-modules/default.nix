@@ -1,0 +1,12 @@
+# Every Barnabee module; imports only, enables nothing (nixosModules.default).
+# The daemon packages come from the flake's overlay (pkgs.barnabee-<role>): hosts add
+# `nixpkgs.overlays = [ self.overlays.default ]`, tests build their pkgs with it.
+{
+  imports = [
+    ./memory.nix
+    ./agents.nix
+    ./voice.nix
+    ./inference.nix
+    ./watchdog.nix
+  ];
+}

@@ -1,0 +1,75 @@
+# services.barnabee.inference: the ONNX model server (HTTP 7704, Wyoming 10300), NVML monitor.
+#
+# GPU (beast): `gpu.enable` opens exactly the NVIDIA character devices under
+# DevicePolicy=closed (the pattern of nixpkgs' ollama module; char-nvidia-frontend per
+# nixpkgs PR #331125), keeps ProcSubset=all (NVML and CUDA read /proc/driver/nvidia) and turns
+# MemoryDenyWriteExecute off (CUDA JIT-compiles PTX). If CUDA fails under the sandbox: look
+# for "devices cgroup" denials in `journalctl -k`, compare `grep nvidia /proc/devices` with the
+# list below.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}: let
+  blib = import ./lib.nix {inherit lib;};
+  models = import ./models.nix {inherit lib;};
+  inherit (lib) mkOption types;
+  cfg = config.services.barnabee.inference;
+in {
+  imports = [
+    (blib.mkDaemon {
+      role = "inference";
+      port = 7704;
+      description = "the Barnabee inference daemon";
+      extraOptions = {
+        onnxruntime = lib.mkPackageOption pkgs "onnxruntime" {
+          extraDescription = "The beast role sets a CUDA build (`onnxruntime.override { cudaSupport = true; }`) when the GPU is on.";
+        };
+        models = models.option "inference";
+        gpu.enable = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Give the daemon the NVIDIA devices (and nothing else). Off: CPU only, NVML absent (degraded /health).";
+        };
+        wyomingPort = mkOption {
+          type = types.port;
+          default = 10300;
+          description = "Port of the Wyoming server (opened in the firewall with openFirewall).";
+        };
+        openFirewall = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Open the HTTP port and the Wyoming port (the beelink reaches the beast over the LAN).";
+        };
+      };
+      extraConfig = cfg: {
+        assertions = models.assertions "inference" cfg.models;
+        services.barnabee.inference.settings.models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
+        networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
+          (lib.toInt (lib.last (lib.splitString ":" cfg.settings.service.listen)))
+          cfg.wyomingPort
+        ];
+        systemd.services.barnabee-inference = {
+          environment.ORT_DYLIB_PATH = "${cfg.onnxruntime}/lib/libonnxruntime.so";
+          serviceConfig = lib.mkIf cfg.gpu.enable {
+            PrivateDevices = false;
+            DevicePolicy = "closed";
+            DeviceAllow = [
+              "char-nvidiactl rw"
+              "char-nvidia-caps rw"
+              "char-nvidia-frontend rw"
+              "char-nvidia-uvm rw"
+            ];
+            ProcSubset = "all";
+            MemoryDenyWriteExecute = false;
+            # A user namespace hides the device nodes' owners; keep the real ids for the GPU.
+            PrivateUsers = false;
+            SupplementaryGroups = ["video" "render"];
+          };
+        };
+      };
+    })
+  ];
+
+}

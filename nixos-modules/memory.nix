@@ -1,0 +1,148 @@
+# services.barnabee.memory: the long-term memory daemon (SQLite + embedded replication).
+{
+  config,
+  lib,
+  ...
+}: let
+  blib = import ./lib.nix {inherit lib;};
+  inherit (lib) mkOption types;
+  cfg = config.services.barnabee.memory;
+  repl = cfg.settings.replication;
+in {
+  imports = [
+    (blib.mkDaemon {
+      role = "memory";
+      port = 7701;
+      description = "the Barnabee memory daemon";
+      settingsOptions = {
+        database = mkOption {
+          default = {};
+          description = "The [database] section.";
+          type = types.submodule {
+            freeformType = types.attrsOf types.anything;
+            options.path = mkOption {
+              type = types.strMatching "/.*";
+              default = "/var/lib/barnabee-memory/memory.db";
+              description = "The SQLite file (inside the unit's StateDirectory).";
+            };
+          };
+        };
+        replication = mkOption {
+          default = null;
+          description = ''
+            The [replication] section: one replica shaped like a litestream.yml `replicas:`
+            entry. null: no replication (the section is left out of the file).
+          '';
+          type = types.nullOr (types.submodule {
+            freeformType = types.attrsOf types.anything;
+            options = {
+              type = mkOption {
+                type = types.enum ["s3" "file"];
+                description = "Replica kind.";
+              };
+              url = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                example = "s3://barnabee/memory";
+                description = "Alternative to type/bucket/path.";
+              };
+              bucket = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                description = "S3 bucket.";
+              };
+              path = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                description = "S3 key prefix, or the replica directory for type = file.";
+              };
+              endpoint = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                example = "https://s3.eu-central-003.backblazeb2.com";
+                description = "S3 endpoint (Garage, B2, MinIO); null: AWS.";
+              };
+              region = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                description = "S3 region.";
+              };
+              force_path_style = mkOption {
+                type = types.bool;
+                default = false;
+                description = "Path-style addressing (Garage, MinIO).";
+              };
+              access_key_id = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                description = "S3 access key id (not secret; the secret key is a credential).";
+              };
+              secret_access_key_file = mkOption {
+                type = types.nullOr types.str;
+                default = null;
+                description = ''
+                  Credential name (relative: $CREDENTIALS_DIRECTORY) of the S3 secret key. Set
+                  automatically when `replication.secretAccessKeyFile` is given.
+                '';
+              };
+              sync_interval = mkOption {
+                type = types.either types.ints.positive types.float;
+                default = 1;
+                description = "Seconds between WAL shipments.";
+              };
+            };
+          });
+        };
+      };
+      extraOptions = {
+        replication.secretAccessKeyFile = mkOption {
+          type = types.nullOr blib.pathNotInStore;
+          default = null;
+          example = "/run/secrets/s3-secret-access-key";
+          description = ''
+            File with the S3 secret access key (e.g. a sops-nix secret). Passed as the
+            credential `s3-secret-access-key` and named in `[replication] secret_access_key_file`.
+          '';
+        };
+        preSwitchCheck = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Refuse `switch-to-configuration` into a generation whose barnabee-memory cannot
+            read the on-disk database (`barnabee-memory check-compat --db ...`). Each
+            generation carries its own check, so an older generation refuses an unsafe downgrade.
+            Override once with NIXOS_NO_CHECK=1.
+          '';
+        };
+      };
+      extraConfig = cfg: {
+        assertions = lib.optionals (repl != null && repl.type == "s3") [
+          {
+            assertion = repl.url != null || repl.bucket != null;
+            message = "services.barnabee.memory.settings.replication: an S3 replica needs `bucket` (or `url = \"s3://bucket/path\"`).";
+          }
+          {
+            assertion = repl.access_key_id != null;
+            message = "services.barnabee.memory.settings.replication.access_key_id is not set: give the S3 access key id (the secret half goes in services.barnabee.memory.replication.secretAccessKeyFile).";
+          }
+          {
+            assertion = cfg.replication.secretAccessKeyFile != null || repl.secret_access_key_file != null;
+            message = "services.barnabee.memory.replication.secretAccessKeyFile is not set: point it at the S3 secret key file (e.g. config.sops.secrets.\"s3/secret_access_key\".path).";
+          }
+        ];
+        services.barnabee.memory = lib.mkIf (cfg.replication.secretAccessKeyFile != null) {
+          credentials.s3-secret-access-key = cfg.replication.secretAccessKeyFile;
+          settings.replication.secret_access_key_file = lib.mkDefault "s3-secret-access-key";
+        };
+        system.preSwitchChecks = lib.mkIf cfg.preSwitchCheck {
+          barnabee-memory-schema = ''
+            db=${lib.escapeShellArg cfg.settings.database.path}
+            if [ -e "$db" ]; then
+              ${lib.getExe' cfg.package "barnabee-memory"} check-compat --db "$db"
+            fi
+          '';
+        };
+      };
+    })
+  ];
+}
