@@ -1,0 +1,54 @@
+//! The watchdog's own HTTP API (next to `/health` and `/metrics`):
+//! `GET /v1/incidents?since_ms=<epoch ms>&limit=<n>` → `{"incidents": [Record, ...]}`,
+//! newest first; what `barnabee incident collect` puts into the bundle.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::incident::{IncidentLog, Record};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentQuery {
+    /// Only records at or after this time (milliseconds since the epoch).
+    #[serde(default)]
+    pub since_ms: i64,
+    /// At most this many (default 100, at most 1000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IncidentList {
+    pub incidents: Vec<Record>,
+}
+
+pub fn routes(log: Arc<IncidentLog>) -> Router {
+    Router::new()
+        .route("/v1/incidents", get(list))
+        .with_state(log)
+}
+
+async fn list(State(log): State<Arc<IncidentLog>>, Query(q): Query<IncidentQuery>) -> Response {
+    match log.list(q.since_ms, q.limit.min(1000)) {
+        Ok(incidents) => Json(IncidentList { incidents }).into_response(),
+        Err(err) => {
+            log::error!("GET /v1/incidents: {err}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "incident log unavailable",
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! barnabee-watchdog: supervises the Barnabee units through systemd's D-Bus API, probes each
+//! daemon's `/health`, restarts with backoff behind a circuit breaker, watches the host (disk,
+//! memory, load, GPU), records incidents (journald fields + SQLite + metrics), and gates
+//! upgrades: `gate` waits for every unit to be healthy and rolls the system back if not.
+//!
+//! Layer: a daemon on top of barnabee-service; it talks to the other daemons only over HTTP.
+
+pub mod api;
+pub mod config;
+pub mod gate;
+pub mod host;
+pub mod incident;
+pub mod policy;
+pub mod probe;
+pub mod supervisor;
+pub mod systemd;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use barnabee_service::{Check, Runtime};
+
+use crate::config::Config;
+use crate::host::{HostMetrics, HostMonitor};
+use crate::incident::{IncidentLog, IncidentLogError, Incidents};
+use crate::supervisor::{Supervisor, SupervisorMetrics};
+use crate::systemd::DbusSystemd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "no state directory: set state_dir in the config or run under systemd with StateDirectory="
+    )]
+    NoStateDir,
+    #[error(transparent)]
+    IncidentLog(#[from] IncidentLogError),
+    #[error(transparent)]
+    Serve(#[from] barnabee_service::ServeError),
+}
+
+/// How long a single D-Bus call may take before the connection counts as lost.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The systemd client the config asks for.
+pub fn systemd_client(cfg: &Config) -> DbusSystemd {
+    DbusSystemd::new(
+        cfg.bus_address.clone(),
+        CALL_TIMEOUT,
+        cfg.supervision.job_timeout,
+    )
+}
+
+/// Open the incident log in the configured state directory.
+pub fn open_incidents(cfg: &Config) -> Result<Incidents, RunError> {
+    let dir = cfg.state_dir().ok_or(RunError::NoStateDir)?;
+    Ok(Incidents::new(Arc::new(IncidentLog::open(&dir)?)))
+}
+
+/// The daemon: start-up, then serve until SIGTERM.
+pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
+    let incidents = open_incidents(&cfg)?;
+    incidents.register(rt.metrics());
+    let store = incidents.store().clone();
+    rt.health().probe("incident_log", move || {
+        let store = store.clone();
+        async move {
+            match store.ping() {
+                Ok(()) => Check::ok(store.path().display().to_string()),
+                Err(err) => Check::fail(err.to_string()),
+            }
+        }
+    });
+
+    let systemd = Arc::new(systemd_client(&cfg));
+    // Not critical: without the bus the watchdog still reports host figures and incidents.
+    let bus = rt
+        .health()
+        .component("systemd", Check::fail("not connected yet").non_critical());
+    match systemd.connect().await {
+        Ok(()) => bus.ok("connected"),
+        Err(err) => {
+            log::warn!("{err}; will retry");
+            bus.fail(err.to_string());
+        }
+    }
+
+    let sup_metrics = SupervisorMetrics::default();
+    sup_metrics.register(rt.metrics());
+    let http = probe::client();
+    let supervisor = Arc::new(Supervisor {
+        systemd,
+        cfg: cfg.supervision.clone(),
+        incidents: incidents.clone(),
+        metrics: sup_metrics,
+        bus,
+        http: http.clone(),
+    });
+    // A unit round may wait for a probe and for a restart job; beyond that it is stuck.
+    let unit_silence = cfg.supervision.interval * 2
+        + cfg.supervision.probe_timeout
+        + cfg.supervision.job_timeout
+        + CALL_TIMEOUT * 2;
+    for unit in &cfg.units {
+        let hb = rt.heartbeat(&format!("unit:{}", unit.name), unit_silence);
+        tokio::spawn(supervisor.clone().run_unit(unit.clone(), hb, rt.shutdown()));
+    }
+    let hb = rt.heartbeat("watch", cfg.supervision.interval * 2 + CALL_TIMEOUT * 2);
+    if !cfg.supervision.watch.is_empty() {
+        tokio::spawn(supervisor.clone().run_watch(hb, rt.shutdown()));
+    }
+
+    let host_metrics = HostMetrics::default();
+    host_metrics.register(rt.metrics());
+    let monitor = HostMonitor::new(
+        cfg.thresholds.clone(),
+        incidents.clone(),
+        host_metrics,
+        http,
+    );
+    let hb = rt.heartbeat(
+        "host",
+        cfg.thresholds.interval * 2 + Duration::from_secs(10),
+    );
+    tokio::spawn(monitor.run(hb, rt.shutdown()));
+
+    rt.status(&format!("supervising {} units", cfg.units.len()));
+    rt.serve(api::routes(incidents.store().clone())).await?;
+    Ok(())
+}

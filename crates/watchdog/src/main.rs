@@ -1,0 +1,100 @@
+//! `barnabee-watchdog --config PATH` (the daemon), `--check-config`, and
+//! `barnabee-watchdog gate --config PATH --timeout 5m [--dry-run]` (the health gate oneshot).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use barnabee_service::{Args, Runtime};
+use barnabee_watchdog::config::Config;
+use barnabee_watchdog::gate;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(flatten)]
+    args: Option<Args>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Wait until every configured unit is active and healthy; on timeout record a P1
+    /// incident and run the rollback command. Exit 0 healthy, 1 rolled back, 2 rollback failed.
+    Gate {
+        #[command(flatten)]
+        args: Args,
+        /// How long to wait (300s, 5m, 1h); default from [gate] timeout.
+        #[arg(long, value_parser = gate::parse_duration)]
+        timeout: Option<Duration>,
+        /// Print what would be done on failure instead of rolling back.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("barnabee-watchdog: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Some(Command::Gate {
+            args,
+            timeout,
+            dry_run,
+        }) => {
+            let cfg = Config::load(&args.config)?;
+            if args.check_config {
+                return Ok(ExitCode::SUCCESS);
+            }
+            barnabee_service::logging::init("barnabee-watchdog", &cfg.service.log)?;
+            let timeout = timeout.unwrap_or(cfg.gate.timeout);
+            runtime.block_on(async {
+                let incidents = match barnabee_watchdog::open_incidents(&cfg) {
+                    Ok(i) => Some(i),
+                    Err(err) => {
+                        log::warn!("incidents go to the journal only: {err}");
+                        None
+                    }
+                };
+                let systemd = barnabee_watchdog::systemd_client(&cfg);
+                let outcome =
+                    gate::run_gate(&systemd, &cfg, incidents.as_ref(), timeout, dry_run).await;
+                Ok(ExitCode::from(outcome.exit_code()))
+            })
+        }
+        None => {
+            let args = cli.args.context("--config is required")?;
+            let cfg = Config::load(&args.config)?;
+            if args.check_config {
+                return Ok(ExitCode::SUCCESS);
+            }
+            barnabee_service::logging::init("barnabee-watchdog", &cfg.service.log)?;
+            runtime.block_on(async {
+                let rt = Runtime::new("watchdog", &cfg.service);
+                barnabee_watchdog::run(cfg, rt).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

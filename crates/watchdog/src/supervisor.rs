@@ -1,0 +1,255 @@
+//! Supervision: one task per configured unit (read its state over D-Bus, probe its `/health`,
+//! apply the [`Policy`], restart through systemd) and one task for the watched globs
+//! (a unit that lands in `failed` is an incident).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use barnabee_service::health::Component;
+use barnabee_service::{Heartbeat, Shutdown};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::config::{Supervision, UnitConfig};
+use crate::incident::{Incident, Incidents, Severity};
+use crate::policy::{Decision, Observation, Policy};
+use crate::probe;
+use crate::systemd::{SystemdApi, UnitStatus};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnitLabel {
+    pub unit: String,
+}
+
+/// The supervisor's metrics.
+#[derive(Clone, Default)]
+pub struct SupervisorMetrics {
+    pub restarts: Family<UnitLabel, Counter>,
+    pub probe_failures: Family<UnitLabel, Counter>,
+    pub healthy: Family<UnitLabel, Gauge>,
+    pub n_restarts: Family<UnitLabel, Gauge>,
+}
+
+impl SupervisorMetrics {
+    pub fn register(&self, metrics: &barnabee_service::metrics::Metrics) {
+        metrics.register(
+            "barnabee_watchdog_restarts",
+            "Restarts the watchdog issued, by unit",
+            self.restarts.clone(),
+        );
+        metrics.register(
+            "barnabee_watchdog_probe_failures",
+            "Failed /health probes, by unit",
+            self.probe_failures.clone(),
+        );
+        metrics.register(
+            "barnabee_watchdog_unit_healthy",
+            "1 when the unit is active and its /health answers 2xx",
+            self.healthy.clone(),
+        );
+        metrics.register(
+            "barnabee_watchdog_unit_nrestarts",
+            "systemd's NRestarts of the unit",
+            self.n_restarts.clone(),
+        );
+    }
+}
+
+/// Everything a unit task needs.
+pub struct Supervisor<S> {
+    pub systemd: Arc<S>,
+    pub cfg: Supervision,
+    pub incidents: Incidents,
+    pub metrics: SupervisorMetrics,
+    /// `/health` component "systemd": whether the last D-Bus call worked.
+    pub bus: Component,
+    pub http: reqwest::Client,
+}
+
+/// Classify a unit from its systemd state and, when active, its probe.
+pub async fn observe(
+    status: &UnitStatus,
+    unit: &UnitConfig,
+    http: &reqwest::Client,
+    probe_timeout: Duration,
+) -> Observation {
+    match status.active_state.as_str() {
+        "active" => match &unit.health_url {
+            None => Observation::Healthy,
+            Some(url) => match probe::probe(http, url, probe_timeout).await {
+                Ok(()) => Observation::Healthy,
+                Err(reason) => Observation::Unhealthy(reason),
+            },
+        },
+        "activating" | "deactivating" | "reloading" | "refreshing" => Observation::Transitioning,
+        other => Observation::Unhealthy(match status.exec_main_status {
+            Some(code) if code != 0 => format!(
+                "ActiveState={other} SubState={} (exit status {code})",
+                status.sub_state
+            ),
+            _ => format!("ActiveState={other} SubState={}", status.sub_state),
+        }),
+    }
+}
+
+impl<S: SystemdApi> Supervisor<S> {
+    /// Supervise one unit until shutdown. Beats `heartbeat` once per round.
+    pub async fn run_unit(
+        self: Arc<Self>,
+        unit: UnitConfig,
+        heartbeat: Heartbeat,
+        shutdown: Shutdown,
+    ) {
+        let label = UnitLabel {
+            unit: unit.name.clone(),
+        };
+        let mut policy = Policy::new(&self.cfg);
+        let mut ticker = tokio::time::interval(self.cfg.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = ticker.tick() => {}
+            }
+            heartbeat.beat();
+            let status = match self.systemd.unit_status(&unit.name).await {
+                Ok(status) => {
+                    self.bus.ok("connected");
+                    status
+                }
+                Err(err) => {
+                    self.bus.fail(err.to_string());
+                    log::warn!(unit = unit.name.as_str(); "cannot read the state of {}: {err}", unit.name);
+                    continue;
+                }
+            };
+            if let Some(n) = status.n_restarts {
+                self.metrics
+                    .n_restarts
+                    .get_or_create(&label)
+                    .set(i64::from(n));
+            }
+            let observation = observe(&status, &unit, &self.http, self.cfg.probe_timeout).await;
+            let healthy = observation == Observation::Healthy;
+            self.metrics
+                .healthy
+                .get_or_create(&label)
+                .set(i64::from(healthy));
+            if let Observation::Unhealthy(reason) = &observation {
+                self.metrics.probe_failures.get_or_create(&label).inc();
+                log::info!(unit = unit.name.as_str(); "{} unhealthy: {reason}", unit.name);
+            }
+            if !unit.restart {
+                continue;
+            }
+            match policy.observe(Instant::now(), observation) {
+                Decision::Nothing | Decision::Wait => {}
+                Decision::Restart { attempt, reason } => {
+                    self.restart(&unit.name, &status, attempt, &reason).await;
+                    self.metrics.restarts.get_or_create(&label).inc();
+                    // Let the new invocation start before probing it again.
+                    ticker.reset();
+                }
+                Decision::OpenBreaker { restarts, reason } => self.incidents.raise(Incident::new(
+                    Severity::P1,
+                    &unit.name,
+                    "circuit_breaker",
+                    "none",
+                    format!(
+                        "{} still unhealthy after {restarts} restarts within {:?} ({reason}); the watchdog stops restarting it until it is healthy again",
+                        unit.name, self.cfg.window
+                    ),
+                )),
+                Decision::Recovered => self.incidents.raise(Incident::new(
+                    Severity::P4,
+                    &unit.name,
+                    "recovered",
+                    "none",
+                    format!("{} is healthy again; circuit breaker closed", unit.name),
+                )),
+            }
+        }
+    }
+
+    async fn restart(&self, name: &str, status: &UnitStatus, attempt: u32, reason: &str) {
+        let active = status.active_state == "active";
+        let (verb, result) = if active {
+            ("restart", self.systemd.restart_unit(name).await)
+        } else {
+            ("start", self.systemd.start_unit(name).await)
+        };
+        let of = format!(
+            "{attempt} of {} within {:?}",
+            self.cfg.max_restarts, self.cfg.window
+        );
+        let incident = match result {
+            Ok(job) if job == "done" => Incident::new(
+                Severity::P2,
+                name,
+                "unhealthy",
+                verb,
+                format!("{name} unhealthy ({reason}); {verb} {of}: job done"),
+            ),
+            Ok(job) => Incident::new(
+                Severity::P2,
+                name,
+                "unhealthy",
+                &format!("{verb}_failed"),
+                format!("{name} unhealthy ({reason}); {verb} {of}: job result {job}"),
+            ),
+            Err(err) => {
+                self.bus.fail(err.to_string());
+                Incident::new(
+                    Severity::P2,
+                    name,
+                    "unhealthy",
+                    &format!("{verb}_failed"),
+                    format!("{name} unhealthy ({reason}); {verb} {of} failed: {err}"),
+                )
+            }
+        };
+        self.incidents.raise(incident);
+    }
+
+    /// Raise an incident when a unit matching the watched globs enters `failed`.
+    pub async fn run_watch(self: Arc<Self>, heartbeat: Heartbeat, shutdown: Shutdown) {
+        if self.cfg.watch.is_empty() {
+            return;
+        }
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let mut ticker = tokio::time::interval(self.cfg.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = ticker.tick() => {}
+            }
+            heartbeat.beat();
+            let units = match self.systemd.list_units(&self.cfg.watch).await {
+                Ok(units) => units,
+                Err(err) => {
+                    self.bus.fail(err.to_string());
+                    continue;
+                }
+            };
+            let now_failed: BTreeSet<String> = units
+                .iter()
+                .filter(|u| u.active_state == "failed")
+                .map(|u| u.name.clone())
+                .collect();
+            for name in now_failed.difference(&failed) {
+                self.incidents.raise(Incident::new(
+                    Severity::P2,
+                    name,
+                    "failed",
+                    "none",
+                    format!("{name} entered the failed state"),
+                ));
+            }
+            failed = now_failed;
+        }
+    }
+}
