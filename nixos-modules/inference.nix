@@ -7,7 +7,6 @@
 # for "devices cgroup" denials in `journalctl -k`, compare `grep nvidia /proc/devices` with the
 # list below.
 {
-  config,
   lib,
   pkgs,
   ...
@@ -15,7 +14,6 @@
   blib = import ./lib.nix {inherit lib;};
   models = import ./models.nix {inherit lib;};
   inherit (lib) mkOption types;
-  cfg = config.services.barnabee.inference;
 in {
   imports = [
     (blib.mkDaemon {
@@ -71,5 +69,4 @@ in {
       };
     })
   ];
-
 }

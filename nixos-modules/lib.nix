@@ -27,7 +27,7 @@
 
   serviceSettings = port:
     types.submodule {
-      freeformType = (lib.types.attrsOf lib.types.anything);
+      freeformType = lib.types.attrsOf lib.types.anything;
       options = {
         listen = mkOption {
           type = types.strMatching "[^ ]+:[0-9]+";

@@ -48,11 +48,10 @@ in {
       path =
         if m.file != null
         then "${m.file}"
-        else
-          "${pkgs.fetchurl {
-            inherit (m) url sha256;
-            name = "barnabee-model-${name}.onnx";
-          }}";
+        else "${pkgs.fetchurl {
+          inherit (m) url sha256;
+          name = "barnabee-model-${name}.onnx";
+        }}";
       sha256 = m.sha256;
     }) (lib.filterAttrs (_: m: m.file != null || m.sha256 != null) models);
 }

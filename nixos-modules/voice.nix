@@ -1,13 +1,11 @@
 # services.barnabee.voice: microphone and speaker, wake word + VAD, the voice pipeline.
 {
-  config,
   lib,
   pkgs,
   ...
 }: let
   blib = import ./lib.nix {inherit lib;};
   models = import ./models.nix {inherit lib;};
-  cfg = config.services.barnabee.voice;
 in {
   imports = [
     (blib.mkDaemon {
@@ -27,5 +25,4 @@ in {
       };
     })
   ];
-
 }

@@ -15,7 +15,6 @@
 }: let
   blib = import ./lib.nix {inherit lib;};
   inherit (lib) mkOption types;
-  cfg = config.services.barnabee.watchdog;
   daemons = ["memory" "agents" "voice" "inference"];
   enabled = lib.filter (r: config.services.barnabee.${r}.enable or false) daemons;
   # The daemons may listen on all addresses (beast); the watchdog probes them on loopback.

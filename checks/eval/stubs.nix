@@ -23,9 +23,9 @@ in {
     };
     runCommand = name: _env: script: builtins.toFile name script;
     fetchurl = {
-      url,
       sha256,
       name ? "download",
+      ...
     }: "/nix/store/${builtins.substring 0 32 sha256}-${name}";
     coreutils = pkg "coreutils";
     onnxruntime = pkg "onnxruntime";

@@ -12,12 +12,14 @@
     (lib.evalModules {
       specialArgs = {inherit (stubs) pkgs;};
       modules = [stubs.nixos ../../nixos-modules noCheck] ++ modules;
-    }).config;
+    })
+    .config;
   evalRole = role: modules:
     (lib.evalModules {
       specialArgs = {inherit (stubs) pkgs;};
       modules = [stubs.nixos ../../nixos-modules/roles/${role}.nix noCheck] ++ modules;
-    }).config;
+    })
+    .config;
   failed = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
   # A definition the module system must reject (type error) throws: tryEval catches it.
   rejects = value: !(builtins.tryEval (builtins.deepSeq value value)).success;
@@ -143,32 +145,55 @@ in [
   }
   {
     name = "credentials: a store path is refused (secrets never in the store)";
-    expr = rejects (eval [
-      {
-        services.barnabee.memory.enable = true;
-        services.barnabee.memory.credentials.x = "/nix/store/aaaa-secret";
-      }
-    ]).services.barnabee.memory.credentials;
+    expr =
+      rejects
+      (eval [
+        {
+          services.barnabee.memory.enable = true;
+          services.barnabee.memory.credentials.x = "/nix/store/aaaa-secret";
+        }
+      ])
+      .services
+      .barnabee
+      .memory
+      .credentials;
     expected = true;
   }
   {
     name = "settings: listen must be host:port";
-    expr = rejects (eval [
-      {
-        services.barnabee.memory.enable = true;
-        services.barnabee.memory.settings.service.listen = 5;
-      }
-    ]).services.barnabee.memory.settings.service.listen;
+    expr =
+      rejects
+      (eval [
+        {
+          services.barnabee.memory.enable = true;
+          services.barnabee.memory.settings.service.listen = 5;
+        }
+      ])
+      .services
+      .barnabee
+      .memory
+      .settings
+      .service
+      .listen;
     expected = true;
   }
   {
     name = "settings: log target is auto|journald|stderr";
-    expr = rejects (eval [
-      {
-        services.barnabee.agents.enable = true;
-        services.barnabee.agents.settings.service.log.target = "syslog";
-      }
-    ]).services.barnabee.agents.settings.service.log.target;
+    expr =
+      rejects
+      (eval [
+        {
+          services.barnabee.agents.enable = true;
+          services.barnabee.agents.settings.service.log.target = "syslog";
+        }
+      ])
+      .services
+      .barnabee
+      .agents
+      .settings
+      .service
+      .log
+      .target;
     expected = true;
   }
   {
