@@ -1,0 +1,177 @@
+//! barnabee-memory: the family's long-term memory (daemon layer; depends on barnabee-service).
+//!
+//! SQLite (WAL, foreign keys, FTS5) behind a JSON HTTP API on loopback: memories with
+//! full-text, vector and hybrid search, conversations and their turns, speaker profiles, an
+//! audit log. The schema carries a compatibility contract (`schema`, `migrations`) so upgrades
+//! snapshot first and rollbacks either work or refuse without writing.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod import;
+pub mod maintenance;
+pub mod migrations;
+pub mod model;
+pub mod replication;
+pub mod schema;
+pub mod search;
+pub mod store;
+pub mod time;
+pub mod vector;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use barnabee_service::{Check, Runtime};
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::config::Config;
+use crate::replication::Replication;
+use crate::schema::OpenOptions;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Path(#[from] config::PathError),
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    #[error(transparent)]
+    Replication(#[from] replication::ReplicationError),
+    #[error(transparent)]
+    Serve(#[from] barnabee_service::ServeError),
+    #[error("start-up task failed: {0}")]
+    Join(String),
+}
+
+/// Connection options from the config.
+pub fn open_options(cfg: &Config, db: &std::path::Path) -> OpenOptions {
+    OpenOptions {
+        snapshot_dir: cfg.database.resolved_snapshot_dir(db),
+        busy_timeout: cfg.database.busy_timeout,
+        synchronous: cfg.database.synchronous,
+        replication_owns_checkpoints: cfg.replication.is_some(),
+    }
+}
+
+/// Open (create, migrate) the store the config names.
+pub fn open_store(cfg: &Config) -> Result<Store, RunError> {
+    let db = cfg.database.resolved_path()?;
+    Ok(Store::open(
+        &db,
+        migrations::all(),
+        &open_options(cfg, &db),
+        cfg.database.readers,
+        cfg.search.embedding_dimensions,
+    )?)
+}
+
+/// The daemon: open and migrate the database, start replication and maintenance, serve.
+/// READY=1 is sent only once all of that is done.
+pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
+    let cfg = Arc::new(cfg);
+    rt.status("opening database");
+    // Migrations and snapshots of a large database can take a while.
+    rt.extend_timeout(Duration::from_secs(300));
+    let c = cfg.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&c))
+        .await
+        .map_err(|e| RunError::Join(e.to_string()))??;
+    let opened = store.opened().clone();
+    log::info!(event = "database_open", schema_version = opened.to; "database {} open: schema {} -> {} (min reader {}){}", store.path().display(), opened.from, opened.to, opened.min_reader, opened.snapshot.as_ref().map(|s| format!(", snapshot {}", s.display())).unwrap_or_default());
+    let store = Arc::new(store);
+
+    let replication = Replication::start(cfg.replication.as_ref(), store.path())?;
+
+    let health = rt.health().clone();
+    let replication_check = replication.check();
+    health.component("replication", replication_check);
+    health.component(
+        "embeddings",
+        match &cfg.embeddings {
+            None => Check::fail("not configured (FTS only)").non_critical(),
+            Some(e) => Check::ok(format!(
+                "model {} at {}; vectors are caller-supplied in this build",
+                e.model, e.url
+            ))
+            .non_critical(),
+        },
+    );
+    let s = store.clone();
+    health.probe("database", move || {
+        let s = s.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || s.ping()).await {
+                Ok(Ok(())) => Check::ok("SELECT 1 ok"),
+                Ok(Err(e)) => Check::fail(e.to_string()),
+                Err(e) => Check::fail(e.to_string()),
+            }
+        }
+    });
+    let maintenance_health = health.component(
+        "maintenance",
+        Check::ok("waiting for first pass").non_critical(),
+    );
+
+    let metrics = rt.metrics();
+    let retrieval = api::retrieval_histogram();
+    metrics.register(
+        "barnabee_memory_retrieval_latency_ms",
+        "Latency of /v1/search and turn search, milliseconds",
+        retrieval.clone(),
+    );
+    metrics.register(
+        "barnabee_memory_sqlite_query_latency_ms",
+        "Latency of SQLite work by operation, milliseconds",
+        store.query_latency(),
+    );
+    let gauges = maintenance::Gauges {
+        db_bytes: Gauge::default(),
+        memories: Gauge::default(),
+    };
+    metrics.register(
+        "barnabee_memory_db_size_bytes",
+        "Database file plus WAL, bytes",
+        gauges.db_bytes.clone(),
+    );
+    metrics.register(
+        "barnabee_memory_memories",
+        "Memories stored",
+        gauges.memories.clone(),
+    );
+    let schema_gauge = Gauge::<i64>::default();
+    schema_gauge.set(i64::from(opened.to));
+    metrics.register(
+        "barnabee_memory_schema_version",
+        "Schema version of the open database",
+        schema_gauge,
+    );
+    gauges.refresh(&store);
+
+    let heartbeat = rt.heartbeat(
+        "maintenance",
+        (cfg.maintenance.tick * 4).max(Duration::from_secs(120)),
+    );
+    let worker = tokio::spawn(maintenance::run(
+        store.clone(),
+        cfg.maintenance.clone(),
+        heartbeat,
+        maintenance_health,
+        gauges,
+        rt.shutdown(),
+    ));
+
+    let state = api::AppState {
+        store: store.clone(),
+        config: cfg.clone(),
+        health,
+        retrieval_latency: retrieval,
+    };
+    let shutdown = rt.shutdown();
+    let served = rt.serve(api::router(state)).await;
+    shutdown.trigger();
+    let _ = worker.await;
+    replication.shutdown().await;
+    served?;
+    Ok(())
+}

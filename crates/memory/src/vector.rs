@@ -1,0 +1,305 @@
+//! Brute-force cosine search over every stored embedding, kept in memory.
+//!
+//! Vectors are normalised once on insert, so similarity is a dot product. The dot product runs
+//! eight independent accumulators over contiguous `f32`s, which the compiler turns into SIMD
+//! lanes without `unsafe` or target-specific code. 100k x 384 dims is ~150 MB and a scan of a
+//! few milliseconds; the filter (owner/visibility/type/time) is checked before the dot product.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::model::{MemoryType, Visibility};
+
+/// The metadata a vector search filters on, mirrored from the `memories` row.
+#[derive(Debug, Clone)]
+pub struct VecMeta {
+    pub owner: String,
+    pub visibility: Visibility,
+    pub memory_type: MemoryType,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    owner: u32,
+    private: bool,
+    memory_type: MemoryType,
+    created_at: i64,
+    expires_at: i64,
+}
+
+/// The compiled filter of one search.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub requester: String,
+    pub owner: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub memory_types: Option<Vec<MemoryType>>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Memories with `expires_at <= now` are hidden.
+    pub now: i64,
+}
+
+#[derive(Default)]
+pub struct VectorIndex {
+    dims: usize,
+    ids: Vec<i64>,
+    slots: Vec<Slot>,
+    data: Vec<f32>,
+    pos: HashMap<i64, usize>,
+    owners: HashMap<String, u32>,
+}
+
+impl VectorIndex {
+    pub fn new(dims: usize) -> Self {
+        Self {
+            dims,
+            ..Self::default()
+        }
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn intern(&mut self, owner: &str) -> u32 {
+        let next = u32::try_from(self.owners.len()).unwrap_or(u32::MAX);
+        *self.owners.entry(owner.to_owned()).or_insert(next)
+    }
+
+    /// Insert or replace `id`. Vectors of the wrong length or zero norm are ignored (the API
+    /// validates before storing, so this only guards rows written by other tools).
+    pub fn upsert(&mut self, id: i64, vector: &[f32], meta: &VecMeta) -> bool {
+        if vector.len() != self.dims {
+            self.remove(id);
+            return false;
+        }
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            self.remove(id);
+            return false;
+        }
+        let slot = Slot {
+            owner: self.intern(&meta.owner),
+            private: meta.visibility == Visibility::Private,
+            memory_type: meta.memory_type,
+            created_at: meta.created_at,
+            expires_at: meta.expires_at.unwrap_or(i64::MAX),
+        };
+        let normalised = vector.iter().map(|x| x / norm);
+        match self.pos.get(&id) {
+            Some(&i) => {
+                let dst = &mut self.data[i * self.dims..(i + 1) * self.dims];
+                for (d, s) in dst.iter_mut().zip(normalised) {
+                    *d = s;
+                }
+                self.slots[i] = slot;
+            }
+            None => {
+                self.pos.insert(id, self.ids.len());
+                self.ids.push(id);
+                self.slots.push(slot);
+                self.data.extend(normalised);
+            }
+        }
+        true
+    }
+
+    /// Update only the filter metadata (visibility, type, expiry changed; vector unchanged).
+    pub fn update_meta(&mut self, id: i64, meta: &VecMeta) {
+        if let Some(&i) = self.pos.get(&id) {
+            let owner = self.intern(&meta.owner);
+            self.slots[i] = Slot {
+                owner,
+                private: meta.visibility == Visibility::Private,
+                memory_type: meta.memory_type,
+                created_at: meta.created_at,
+                expires_at: meta.expires_at.unwrap_or(i64::MAX),
+            };
+        }
+    }
+
+    pub fn remove(&mut self, id: i64) {
+        let Some(i) = self.pos.remove(&id) else {
+            return;
+        };
+        let last = self.ids.len() - 1;
+        if i != last {
+            let moved = self.ids[last];
+            self.ids.swap(i, last);
+            self.slots.swap(i, last);
+            let (head, tail) = self.data.split_at_mut(last * self.dims);
+            head[i * self.dims..(i + 1) * self.dims].copy_from_slice(&tail[..self.dims]);
+            self.pos.insert(moved, i);
+        }
+        self.ids.pop();
+        self.slots.pop();
+        self.data.truncate(last * self.dims);
+    }
+
+    /// The `k` most similar memories passing `filter`, best first, as (id, cosine).
+    pub fn search(&self, query: &[f32], filter: &Filter, k: usize) -> Vec<(i64, f32)> {
+        if query.len() != self.dims || k == 0 {
+            return Vec::new();
+        }
+        let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            return Vec::new();
+        }
+        let q: Vec<f32> = query.iter().map(|x| x / norm).collect();
+        // An owner nobody has stored a vector for matches nothing; the requester may be unknown.
+        let requester = self.owners.get(&filter.requester).copied();
+        let owner = match &filter.owner {
+            Some(o) => match self.owners.get(o) {
+                Some(&id) => Some(id),
+                None => return Vec::new(),
+            },
+            None => None,
+        };
+        let want_private = filter.visibility.map(|v| v == Visibility::Private);
+        let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.private && Some(slot.owner) != requester {
+                continue;
+            }
+            if owner.is_some_and(|o| o != slot.owner)
+                || want_private.is_some_and(|p| p != slot.private)
+                || slot.expires_at <= filter.now
+                || filter.since.is_some_and(|s| slot.created_at < s)
+                || filter.until.is_some_and(|u| slot.created_at >= u)
+                || filter
+                    .memory_types
+                    .as_ref()
+                    .is_some_and(|ts| !ts.contains(&slot.memory_type))
+            {
+                continue;
+            }
+            let score = dot(&q, &self.data[i * self.dims..(i + 1) * self.dims]);
+            if heap.len() < k {
+                heap.push(Scored(score, self.ids[i]));
+            } else if heap.peek().is_some_and(|worst| score > worst.0) {
+                heap.pop();
+                heap.push(Scored(score, self.ids[i]));
+            }
+        }
+        let mut out: Vec<(i64, f32)> = heap.into_iter().map(|s| (s.1, s.0)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
+/// Min-heap entry by score (the heap's top is the worst kept so far).
+#[derive(Debug, Clone, Copy)]
+struct Scored(f32, i64);
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// Dot product with eight independent accumulators (vectorises on any x86-64/aarch64).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += x * y;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn meta(owner: &str, vis: Visibility) -> VecMeta {
+        VecMeta {
+            owner: owner.into(),
+            visibility: vis,
+            memory_type: MemoryType::Fact,
+            created_at: 10,
+            expires_at: None,
+        }
+    }
+
+    fn filter(requester: &str) -> Filter {
+        Filter {
+            requester: requester.into(),
+            owner: None,
+            visibility: None,
+            memory_types: None,
+            since: None,
+            until: None,
+            now: 100,
+        }
+    }
+
+    #[test]
+    fn nearest_first_and_private_of_others_hidden() {
+        let mut idx = VectorIndex::new(3);
+        idx.upsert(1, &[1.0, 0.0, 0.0], &meta("alice", Visibility::Family));
+        idx.upsert(2, &[0.9, 0.1, 0.0], &meta("bob", Visibility::Private));
+        idx.upsert(3, &[0.0, 1.0, 0.0], &meta("alice", Visibility::Private));
+        let hits = idx.search(&[1.0, 0.0, 0.0], &filter("alice"), 10);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 3]);
+        let hits = idx.search(&[1.0, 0.0, 0.0], &filter("bob"), 10);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
+        let hits = idx.search(&[1.0, 0.0, 0.0], &filter("carol"), 10);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
+        assert!((hits[0].1 - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn remove_keeps_other_vectors_intact() {
+        let mut idx = VectorIndex::new(2);
+        for i in 0..5 {
+            idx.upsert(i, &[1.0, i as f32], &meta("a", Visibility::Family));
+        }
+        idx.remove(1);
+        idx.remove(4);
+        assert_eq!(idx.len(), 3);
+        let hits = idx.search(&[1.0, 3.0], &filter("a"), 1);
+        assert_eq!(hits[0].0, 3);
+        assert!((hits[0].1 - 1.0).abs() < 1e-6);
+        // wrong dimension: ignored
+        assert!(!idx.upsert(9, &[1.0], &meta("a", Visibility::Family)));
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..389).map(|i| (i as f32).sin()).collect();
+        let b: Vec<f32> = (0..389).map(|i| (i as f32).cos()).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}
