@@ -1,0 +1,155 @@
+//! Replica storage: a small trait and the concrete clients (file, S3, in-memory for tests).
+
+pub mod file;
+pub mod memory;
+pub mod s3;
+
+use std::future::Future;
+
+pub use file::FileClient;
+pub use memory::MemoryClient;
+pub use s3::{S3Client, S3Options};
+
+/// Level of full snapshots.
+pub const SNAPSHOT_LEVEL: u8 = 9;
+
+/// One LTX object in a replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    pub level: u8,
+    pub min_txid: u64,
+    pub max_txid: u64,
+    pub size: u64,
+    /// Creation time, ms since the epoch (mtime / LastModified, or the
+    /// `litestream-timestamp` metadata when listed with `precise_times`).
+    pub created_ms: i64,
+}
+
+impl FileInfo {
+    pub fn name(&self) -> String {
+        crate::ltx::format_filename(self.min_txid, self.max_txid)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{object}: not found")]
+    NotFound { object: String },
+    #[error("{object}: {source}")]
+    Io {
+        object: String,
+        source: std::io::Error,
+    },
+    #[error("s3 {op} {object}: {message}")]
+    S3 {
+        op: &'static str,
+        object: String,
+        message: String,
+    },
+}
+
+impl ClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::NotFound { .. })
+    }
+}
+
+/// What a replica must offer. Listings are sorted by (min, max) TXID.
+pub trait ReplicaClient: Send + Sync {
+    /// `file:///path` or `s3://bucket/path`, for logs and errors.
+    fn describe(&self) -> String;
+    /// Where an object lives, for error messages (`<path>/0000/<name>` or `ltx/0/<name>`).
+    fn object_name(&self, level: u8, min: u64, max: u64) -> String;
+    fn list(
+        &self,
+        level: u8,
+        precise_times: bool,
+    ) -> impl Future<Output = Result<Vec<FileInfo>, ClientError>> + Send;
+    fn get(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, ClientError>> + Send;
+    /// Store an object; `timestamp_ms` becomes the mtime / `litestream-timestamp`.
+    fn put(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        data: Vec<u8>,
+        timestamp_ms: i64,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn delete(&self, files: &[FileInfo]) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// Remove everything under the replica path.
+    fn delete_all(&self) -> impl Future<Output = Result<(), ClientError>> + Send;
+}
+
+/// A replica client chosen by configuration.
+pub enum Client {
+    File(FileClient),
+    S3(S3Client),
+    Memory(MemoryClient),
+}
+
+impl ReplicaClient for Client {
+    fn describe(&self) -> String {
+        match self {
+            Client::File(c) => c.describe(),
+            Client::S3(c) => c.describe(),
+            Client::Memory(c) => c.describe(),
+        }
+    }
+    fn object_name(&self, level: u8, min: u64, max: u64) -> String {
+        match self {
+            Client::File(c) => c.object_name(level, min, max),
+            Client::S3(c) => c.object_name(level, min, max),
+            Client::Memory(c) => c.object_name(level, min, max),
+        }
+    }
+    async fn list(&self, level: u8, precise: bool) -> Result<Vec<FileInfo>, ClientError> {
+        match self {
+            Client::File(c) => c.list(level, precise).await,
+            Client::S3(c) => c.list(level, precise).await,
+            Client::Memory(c) => c.list(level, precise).await,
+        }
+    }
+    async fn get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
+        match self {
+            Client::File(c) => c.get(level, min, max).await,
+            Client::S3(c) => c.get(level, min, max).await,
+            Client::Memory(c) => c.get(level, min, max).await,
+        }
+    }
+    async fn put(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        data: Vec<u8>,
+        ts: i64,
+    ) -> Result<(), ClientError> {
+        match self {
+            Client::File(c) => c.put(level, min, max, data, ts).await,
+            Client::S3(c) => c.put(level, min, max, data, ts).await,
+            Client::Memory(c) => c.put(level, min, max, data, ts).await,
+        }
+    }
+    async fn delete(&self, files: &[FileInfo]) -> Result<(), ClientError> {
+        match self {
+            Client::File(c) => c.delete(files).await,
+            Client::S3(c) => c.delete(files).await,
+            Client::Memory(c) => c.delete(files).await,
+        }
+    }
+    async fn delete_all(&self) -> Result<(), ClientError> {
+        match self {
+            Client::File(c) => c.delete_all().await,
+            Client::S3(c) => c.delete_all().await,
+            Client::Memory(c) => c.delete_all().await,
+        }
+    }
+}
+
+/// All levels that may hold files, in ascending order.
+pub const LEVELS: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];

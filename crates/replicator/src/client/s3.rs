@@ -1,0 +1,256 @@
+//! S3 replicas: `<path>/<level 4 hex>/<min>-<max>.ltx`, metadata `litestream-timestamp`.
+//!
+//! Non-AWS endpoints (Garage, MinIO, B2, s3s) get `WhenRequired` request/response checksums
+//! (Garage rejects the SDK's default aws-chunked streaming checksums) and path-style addressing.
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::{ClientError, FileInfo, ReplicaClient};
+use crate::ltx::{format_filename, parse_filename};
+
+/// Connection settings (from litestream.yml or a `s3://` URL).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Key prefix without leading slash.
+    pub path: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+pub struct S3Client {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    path: String,
+}
+
+fn env_first(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+impl S3Client {
+    pub fn new(o: &S3Options) -> Result<Self, ClientError> {
+        let err = |message: String| ClientError::S3 {
+            op: "config",
+            object: o.bucket.clone(),
+            message,
+        };
+        if o.bucket.is_empty() {
+            return Err(err("bucket is empty".into()));
+        }
+        let key = o
+            .access_key_id
+            .clone()
+            .or_else(|| env_first(&["LITESTREAM_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"]))
+            .ok_or_else(|| err("no access key: set access-key-id or AWS_ACCESS_KEY_ID".into()))?;
+        let secret = o
+            .secret_access_key
+            .clone()
+            .or_else(|| env_first(&["LITESTREAM_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"]))
+            .ok_or_else(|| {
+                err("no secret key: set secret-access-key or AWS_SECRET_ACCESS_KEY".into())
+            })?;
+        let region = o
+            .region
+            .clone()
+            .or_else(|| env_first(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+            .unwrap_or_else(|| "us-east-1".into());
+        let mut b = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(Credentials::new(key, secret, None, None, "static"));
+        if let Some(ep) = &o.endpoint {
+            b = b
+                .endpoint_url(ep)
+                .force_path_style(o.force_path_style.unwrap_or(true))
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        } else if let Some(p) = o.force_path_style {
+            b = b.force_path_style(p);
+        }
+        Ok(Self {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            bucket: o.bucket.clone(),
+            path: o.path.trim_matches('/').to_owned(),
+        })
+    }
+
+    fn prefix(&self, level: u8) -> String {
+        format!("{}/{level:04x}/", self.path)
+    }
+
+    fn key(&self, level: u8, min: u64, max: u64) -> String {
+        format!("{}{}", self.prefix(level), format_filename(min, max))
+    }
+
+    fn s3err<E: std::error::Error + 'static>(
+        op: &'static str,
+        object: String,
+        e: E,
+    ) -> ClientError {
+        ClientError::S3 {
+            op,
+            object,
+            message: format!("{}", DisplayErrorContext(e)),
+        }
+    }
+}
+
+impl ReplicaClient for S3Client {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.path)
+    }
+    fn object_name(&self, level: u8, min: u64, max: u64) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(level, min, max))
+    }
+    async fn list(&self, level: u8, precise: bool) -> Result<Vec<FileInfo>, ClientError> {
+        let prefix = self.prefix(level);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| Self::s3err("list", prefix.clone(), e))?;
+            for obj in resp.contents() {
+                let Some(key) = obj.key() else { continue };
+                let Some((min, max)) = key.strip_prefix(&prefix).and_then(parse_filename) else {
+                    continue;
+                };
+                let created_ms = obj
+                    .last_modified()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(0);
+                out.push(FileInfo {
+                    level,
+                    min_txid: min,
+                    max_txid: max,
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    created_ms,
+                });
+            }
+            match resp.next_continuation_token() {
+                Some(t) if resp.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        if precise {
+            for f in &mut out {
+                let key = self.key(level, f.min_txid, f.max_txid);
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| Self::s3err("head", key.clone(), e))?;
+                if let Some(ms) = head
+                    .metadata()
+                    .and_then(|m| m.get("litestream-timestamp"))
+                    .and_then(|s| crate::time::parse_rfc3339(s))
+                {
+                    f.created_ms = ms;
+                }
+            }
+        }
+        out.sort_by_key(|f| (f.min_txid, f.max_txid));
+        Ok(out)
+    }
+    async fn get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
+        let key = self.key(level, min, max);
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Err(ClientError::NotFound {
+                        object: self.object_name(level, min, max),
+                    });
+                }
+                return Err(Self::s3err("get", key, e));
+            }
+        };
+        let body = resp
+            .body
+            .collect()
+            .await
+            .map_err(|e| Self::s3err("get", key.clone(), e))?;
+        Ok(body.into_bytes().to_vec())
+    }
+    async fn put(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        data: Vec<u8>,
+        ts: i64,
+    ) -> Result<(), ClientError> {
+        let key = self.key(level, min, max);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .metadata("litestream-timestamp", crate::time::format_rfc3339(ts))
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| Self::s3err("put", key, e))?;
+        Ok(())
+    }
+    async fn delete(&self, files: &[FileInfo]) -> Result<(), ClientError> {
+        for chunk in files.chunks(1000) {
+            let mut objs = Vec::with_capacity(chunk.len());
+            for f in chunk {
+                let key = self.key(f.level, f.min_txid, f.max_txid);
+                objs.push(
+                    ObjectIdentifier::builder()
+                        .key(&key)
+                        .build()
+                        .map_err(|e| Self::s3err("delete", key, e))?,
+                );
+            }
+            let del = Delete::builder()
+                .set_objects(Some(objs))
+                .quiet(true)
+                .build()
+                .map_err(|e| Self::s3err("delete", self.path.clone(), e))?;
+            self.client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(del)
+                .send()
+                .await
+                .map_err(|e| Self::s3err("delete", self.path.clone(), e))?;
+        }
+        Ok(())
+    }
+    async fn delete_all(&self) -> Result<(), ClientError> {
+        let mut all = Vec::new();
+        for level in super::LEVELS {
+            all.extend(self.list(level, false).await?);
+        }
+        self.delete(&all).await
+    }
+}

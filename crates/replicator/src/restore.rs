@@ -1,0 +1,453 @@
+//! Restore: Litestream's restore plan, then download, verify, merge, write `<out>.tmp`,
+//! `PRAGMA integrity_check`, rename.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::client::{ClientError, FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::ltx::{self, LtxError, lock_page};
+
+/// What to restore to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Target {
+    #[default]
+    Latest,
+    /// The state after this TXID.
+    Txid(u64),
+    /// The newest state whose files were all created strictly before this time (ms).
+    Timestamp(i64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("transaction not available: {0}")]
+    NotAvailable(String),
+    #[error(
+        "non-contiguous ltx files: restore reaches TXID {reached:016x}, but {object} starts at {min:016x}"
+    )]
+    NonContiguous {
+        reached: u64,
+        object: String,
+        min: u64,
+    },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{object}: {source}")]
+    Corrupt { object: String, source: LtxError },
+    #[error("{object}: {what}")]
+    Inconsistent { object: String, what: String },
+    #[error("restored image incomplete: {0}")]
+    Incomplete(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: integrity check failed: {detail}")]
+    Integrity { path: PathBuf, detail: String },
+    #[error("{0}: output already exists")]
+    Exists(PathBuf),
+}
+
+fn in_target(f: &FileInfo, target: Target) -> bool {
+    match target {
+        Target::Latest => true,
+        Target::Txid(t) => f.max_txid <= t,
+        Target::Timestamp(ts) => f.created_ms < ts,
+    }
+}
+
+/// Litestream's restore plan: newest usable L9 snapshot, then greedy extension across levels
+/// 8..0 (highest max TXID; ties: lower min, higher level, older).
+pub async fn plan<C: ReplicaClient>(
+    client: &C,
+    target: Target,
+) -> Result<Vec<FileInfo>, RestoreError> {
+    let precise = matches!(target, Target::Timestamp(_));
+    let mut levels: Vec<Vec<FileInfo>> = Vec::new();
+    for level in 0..=SNAPSHOT_LEVEL {
+        levels.push(client.list(level, precise).await?);
+    }
+    plan_from(&levels, target, |f| {
+        client.object_name(f.level, f.min_txid, f.max_txid)
+    })
+}
+
+/// The planning algorithm on listings (index = level).
+pub fn plan_from(
+    levels: &[Vec<FileInfo>],
+    target: Target,
+    name: impl Fn(&FileInfo) -> String,
+) -> Result<Vec<FileInfo>, RestoreError> {
+    let mut out: Vec<FileInfo> = Vec::new();
+    let mut cur = 0u64;
+    if let Some(snaps) = levels.get(SNAPSHOT_LEVEL as usize)
+        && let Some(s) = snaps
+            .iter()
+            .filter(|f| f.min_txid == 1 && in_target(f, target))
+            .max_by_key(|f| (f.max_txid, f.created_ms))
+    {
+        cur = s.max_txid;
+        out.push(s.clone());
+    }
+    loop {
+        if let Target::Txid(t) = target
+            && cur >= t
+        {
+            break;
+        }
+        let mut best: Option<&FileInfo> = None;
+        for level in (0..SNAPSHOT_LEVEL).rev() {
+            for f in levels.get(level as usize).into_iter().flatten() {
+                if f.min_txid > cur + 1 || f.max_txid <= cur || !in_target(f, target) {
+                    continue;
+                }
+                let better = match best {
+                    None => true,
+                    Some(b) => {
+                        (
+                            f.max_txid,
+                            std::cmp::Reverse(f.min_txid),
+                            f.level,
+                            std::cmp::Reverse(f.created_ms),
+                        ) > (
+                            b.max_txid,
+                            std::cmp::Reverse(b.min_txid),
+                            b.level,
+                            std::cmp::Reverse(b.created_ms),
+                        )
+                    }
+                };
+                if better {
+                    best = Some(f);
+                }
+            }
+        }
+        let Some(b) = best else { break };
+        cur = b.max_txid;
+        out.push(b.clone());
+    }
+    if out.is_empty() {
+        return Err(RestoreError::NotAvailable(match target {
+            Target::Latest => "replica holds no usable files".into(),
+            Target::Txid(t) => format!("no files reach TXID {t:016x}"),
+            Target::Timestamp(ts) => {
+                format!(
+                    "no files created before {}",
+                    crate::time::format_rfc3339(ts)
+                )
+            }
+        }));
+    }
+    match target {
+        Target::Txid(t) if cur != t => {
+            return Err(RestoreError::NotAvailable(format!(
+                "TXID {t:016x} (replica reaches {cur:016x} along a contiguous chain)"
+            )));
+        }
+        Target::Latest => {
+            for f in levels.iter().flatten() {
+                if f.min_txid > cur + 1 {
+                    return Err(RestoreError::NonContiguous {
+                        reached: cur,
+                        object: name(f),
+                        min: f.min_txid,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Summary of a finished restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
+    pub txid: u64,
+    pub pages: u32,
+    pub page_size: u32,
+    pub bytes_downloaded: u64,
+}
+
+/// Download the planned files, verify each (header rules, page index, file checksum, name vs
+/// header), merge them, and write the database to `output` via `<output>.tmp`.
+pub async fn apply<C: ReplicaClient>(
+    client: &C,
+    plan: &[FileInfo],
+    output: &Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Restored, RestoreError> {
+    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut page_size = 0u32;
+    let mut commit = 0u32;
+    let mut txid = 0u64;
+    let mut downloaded = 0u64;
+    for (i, f) in plan.iter().enumerate() {
+        let object = client.object_name(f.level, f.min_txid, f.max_txid);
+        let bytes = client.get(f.level, f.min_txid, f.max_txid).await?;
+        downloaded += bytes.len() as u64;
+        let d = ltx::decode(&bytes).map_err(|source| RestoreError::Corrupt {
+            object: object.clone(),
+            source,
+        })?;
+        let h = &d.header;
+        if h.min_txid != f.min_txid || h.max_txid != f.max_txid {
+            return Err(RestoreError::Inconsistent {
+                object,
+                what: format!("header says TXIDs {:016x}-{:016x}", h.min_txid, h.max_txid),
+            });
+        }
+        if page_size != 0 && h.page_size != page_size {
+            return Err(RestoreError::Inconsistent {
+                object,
+                what: format!("page size {} differs from {page_size}", h.page_size),
+            });
+        }
+        page_size = h.page_size;
+        commit = h.commit;
+        txid = h.max_txid;
+        for (pgno, data) in d.pages {
+            pages.insert(pgno, data);
+        }
+        pages.retain(|&p, _| p <= commit);
+        progress(i + 1, plan.len());
+    }
+    let lock = lock_page(page_size.max(512));
+    let missing: Vec<u32> = (1..=commit)
+        .filter(|&p| p != lock && !pages.contains_key(&p))
+        .take(5)
+        .collect();
+    if !missing.is_empty() {
+        return Err(RestoreError::Incomplete(format!(
+            "pages {missing:?} missing (commit {commit}); the plan does not start with a snapshot"
+        )));
+    }
+    let tmp = tmp_path(output);
+    let ioerr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RestoreError::Io { path, source }
+    };
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(ioerr(&tmp))?;
+        let zeros = vec![0u8; page_size as usize];
+        let mut w = std::io::BufWriter::new(&mut f);
+        for p in 1..=commit {
+            w.write_all(pages.get(&p).map(|v| v.as_slice()).unwrap_or(&zeros))
+                .map_err(ioerr(&tmp))?;
+        }
+        w.flush().map_err(ioerr(&tmp))?;
+        drop(w);
+        f.sync_all().map_err(ioerr(&tmp))?;
+    }
+    if let Err(detail) = integrity_check(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RestoreError::Integrity {
+            path: output.to_path_buf(),
+            detail,
+        });
+    }
+    std::fs::rename(&tmp, output).map_err(ioerr(output))?;
+    if let Some(dir) = output.parent().and_then(|d| {
+        std::fs::File::open(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        })
+        .ok()
+    }) {
+        let _ = dir.sync_all();
+    }
+    Ok(Restored {
+        txid,
+        pages: commit,
+        page_size,
+        bytes_downloaded: downloaded,
+    })
+}
+
+fn tmp_path(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// `PRAGMA integrity_check` on a database image without leaving `-wal`/`-shm` files behind.
+pub fn integrity_check(path: &Path) -> Result<(), String> {
+    let uri = format!("file:{}?immutable=1", path.display());
+    let conn = rusqlite::Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| e.to_string())?;
+    let rows: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+        .map_err(|e| e.to_string())?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        Ok(())
+    } else {
+        Err(rows.join("; "))
+    }
+}
+
+/// Plan and apply in one go; refuses an existing output.
+pub async fn restore<C: ReplicaClient>(
+    client: &C,
+    output: &Path,
+    target: Target,
+) -> Result<Restored, RestoreError> {
+    if output.exists() {
+        return Err(RestoreError::Exists(output.to_path_buf()));
+    }
+    let plan = plan(client, target).await?;
+    for f in &plan {
+        log::info!(level = f.level, object = f.name().as_str(); "restore plan");
+    }
+    apply(client, &plan, output, |_, _| {}).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn fi(level: u8, min: u64, max: u64, t: i64) -> FileInfo {
+        FileInfo {
+            level,
+            min_txid: min,
+            max_txid: max,
+            size: 1,
+            created_ms: t,
+        }
+    }
+
+    fn levels(files: &[FileInfo]) -> Vec<Vec<FileInfo>> {
+        let mut l = vec![Vec::new(); 10];
+        for f in files {
+            l[f.level as usize].push(f.clone());
+        }
+        l
+    }
+
+    fn names(p: &[FileInfo]) -> Vec<(u8, u64, u64)> {
+        p.iter()
+            .map(|f| (f.level, f.min_txid, f.max_txid))
+            .collect()
+    }
+
+    fn run(files: &[FileInfo], t: Target) -> Result<Vec<(u8, u64, u64)>, RestoreError> {
+        plan_from(&levels(files), t, |f| f.name()).map(|p| names(&p))
+    }
+
+    #[test]
+    fn snapshot_only_and_incrementals() {
+        let f = [
+            fi(9, 1, 5, 5),
+            fi(0, 6, 6, 6),
+            fi(0, 7, 7, 7),
+            fi(0, 1, 1, 1),
+        ];
+        assert_eq!(
+            run(&f, Target::Latest).unwrap(),
+            vec![(9, 1, 5), (0, 6, 6), (0, 7, 7)]
+        );
+        assert_eq!(
+            run(&f, Target::Txid(6)).unwrap(),
+            vec![(9, 1, 5), (0, 6, 6)]
+        );
+        assert_eq!(run(&f, Target::Txid(1)).unwrap(), vec![(0, 1, 1)]);
+    }
+
+    #[test]
+    fn longest_range_across_levels_and_gap_filled_by_lower_level() {
+        let f = [
+            fi(0, 1, 1, 1),
+            fi(0, 2, 2, 2),
+            fi(0, 3, 3, 3),
+            fi(1, 1, 2, 2),
+            fi(2, 1, 3, 3),
+            fi(0, 4, 4, 4),
+        ];
+        assert_eq!(run(&f, Target::Latest).unwrap(), vec![(2, 1, 3), (0, 4, 4)]);
+        let f = [
+            fi(1, 1, 10, 1),
+            fi(1, 21, 30, 1),
+            fi(0, 11, 11, 1),
+            fi(0, 12, 20, 1),
+        ];
+        assert_eq!(
+            run(&f, Target::Latest).unwrap(),
+            vec![(1, 1, 10), (0, 11, 11), (0, 12, 20), (1, 21, 30)]
+        );
+    }
+
+    #[test]
+    fn ties_and_overlaps() {
+        // Same max: lower min wins, then higher level.
+        let f = [
+            fi(0, 1, 1, 1),
+            fi(1, 1, 4, 1),
+            fi(2, 1, 4, 1),
+            fi(3, 2, 4, 1),
+        ];
+        assert_eq!(run(&f, Target::Latest).unwrap(), vec![(2, 1, 4)]);
+        // Snapshot followed by an overlapping compaction.
+        let f = [fi(9, 1, 5, 1), fi(2, 1, 100, 2)];
+        assert_eq!(
+            run(&f, Target::Latest).unwrap(),
+            vec![(9, 1, 5), (2, 1, 100)]
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            run(&[], Target::Latest),
+            Err(RestoreError::NotAvailable(_))
+        ));
+        let f = [fi(0, 1, 1, 1), fi(0, 3, 3, 3)];
+        let e = run(&f, Target::Latest).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RestoreError::NonContiguous {
+                    reached: 1,
+                    min: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(matches!(
+            run(&f, Target::Txid(3)),
+            Err(RestoreError::NotAvailable(_))
+        ));
+        // No snapshot and nothing starting at 1.
+        assert!(matches!(
+            run(&[fi(0, 2, 2, 1)], Target::Txid(2)),
+            Err(RestoreError::NotAvailable(_))
+        ));
+    }
+
+    #[test]
+    fn timestamps_are_strictly_before() {
+        let f = [
+            fi(0, 1, 1, 1000),
+            fi(0, 2, 2, 2000),
+            fi(0, 3, 3, 3000),
+            fi(1, 1, 3, 3000),
+            fi(9, 1, 3, 4000),
+        ];
+        assert_eq!(
+            run(&f, Target::Timestamp(2500)).unwrap(),
+            vec![(0, 1, 1), (0, 2, 2)]
+        );
+        assert_eq!(run(&f, Target::Timestamp(4001)).unwrap(), vec![(9, 1, 3)]);
+        assert!(matches!(
+            run(&f, Target::Timestamp(1000)),
+            Err(RestoreError::NotAvailable(_))
+        ));
+    }
+}
