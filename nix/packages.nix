@@ -75,6 +75,22 @@
       ''}
     '';
 
+  # TEST ONLY (the upgrade/rollback VM tests' "build B"): barnabee-memory with the additive
+  # schema N+1 migration of the cargo feature `test-schema-next`. Never deploy it.
+  memoryTestSchemaNext = let
+    ws = craneLib.buildPackage (common
+      // {
+        inherit cargoArtifacts;
+        pname = "barnabee-memory-test-schema-next";
+        cargoExtraArgs = "--locked -p barnabee-memory --features test-schema-next";
+        doCheck = false;
+      });
+  in
+    (mkRole "memory").overrideAttrs (old: {
+      name = "barnabee-memory-test-schema-next-${version}";
+      buildCommand = builtins.replaceStrings ["${workspace}/bin"] ["${ws}/bin"] old.buildCommand;
+    });
+
   rolePackages = lib.listToAttrs (map (role: {
       name = binName role;
       value = mkRole role;
@@ -84,6 +100,7 @@ in
   rolePackages
   // {
     barnabee-workspace = workspace;
+    barnabee-memory-test-schema-next = memoryTestSchemaNext;
     barnabee-all = pkgs.symlinkJoin {
       name = "barnabee-all-${version}";
       paths = lib.attrValues rolePackages;

@@ -31,6 +31,11 @@ in {
       description = "the Barnabee watchdog (supervision, health gate, rollback)";
       extraOptions = {
         gate = {
+          timeout = mkOption {
+            type = types.str;
+            default = "5m";
+            description = "How long the gate waits for every unit to be active and healthy (`gate --timeout`).";
+          };
           enable = mkOption {
             type = types.bool;
             default = true;
@@ -91,7 +96,7 @@ in {
           requiredBy = ["boot-complete.target"];
           wantedBy = ["multi-user.target"];
           after = map (r: "barnabee-${r}.service") enabled;
-          serviceConfig.ExecStart = ["" "${lib.getExe' cfg.package "barnabee-watchdog"} --config ${cfg.configFile} gate --timeout 5m"];
+          serviceConfig.ExecStart = ["" "${lib.getExe' cfg.package "barnabee-watchdog"} --config ${cfg.configFile} gate --timeout ${cfg.gate.timeout}"];
         };
 
         systemd.services.barnabee-rollback = {
