@@ -16,8 +16,15 @@ use clap::{Parser, Subcommand};
     subcommand_negates_reqs = true
 )]
 struct Cli {
-    #[command(flatten)]
-    args: barnabee_service::Args,
+    // The same two options as `barnabee_service::Args`, but optional here: with a subcommand
+    // there is no daemon config, and clap's derive cannot build a flattened struct whose
+    // required field a subcommand negated.
+    /// The daemon's TOML configuration file (required without a subcommand).
+    #[arg(long, value_name = "PATH", required = true)]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -144,8 +151,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         None => {
-            let cfg = load(&cli.args.config)?;
-            if cli.args.check_config {
+            let Some(path) = cli.config else {
+                anyhow::bail!("--config PATH is required");
+            };
+            let cfg = load(&path)?;
+            if cli.check_config {
                 return Ok(ExitCode::SUCCESS);
             }
             barnabee_service::logging::init("barnabee-memory", &cfg.service.log)?;

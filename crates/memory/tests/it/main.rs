@@ -1,0 +1,11 @@
+//! Integration tests: the real `barnabee-memory` binary over HTTP and on the command line.
+//! One test binary (so it links once); one module per area.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api;
+mod compat;
+mod crash;
+mod import;
