@@ -95,17 +95,19 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         bus,
         http: http.clone(),
     });
-    // A unit round may wait for a probe and for a restart job; beyond that it is stuck.
-    let unit_silence = cfg.supervision.interval * 2
-        + cfg.supervision.probe_timeout
-        + cfg.supervision.job_timeout
-        + CALL_TIMEOUT * 2;
+    // A unit round may wait for a D-Bus read, a probe and a restart job (each call may
+    // reconnect and retry once); beyond that bound the task is stuck.
+    let s = &cfg.supervision;
+    let unit_silence = s.interval * 2
+        + s.probe_timeout
+        + (s.job_timeout + CALL_TIMEOUT * 2) * 2
+        + CALL_TIMEOUT * 4;
     for unit in &cfg.units {
         let hb = rt.heartbeat(&format!("unit:{}", unit.name), unit_silence);
         tokio::spawn(supervisor.clone().run_unit(unit.clone(), hb, rt.shutdown()));
     }
-    let hb = rt.heartbeat("watch", cfg.supervision.interval * 2 + CALL_TIMEOUT * 2);
-    if !cfg.supervision.watch.is_empty() {
+    if !s.watch.is_empty() {
+        let hb = rt.heartbeat("watch", s.interval * 2 + CALL_TIMEOUT * 4);
         tokio::spawn(supervisor.clone().run_watch(hb, rt.shutdown()));
     }
 

@@ -6,3 +6,4 @@
 mod common;
 mod gate;
 mod supervise;
+mod systemd_protocols;

@@ -495,6 +495,16 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub async fn start(dir: &Path, config_text: &str, bus_address: &str) -> Watchdog {
+        Self::start_env(dir, config_text, bus_address, &[]).await
+    }
+
+    /// Start with extra environment variables (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub async fn start_env(
+        dir: &Path,
+        config_text: &str,
+        bus_address: &str,
+        env: &[(&str, &str)],
+    ) -> Watchdog {
         let cfg = dir.join("watchdog.toml");
         std::fs::write(&cfg, config_text).unwrap();
         let stderr = dir.join("watchdog.stderr");
@@ -505,6 +515,7 @@ impl Watchdog {
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("INVOCATION_ID")
+            .envs(env.iter().copied())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
