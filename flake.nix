@@ -53,7 +53,7 @@
       };
 
     nixosModules = {
-      default = ./nixos-modules;
+      default = ./nixos-modules/default.nix;
       appliance = ./nixos-modules/appliance.nix;
       beelink = ./nixos-modules/roles/beelink.nix;
       beast = ./nixos-modules/roles/beast.nix;

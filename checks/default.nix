@@ -1,0 +1,55 @@
+# checks.x86_64-linux: the Rust checks (crane), formatting and lint of the Nix files, the
+# module-logic tests, the real host configurations, and the NixOS VM tests (checks/vm/*.nix,
+# one check each: vm-<file name>). checks/README.md says what each proves.
+{
+  self,
+  pkgs,
+  sops-nix,
+  craneLib,
+}: let
+  inherit (pkgs) lib;
+  ws = pkgs.barnabee-workspace;
+  testLib = import ./lib.nix {inherit self pkgs sops-nix;};
+  withTestSite = name: self.nixosConfigurations.${name}.extendModules {modules = [./site-test.nix];};
+  evalResult = import ./eval/run.nix {inherit lib;};
+  vmTests = lib.mapAttrs' (file: _: {
+    name = "vm-${lib.removeSuffix ".nix" file}";
+    value = import ./vm/${file} {inherit testLib pkgs;};
+  }) (lib.filterAttrs (f: t: t == "regular" && lib.hasSuffix ".nix" f) (builtins.readDir ./vm));
+in
+  {
+    clippy = craneLib.cargoClippy (ws.common
+      // {
+        inherit (ws) cargoArtifacts;
+        cargoClippyExtraArgs = "--all-targets -- -D warnings";
+      });
+    # Unit tests only: the integration tests need peers (S3 server, Home Assistant, D-Bus)
+    # that the README test command installs outside the Nix sandbox.
+    nextest = craneLib.cargoNextest (ws.common
+      // {
+        inherit (ws) cargoArtifacts;
+        cargoNextestExtraArgs = "--workspace --lib --bins";
+      });
+    cargo-fmt = craneLib.cargoFmt {inherit (ws.common) src version pname;};
+
+    nix-format = pkgs.runCommand "barnabee-nix-format" {} ''
+      cd ${self}
+      ${lib.getExe pkgs.barnabee-alejandra} --check .
+      touch $out
+    '';
+    deadnix = pkgs.runCommand "barnabee-deadnix" {} ''
+      ${lib.getExe pkgs.deadnix} --fail ${self}
+      touch $out
+    '';
+    eval-modules =
+      if evalResult.failures == []
+      then pkgs.runCommand "barnabee-eval-modules" {} "echo ${toString evalResult.total} cases passed > $out"
+      else throw "module-logic tests failed: ${builtins.toJSON evalResult.failures}";
+
+    host-beelink = (withTestSite "beelink").config.system.build.toplevel;
+    # The beast's real closure (unfree driver, CUDA onnxruntime) is not in the public cache:
+    # evaluate it here, build it on a machine with a CUDA cache.
+    host-beast-eval = pkgs.writeText "beast-drv-path" (withTestSite "beast").config.system.build.toplevel.drvPath;
+    image-beelink-eval = pkgs.writeText "beelink-image-drv-path" (withTestSite "beelink").config.system.build.images.raw-efi.drvPath;
+  }
+  // vmTests
