@@ -1,25 +1,27 @@
 //! `barnabee-watchdog --config PATH` (the daemon), `--check-config`, and
 //! `barnabee-watchdog gate --config PATH --timeout 5m [--dry-run]` (the health gate oneshot).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use barnabee_service::{Args, Runtime};
+use barnabee_service::Runtime;
 use barnabee_watchdog::config::Config;
 use barnabee_watchdog::gate;
 use clap::{Parser, Subcommand};
 
+/// `--config` and `--check-config` (the same meaning as barnabee-service's `Args`) are global
+/// here, so both `--config X gate` (the unit files) and `gate --config X` work.
 #[derive(Parser)]
-#[command(
-    version,
-    about,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
+#[command(version, about)]
 struct Cli {
-    #[command(flatten)]
-    args: Option<Args>,
+    /// The TOML configuration file.
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit.
+    #[arg(long, global = true)]
+    check_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -29,8 +31,6 @@ enum Command {
     /// Wait until every configured unit is active and healthy; on timeout record a P1
     /// incident and run the rollback command. Exit 0 healthy, 1 rolled back, 2 rollback failed.
     Gate {
-        #[command(flatten)]
-        args: Args,
         /// How long to wait (300s, 5m, 1h); default from [gate] timeout.
         #[arg(long, value_parser = gate::parse_duration)]
         timeout: Option<Duration>,
@@ -57,17 +57,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let path = cli.config.context("--config PATH is required")?;
+    let cfg = Config::load(&path)?;
+    if cli.check_config {
+        return Ok(ExitCode::SUCCESS);
+    }
+    barnabee_service::logging::init("barnabee-watchdog", &cfg.service.log)?;
     match cli.command {
-        Some(Command::Gate {
-            args,
-            timeout,
-            dry_run,
-        }) => {
-            let cfg = Config::load(&args.config)?;
-            if args.check_config {
-                return Ok(ExitCode::SUCCESS);
-            }
-            barnabee_service::logging::init("barnabee-watchdog", &cfg.service.log)?;
+        Some(Command::Gate { timeout, dry_run }) => {
             let timeout = timeout.unwrap_or(cfg.gate.timeout);
             runtime.block_on(async {
                 let incidents = match barnabee_watchdog::open_incidents(&cfg) {
@@ -84,12 +81,6 @@ fn real_main() -> anyhow::Result<ExitCode> {
             })
         }
         None => {
-            let args = cli.args.context("--config is required")?;
-            let cfg = Config::load(&args.config)?;
-            if args.check_config {
-                return Ok(ExitCode::SUCCESS);
-            }
-            barnabee_service::logging::init("barnabee-watchdog", &cfg.service.log)?;
             runtime.block_on(async {
                 let rt = Runtime::new("watchdog", &cfg.service);
                 barnabee_watchdog::run(cfg, rt).await

@@ -32,9 +32,11 @@ async fn gate(dir: &Path, cfg: &str, bus: &str, args: &[&str]) -> (Output, Durat
     let path = dir.join("gate.toml");
     std::fs::write(&path, cfg).unwrap();
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("gate")
-        .arg("--config")
+    // The unit files' order, `--config X gate --timeout ...`; the journald test uses
+    // `gate --config X`.
+    cmd.arg("--config")
         .arg(&path)
+        .arg("gate")
         .args(args)
         .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
         .env_remove("INVOCATION_ID");
