@@ -25,7 +25,8 @@
     fileset = lib.fileset.unions [
       (root + "/Cargo.toml")
       (root + "/Cargo.lock")
-      (craneLib.fileset.commonCargoSources (root + "/crates"))
+      # Whole crates: include_str!/include_bytes! inputs and tests' testdata come along.
+      (root + "/crates")
     ];
   };
   common = {
