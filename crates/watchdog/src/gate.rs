@@ -201,6 +201,83 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    use crate::systemd::{ListedUnit, SystemdError, UnitStatus};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A systemd whose units become active after `active_after` reads.
+    struct Mock {
+        reads: AtomicU32,
+        active_after: u32,
+    }
+
+    impl SystemdApi for Mock {
+        async fn list_units(&self, _: &[String]) -> Result<Vec<ListedUnit>, SystemdError> {
+            Ok(Vec::new())
+        }
+        async fn unit_status(&self, name: &str) -> Result<UnitStatus, SystemdError> {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst);
+            let state = if n >= self.active_after {
+                "active"
+            } else {
+                "activating"
+            };
+            Ok(UnitStatus {
+                name: name.to_owned(),
+                active_state: state.into(),
+                sub_state: "x".into(),
+                invocation_id: String::new(),
+                active_enter_timestamp_us: 0,
+                n_restarts: Some(0),
+                exec_main_status: Some(0),
+            })
+        }
+        async fn restart_unit(&self, name: &str) -> Result<String, SystemdError> {
+            panic!("the gate restarted {name}")
+        }
+        async fn start_unit(&self, name: &str) -> Result<String, SystemdError> {
+            panic!("the gate started {name}")
+        }
+    }
+
+    fn cfg() -> Config {
+        Config::parse(
+            std::path::Path::new("t.toml"),
+            "[gate]\npoll_interval = 0.01\n[rollback]\nrunner = []\ncommand = [\"/bin/true\"]\n[[units]]\nname = \"a.service\"\n",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn gate_waits_for_activation() {
+        let mock = Mock {
+            reads: AtomicU32::new(0),
+            active_after: 3,
+        };
+        let out = run_gate(&mock, &cfg(), None, Duration::from_secs(10), false).await;
+        assert!(matches!(out, GateOutcome::Healthy { .. }), "{out:?}");
+        assert_eq!(out.exit_code(), 0);
+        assert_eq!(mock.reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn gate_dry_run_names_the_failing_unit() {
+        let mock = Mock {
+            reads: AtomicU32::new(0),
+            active_after: u32::MAX,
+        };
+        let out = run_gate(&mock, &cfg(), None, Duration::from_millis(50), true).await;
+        match &out {
+            GateOutcome::RolledBack {
+                failing,
+                dry_run: true,
+            } => {
+                assert_eq!(failing, &vec!["a.service: still activating".to_owned()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.exit_code(), 1);
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));

@@ -107,6 +107,7 @@ impl<S: SystemdApi> Supervisor<S> {
             unit: unit.name.clone(),
         };
         let mut policy = Policy::new(&self.cfg);
+        let mut bus_ok = true;
         let mut ticker = tokio::time::interval(self.cfg.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -118,11 +119,15 @@ impl<S: SystemdApi> Supervisor<S> {
             let status = match self.systemd.unit_status(&unit.name).await {
                 Ok(status) => {
                     self.bus.ok("connected");
+                    bus_ok = true;
                     status
                 }
                 Err(err) => {
                     self.bus.fail(err.to_string());
-                    log::warn!(unit = unit.name.as_str(); "cannot read the state of {}: {err}", unit.name);
+                    // Once per outage, not once per round.
+                    if std::mem::replace(&mut bus_ok, false) {
+                        log::warn!(unit = unit.name.as_str(); "cannot read the state of {}: {err}", unit.name);
+                    }
                     continue;
                 }
             };

@@ -253,8 +253,6 @@ async fn reconnects_after_the_bus_restarts() {
     )
     .await;
     let log = wd.log();
-    assert!(
-        log.contains("event=dbus_lost") || log.contains("cannot read the state"),
-        "{log}"
-    );
+    assert!(log.contains("event=dbus_lost"), "{log}");
+    assert_eq!(log.matches("event=dbus_connected").count(), 2, "{log}");
 }
