@@ -85,7 +85,11 @@ fn main() -> ExitCode {
     eprintln!(
         "alejandra: {} file(s), {changed} {}, {errors} error(s)",
         files.len(),
-        if check { "not formatted" } else { "reformatted" }
+        if check {
+            "not formatted"
+        } else {
+            "reformatted"
+        }
     );
     if errors > 0 {
         ExitCode::from(2)
