@@ -1,8 +1,53 @@
-//! barnabee-replicator: Litestream 0.5-compatible replication.
+//! barnabee-replicator: Litestream 0.5-compatible SQLite replication (WAL -> LTX -> file or
+//! S3 replica) and restore. What it writes, the stock `litestream restore` (0.5.x) restores;
+//! what Litestream wrote, it restores.
+//!
+//! # Embedding (barnabee-memory)
+//!
+//! ```no_run
+//! # async fn demo(metrics: barnabee_service::metrics::Metrics) -> Result<(), Box<dyn std::error::Error>> {
+//! use barnabee_replicator::{Options, ReplicaConfig, Replication, restore_if_missing};
+//! let db = std::path::Path::new("/var/lib/barnabee-memory/memory.db");
+//! let replica = ReplicaConfig::from_url("s3://bucket/memory.db?endpoint=http://127.0.0.1:3900&region=garage");
+//! restore_if_missing(db, &replica).await?;          // first boot on a new machine
+//! // The application opens the database with
+//! //   PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+//! // the replicator owns checkpoints and checkpoints only frames already shipped.
+//! let repl = Replication::start(db, &replica, Options::default()).await?; // on the caller's tokio runtime
+//! repl.register_metrics(&metrics);                 // barnabee_replication_* on /metrics
+//! let st = repl.status();                          // last_shipped_txid, lag_seconds, consecutive_errors, last_error
+//! repl.sync_now().await?;                          // e.g. before a risky operation
+//! repl.shutdown(std::time::Duration::from_secs(5)).await?; // ships what is committed, bounded
+//! # let _ = st; Ok(()) }
+//! ```
+//!
+//! No tables are added to the application's database. The replicator holds a read
+//! transaction on its own connection (so nobody else can restart the WAL unseen), checkpoints
+//! (PASSIVE) only after everything committed is shipped, and restarts the WAL under its own
+//! write lock by rewriting `PRAGMA user_version` with its current value. Any WAL restart it
+//! cannot prove gap-free makes the next level-0 file a full snapshot, so TXIDs never have gaps.
+//! On start it continues after the replica's highest TXID with a full snapshot.
+//!
+//! Sync policy: the WAL is probed every `monitor_interval` (25 ms); a commit in a quiet
+//! period ships at once, and under load at most one level-0 upload happens per
+//! `sync_interval` (1 s), batching everything committed meanwhile.
+//!
+//! Modules: [`ltx`] (format), [`wal`] (WAL reader), [`db`] (watched database), [`client`]
+//! (file / S3 / memory replicas), [`compactor`], [`restore`], [`config`] (litestream.yml),
+//! [`metrics`], [`cli`].
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cli;
 pub mod client;
+pub mod compactor;
+pub mod config;
+pub mod db;
 pub mod ltx;
+pub mod metrics;
+pub mod replication;
 pub mod restore;
 pub mod time;
 pub mod wal;
+
+pub use config::ReplicaConfig;
+pub use replication::{Options, Replication, ReplicationError, Status, restore_if_missing};

@@ -89,7 +89,8 @@ pub trait ReplicaClient: Send + Sync {
 pub enum Client {
     File(FileClient),
     S3(S3Client),
-    Memory(MemoryClient),
+    /// Shared so tests can inspect it and inject faults.
+    Memory(std::sync::Arc<MemoryClient>),
 }
 
 impl ReplicaClient for Client {

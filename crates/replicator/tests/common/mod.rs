@@ -36,3 +36,31 @@ pub fn manifest(dir: &std::path::Path) -> Vec<serde_json::Value> {
 pub fn hex64(v: &serde_json::Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap(), 16).unwrap()
 }
+
+/// The database image of a live WAL database: copy db + wal aside and checkpoint the copy.
+pub fn source_image(db: &std::path::Path) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(db, &copy).unwrap();
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::path::Path::new(&wal).exists() {
+        std::fs::copy(&wal, dir.path().join("copy.db-wal")).unwrap();
+    }
+    let c = rusqlite::Connection::open(&copy).unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(c);
+    std::fs::read(&copy).unwrap()
+}
+
+/// An application-style connection: WAL mode, autocheckpoint off.
+pub fn app_db(path: &std::path::Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=5000;
+         CREATE TABLE IF NOT EXISTS kv(k INTEGER PRIMARY KEY, v TEXT);",
+    )
+    .unwrap();
+    c
+}

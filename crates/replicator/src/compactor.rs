@@ -1,0 +1,242 @@
+//! Compaction (L0 -> L1 -> L2 -> L3), level-9 snapshots, and retention, with Litestream's
+//! defaults (30 s / 5 min / 1 h levels, 24 h snapshots kept 24 h, L0 kept 5 min).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::client::{ClientError, FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::ltx::{self, Encoder, FLAG_NO_CHECKSUM, Header, LtxError, PageEncoding};
+use crate::restore::{self, RestoreError, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{object}: {source}")]
+    Corrupt { object: String, source: LtxError },
+    #[error("compacting into level {level}: {what}")]
+    Invalid { level: u8, what: String },
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+}
+
+/// Merge contiguous LTX files (ascending TXIDs) into one NoChecksum file.
+pub async fn merge<C: ReplicaClient>(
+    client: &C,
+    inputs: &[FileInfo],
+    level: u8,
+    encoding: PageEncoding,
+) -> Result<Vec<u8>, CompactError> {
+    let inv = |what: String| CompactError::Invalid { level, what };
+    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut last: Option<Header> = None;
+    let mut first_min = 0;
+    for f in inputs {
+        let object = client.object_name(f.level, f.min_txid, f.max_txid);
+        let bytes = client.get(f.level, f.min_txid, f.max_txid).await?;
+        let d = ltx::decode(&bytes).map_err(|source| CompactError::Corrupt {
+            object: object.clone(),
+            source,
+        })?;
+        if let Some(prev) = &last {
+            if d.header.min_txid > prev.max_txid + 1 || d.header.max_txid <= prev.max_txid {
+                return Err(inv(format!(
+                    "{object} ({:016x}-{:016x}) does not continue {:016x}",
+                    d.header.min_txid, d.header.max_txid, prev.max_txid
+                )));
+            }
+            if d.header.page_size != prev.page_size {
+                return Err(inv(format!(
+                    "{object}: page size {} differs from {}",
+                    d.header.page_size, prev.page_size
+                )));
+            }
+        } else {
+            first_min = d.header.min_txid;
+        }
+        for (p, data) in d.pages {
+            pages.insert(p, data);
+        }
+        pages.retain(|&p, _| p <= d.header.commit);
+        last = Some(d.header);
+    }
+    let Some(h) = last else {
+        return Err(inv("no input files".into()));
+    };
+    let header = Header {
+        flags: FLAG_NO_CHECKSUM,
+        page_size: h.page_size,
+        commit: h.commit,
+        min_txid: first_min,
+        max_txid: h.max_txid,
+        timestamp: h.timestamp,
+        ..Default::default()
+    };
+    let lerr = |source| CompactError::Invalid {
+        level,
+        what: source_to_string(source),
+    };
+    let mut enc = Encoder::new(header, encoding).map_err(lerr)?;
+    for (p, d) in &pages {
+        enc.add_page(*p, d).map_err(lerr)?;
+    }
+    enc.finish(0).map_err(lerr)
+}
+
+fn source_to_string(e: LtxError) -> String {
+    e.to_string()
+}
+
+/// Files at `level - 1` not yet covered by `level`, if the level is due at `now_ms`.
+/// Due = the newest file at `level` was created before the last interval boundary.
+pub async fn compact_level<C: ReplicaClient>(
+    client: &C,
+    level: u8,
+    interval_ms: i64,
+    now_ms: i64,
+    encoding: PageEncoding,
+) -> Result<Option<FileInfo>, CompactError> {
+    let have = client.list(level, false).await?;
+    let boundary = now_ms - now_ms.rem_euclid(interval_ms.max(1));
+    let last_max = have.iter().map(|f| f.max_txid).max().unwrap_or(0);
+    if let Some(newest) = have.iter().max_by_key(|f| f.max_txid)
+        && newest.created_ms >= boundary
+    {
+        return Ok(None);
+    }
+    let mut inputs: Vec<FileInfo> = client
+        .list(level - 1, false)
+        .await?
+        .into_iter()
+        .filter(|f| f.max_txid > last_max)
+        .collect();
+    inputs.sort_by_key(|f| (f.min_txid, f.max_txid));
+    // Keep a contiguous run starting right after what `level` holds.
+    let mut run: Vec<FileInfo> = Vec::new();
+    let mut cur = last_max;
+    for f in inputs {
+        if f.max_txid <= cur {
+            continue;
+        }
+        if (last_max > 0 || !run.is_empty()) && f.min_txid > cur + 1 {
+            break;
+        }
+        cur = f.max_txid;
+        run.push(f);
+    }
+    if run.is_empty() {
+        return Ok(None);
+    }
+    let start = Instant::now();
+    let data = merge(client, &run, level, encoding).await?;
+    let h = ltx::decode_header(&data).map_err(|source| CompactError::Invalid {
+        level,
+        what: source.to_string(),
+    })?;
+    let size = data.len() as u64;
+    client
+        .put(level, h.min_txid, h.max_txid, data, h.timestamp)
+        .await?;
+    log::info!(level = level, min_txid = h.min_txid, max_txid = h.max_txid, inputs = run.len(), ms = start.elapsed().as_millis() as u64; "compacted");
+    Ok(Some(FileInfo {
+        level,
+        min_txid: h.min_txid,
+        max_txid: h.max_txid,
+        size,
+        created_ms: now_ms,
+    }))
+}
+
+/// Write a level-9 snapshot `1-<latest>` by merging the restore plan, if due.
+pub async fn snapshot<C: ReplicaClient>(
+    client: &C,
+    interval_ms: i64,
+    now_ms: i64,
+    encoding: PageEncoding,
+) -> Result<Option<FileInfo>, CompactError> {
+    let have = client.list(SNAPSHOT_LEVEL, false).await?;
+    let boundary = now_ms - now_ms.rem_euclid(interval_ms.max(1));
+    if have.iter().any(|f| f.created_ms >= boundary) {
+        return Ok(None);
+    }
+    let plan = restore::plan(client, Target::Latest).await?;
+    let latest = plan.last().map(|f| f.max_txid).unwrap_or(0);
+    if have.iter().any(|f| f.max_txid >= latest) {
+        return Ok(None);
+    }
+    let data = merge(client, &plan, SNAPSHOT_LEVEL, encoding).await?;
+    let h = ltx::decode_header(&data).map_err(|source| CompactError::Invalid {
+        level: SNAPSHOT_LEVEL,
+        what: source.to_string(),
+    })?;
+    let size = data.len() as u64;
+    client
+        .put(SNAPSHOT_LEVEL, 1, h.max_txid, data, now_ms)
+        .await?;
+    log::info!(level = SNAPSHOT_LEVEL, max_txid = h.max_txid; "snapshot written");
+    Ok(Some(FileInfo {
+        level: SNAPSHOT_LEVEL,
+        min_txid: 1,
+        max_txid: h.max_txid,
+        size,
+        created_ms: now_ms,
+    }))
+}
+
+/// Retention: L0 files compacted into L1 and older than `l0_retention_ms` (newest L0 kept,
+/// stop at the first young one); snapshots older than `snapshot_retention_ms` (newest kept),
+/// then files at levels 1..8 below the newest deleted snapshot (newest per level kept).
+/// Returns how many objects were deleted.
+pub async fn enforce_retention<C: ReplicaClient>(
+    client: &C,
+    l0_retention_ms: i64,
+    snapshot_retention_ms: i64,
+    now_ms: i64,
+) -> Result<usize, CompactError> {
+    let mut deleted = 0;
+    let l1_max = client
+        .list(1, false)
+        .await?
+        .iter()
+        .map(|f| f.max_txid)
+        .max();
+    if let Some(l1_max) = l1_max {
+        let l0 = client.list(0, false).await?;
+        let mut del = Vec::new();
+        for (i, f) in l0.iter().enumerate() {
+            if i + 1 == l0.len() || f.max_txid > l1_max || now_ms - f.created_ms < l0_retention_ms {
+                break;
+            }
+            del.push(f.clone());
+        }
+        deleted += del.len();
+        client.delete(&del).await?;
+    }
+    let mut snaps = client.list(SNAPSHOT_LEVEL, false).await?;
+    snaps.sort_by_key(|f| f.max_txid);
+    if snaps.len() > 1 {
+        let newest = snaps.len() - 1;
+        let old: Vec<FileInfo> = snaps[..newest]
+            .iter()
+            .filter(|f| now_ms - f.created_ms >= snapshot_retention_ms)
+            .cloned()
+            .collect();
+        if let Some(cut) = old.iter().map(|f| f.max_txid).max() {
+            deleted += old.len();
+            client.delete(&old).await?;
+            for level in 1..SNAPSHOT_LEVEL {
+                let files = client.list(level, false).await?;
+                let n = files.len();
+                let del: Vec<FileInfo> = files
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, f)| i + 1 < n && f.max_txid < cut)
+                    .map(|(_, f)| f)
+                    .collect();
+                deleted += del.len();
+                client.delete(&del).await?;
+            }
+        }
+    }
+    Ok(deleted)
+}

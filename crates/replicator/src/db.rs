@@ -1,0 +1,510 @@
+//! The watched database: turns committed WAL frames into level-0 LTX files, and runs the
+//! checkpoints (a long read transaction pins the WAL; only shipped frames are checkpointed).
+//!
+//! No tables are added to the database. WAL restarts are detected with the WAL header's
+//! salts and checkpoint sequence; any restart this module cannot prove gap-free makes the next
+//! file a full snapshot (an L0 file that contains every page), so TXIDs never have gaps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::ltx::{Encoder, FLAG_NO_CHECKSUM, Header, LtxError, PageEncoding, lock_page};
+use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+    #[error("{path}: building LTX: {source}")]
+    Ltx { path: PathBuf, source: LtxError },
+}
+
+/// Where the last captured file ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub salt1: u32,
+    pub salt2: u32,
+    pub checkpoint_seq: u32,
+    /// Next WAL byte offset to read (end of the last captured committed frame).
+    pub offset: u64,
+    /// Database size in pages after the last captured file.
+    pub commit: u32,
+}
+
+/// One L0 file built from the WAL, not yet shipped.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub txid: u64,
+    pub timestamp_ms: i64,
+    pub data: Vec<u8>,
+    pub pages: usize,
+    pub snapshot: bool,
+    pub position: Position,
+}
+
+pub struct Db {
+    path: PathBuf,
+    wal_path: PathBuf,
+    conn: Connection,
+    in_read_txn: bool,
+    encoding: PageEncoding,
+    /// Last TXID captured (shipped or pending).
+    txid: u64,
+    pos: Option<Position>,
+}
+
+fn sq(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + '_ {
+    move |source| DbError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Db {
+    /// Open the database (must exist and be in WAL mode, or be switchable to it), starting
+    /// after `last_txid` (the replica's position). The first sync writes a full snapshot.
+    pub fn open(
+        path: &Path,
+        last_txid: u64,
+        encoding: PageEncoding,
+        busy_timeout: Duration,
+    ) -> Result<Self, DbError> {
+        if !path.exists() {
+            return Err(DbError::Invalid {
+                path: path.into(),
+                what: "database does not exist".into(),
+            });
+        }
+        let conn = Connection::open(path).map_err(sq(path))?;
+        conn.busy_timeout(busy_timeout).map_err(sq(path))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sq(path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(DbError::Invalid {
+                path: path.into(),
+                what: format!("journal_mode is {mode}, WAL is required"),
+            });
+        }
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0")
+            .map_err(sq(path))?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let mut db = Db {
+            path: path.to_path_buf(),
+            wal_path: PathBuf::from(wal_path),
+            conn,
+            in_read_txn: false,
+            encoding,
+            txid: last_txid,
+            pos: None,
+        };
+        db.begin_read()?;
+        Ok(db)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn txid(&self) -> u64 {
+        self.txid
+    }
+
+    pub fn position(&self) -> Option<Position> {
+        self.pos
+    }
+
+    /// Hold a read transaction so no other connection can restart the WAL under us.
+    fn begin_read(&mut self) -> Result<(), DbError> {
+        if !self.in_read_txn {
+            self.conn
+                .execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
+                .map_err(sq(&self.path))?;
+            self.in_read_txn = true;
+        }
+        Ok(())
+    }
+
+    fn end_read(&mut self) -> Result<(), DbError> {
+        if self.in_read_txn {
+            self.conn.execute_batch("COMMIT").map_err(sq(&self.path))?;
+            self.in_read_txn = false;
+        }
+        Ok(())
+    }
+
+    /// Move the read transaction forward (lets other connections' checkpoints progress).
+    pub fn refresh_read(&mut self) -> Result<(), DbError> {
+        self.end_read()?;
+        self.begin_read()
+    }
+
+    fn read_wal(&self) -> Result<Vec<u8>, DbError> {
+        match std::fs::read(&self.wal_path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(DbError::Io {
+                path: self.wal_path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// WAL file size and mtime: a cheap "anything new?" probe.
+    pub fn wal_stamp(&self) -> Option<(u64, std::time::SystemTime)> {
+        let md = std::fs::metadata(&self.wal_path).ok()?;
+        Some((md.len(), md.modified().ok()?))
+    }
+
+    fn read_db_file(&self) -> Result<Vec<u8>, DbError> {
+        std::fs::read(&self.path).map_err(|source| DbError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn page_size_of(&self, db: &[u8], wal: Option<&WalHeader>) -> Result<u32, DbError> {
+        if let Some(w) = wal {
+            return Ok(w.page_size);
+        }
+        if db.len() < 100 {
+            return Err(DbError::Invalid {
+                path: self.path.clone(),
+                what: "database file is empty".into(),
+            });
+        }
+        Ok(match u16::from_be_bytes([db[16], db[17]]) {
+            1 => 65536,
+            p => u32::from(p),
+        })
+    }
+
+    /// Build the next L0 file from committed WAL frames, or `None` when nothing is new.
+    /// The position only advances when [`Db::mark_shipped`] is called with the result.
+    pub fn sync(&mut self) -> Result<Option<Pending>, DbError> {
+        let walb = self.read_wal()?;
+        let hdr = if walb.len() >= WAL_HEADER_SIZE as usize {
+            WalHeader::decode(&walb).ok()
+        } else {
+            None
+        };
+        let Some(pos) = self.pos else {
+            return self.snapshot(&walb, hdr);
+        };
+        let Some(h) = hdr else {
+            // No WAL (or an empty one): nothing new unless the WAL vanished under us.
+            if pos.offset > WAL_HEADER_SIZE {
+                log::warn!(db = self.path.display().to_string().as_str(); "WAL disappeared; taking a snapshot");
+                return self.snapshot(&walb, hdr);
+            }
+            return Ok(None);
+        };
+        let start = if h.salt1 == pos.salt1 && h.salt2 == pos.salt2 {
+            pos.offset
+        } else {
+            log::warn!(db = self.path.display().to_string().as_str(); "WAL restarted by another connection; taking a snapshot");
+            return self.snapshot(&walb, hdr);
+        };
+        let (_, r) = match wal::read_committed(&walb, start) {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!(db = self.path.display().to_string().as_str(), error = e.to_string().as_str(); "lost WAL position; taking a snapshot");
+                return self.snapshot(&walb, hdr);
+            }
+        };
+        let Some(commit) = r.commit else {
+            return Ok(None);
+        };
+        let mut pages = r.pages;
+        let lock = lock_page(h.page_size);
+        if commit > pos.commit {
+            // Growth pages not in these frames: newest earlier WAL version, else the db file.
+            let missing: Vec<u32> = (pos.commit + 1..=commit)
+                .filter(|p| *p != lock && !pages.contains_key(p))
+                .collect();
+            if !missing.is_empty() {
+                let earlier = wal::read_committed(&walb[..start as usize], WAL_HEADER_SIZE)
+                    .map(|(_, r)| r.pages)
+                    .unwrap_or_default();
+                let dbf = self.read_db_file()?;
+                for p in missing {
+                    let data = match earlier.get(&p) {
+                        Some(d) => d.clone(),
+                        None => db_page(&dbf, p, h.page_size),
+                    };
+                    pages.insert(p, data);
+                }
+            }
+        }
+        pages.remove(&lock);
+        let position = Position {
+            salt1: h.salt1,
+            salt2: h.salt2,
+            checkpoint_seq: h.checkpoint_seq,
+            offset: r.end,
+            commit,
+        };
+        self.build(
+            pages,
+            h.page_size,
+            commit,
+            start as i64,
+            (r.end - start) as i64,
+            (h.salt1, h.salt2),
+            false,
+            position,
+        )
+        .map(Some)
+    }
+
+    fn snapshot(
+        &mut self,
+        walb: &[u8],
+        hdr: Option<WalHeader>,
+    ) -> Result<Option<Pending>, DbError> {
+        let dbf = self.read_db_file()?;
+        let page_size = self.page_size_of(&dbf, hdr.as_ref())?;
+        let (mut pages, commit, wal_fields, position) = match hdr {
+            Some(h) => {
+                let (_, r) =
+                    wal::read_committed(walb, WAL_HEADER_SIZE).map_err(|e| DbError::Invalid {
+                        path: self.wal_path.clone(),
+                        what: e.to_string(),
+                    })?;
+                let commit = r.commit.unwrap_or((dbf.len() / page_size as usize) as u32);
+                let fields = if r.end > WAL_HEADER_SIZE {
+                    (
+                        WAL_HEADER_SIZE as i64,
+                        (r.end - WAL_HEADER_SIZE) as i64,
+                        (h.salt1, h.salt2),
+                    )
+                } else {
+                    (0, 0, (0, 0))
+                };
+                let pos = Position {
+                    salt1: h.salt1,
+                    salt2: h.salt2,
+                    checkpoint_seq: h.checkpoint_seq,
+                    offset: r.end,
+                    commit,
+                };
+                (r.pages, commit, fields, pos)
+            }
+            None => {
+                let commit = (dbf.len() / page_size as usize) as u32;
+                let pos = Position {
+                    salt1: 0,
+                    salt2: 0,
+                    checkpoint_seq: 0,
+                    offset: WAL_HEADER_SIZE,
+                    commit,
+                };
+                (BTreeMap::new(), commit, (0, 0, (0, 0)), pos)
+            }
+        };
+        if commit == 0 {
+            return Ok(None);
+        }
+        let lock = lock_page(page_size);
+        for p in 1..=commit {
+            if p != lock && !pages.contains_key(&p) {
+                pages.insert(p, db_page(&dbf, p, page_size));
+            }
+        }
+        pages.retain(|&p, _| p <= commit && p != lock);
+        self.build(
+            pages,
+            page_size,
+            commit,
+            wal_fields.0,
+            wal_fields.1,
+            wal_fields.2,
+            true,
+            position,
+        )
+        .map(Some)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        pages: BTreeMap<u32, Vec<u8>>,
+        page_size: u32,
+        commit: u32,
+        wal_offset: i64,
+        wal_size: i64,
+        salts: (u32, u32),
+        snapshot: bool,
+        position: Position,
+    ) -> Result<Pending, DbError> {
+        let txid = self.txid + 1;
+        let timestamp_ms = crate::time::now_ms();
+        let header = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size,
+            commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp: timestamp_ms,
+            pre_apply_checksum: 0,
+            wal_offset,
+            wal_size,
+            wal_salt1: salts.0,
+            wal_salt2: salts.1,
+            node_id: 0,
+        };
+        let lerr = |source| DbError::Ltx {
+            path: self.path.clone(),
+            source,
+        };
+        // A snapshot with TXID > 1 is not a "snapshot" in LTX terms (min != 1) but carries every page.
+        let mut enc = Encoder::new(header, self.encoding).map_err(lerr)?;
+        let n = pages.len();
+        for (p, d) in &pages {
+            enc.add_page(*p, d).map_err(lerr)?;
+        }
+        let data = enc.finish(0).map_err(lerr)?;
+        Ok(Pending {
+            txid,
+            timestamp_ms,
+            data,
+            pages: n,
+            snapshot,
+            position,
+        })
+    }
+
+    /// Record that `p` reached the replica.
+    pub fn mark_shipped(&mut self, p: &Pending) {
+        self.txid = p.txid;
+        self.pos = Some(p.position);
+    }
+
+    /// Number of frames in the WAL beyond the header (a checkpoint trigger).
+    pub fn wal_frames(&self) -> u64 {
+        use std::io::Read;
+        let Ok(mut f) = std::fs::File::open(&self.wal_path) else {
+            return 0;
+        };
+        let mut b = [0u8; WAL_HEADER_SIZE as usize];
+        if f.read_exact(&mut b).is_err() {
+            return 0;
+        }
+        let (Ok(h), Ok(md)) = (WalHeader::decode(&b), f.metadata()) else {
+            return 0;
+        };
+        md.len().saturating_sub(WAL_HEADER_SIZE) / h.frame_size()
+    }
+
+    /// Checkpoint frames already shipped, then restart the WAL under our own write lock so
+    /// the restart is known to be gap-free. `ship` is called (under the write lock) with any
+    /// file captured since the last sync and must upload it; if it fails, nothing is
+    /// checkpointed. Returns true when the WAL was restarted.
+    pub fn checkpoint(
+        &mut self,
+        mut ship: impl FnMut(&Pending) -> Result<(), String>,
+    ) -> Result<bool, DbError> {
+        let Some(pos) = self.pos else {
+            return Ok(false);
+        };
+        let path = self.path.clone();
+        // 1. Checkpoint PASSIVE without our read transaction.
+        self.end_read()?;
+        let ck: rusqlite::Result<(i64, i64, i64)> =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                });
+        let result = (|| {
+            let (_busy, log, done) = ck.map_err(sq(&path))?;
+            if log <= 0 || log != done {
+                return Ok(false); // not fully backfilled (a reader pins frames): no restart
+            }
+            // 2. Take the write lock with a second connection; nobody can append now.
+            let w = Connection::open(&path).map_err(sq(&path))?;
+            w.busy_timeout(Duration::from_secs(1)).map_err(sq(&path))?;
+            w.execute_batch("PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE")
+                .map_err(sq(&path))?;
+            // 3. Capture and ship anything committed since our last sync.
+            match self.sync() {
+                Ok(Some(p)) => {
+                    if let Err(e) = ship(&p) {
+                        let _ = w.execute_batch("ROLLBACK");
+                        log::warn!(error = e.as_str(); "checkpoint: shipping the last frames failed; not restarting the WAL");
+                        return Ok(false);
+                    }
+                    self.mark_shipped(&p);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = w.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+            let Some(before) = self.pos else {
+                let _ = w.execute_batch("ROLLBACK");
+                return Ok(false);
+            };
+            if before.salt1 != pos.salt1 || before.salt2 != pos.salt2 {
+                // sync() above already handled a restart by a snapshot.
+                let _ = w.execute_batch("ROLLBACK");
+                return Ok(false);
+            }
+            // 4. Rewrite the user_version cookie unchanged: the commit restarts the WAL
+            //    (it is fully backfilled) while we hold the only write lock.
+            let v: i64 = w
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(sq(&path))?;
+            w.execute_batch(&format!("PRAGMA user_version = {v}; COMMIT"))
+                .map_err(sq(&path))?;
+            drop(w);
+            let walb = self.read_wal()?;
+            let h = WalHeader::decode(&walb).ok();
+            match h {
+                Some(h) if h.salt1 == before.salt1 && h.salt2 == before.salt2 => Ok(false),
+                Some(h) if h.checkpoint_seq == before.checkpoint_seq.wrapping_add(1) => {
+                    // Exactly one restart, ours: continue from the new WAL's first frame.
+                    self.pos = Some(Position {
+                        salt1: h.salt1,
+                        salt2: h.salt2,
+                        checkpoint_seq: h.checkpoint_seq,
+                        offset: WAL_HEADER_SIZE,
+                        commit: before.commit,
+                    });
+                    Ok(true)
+                }
+                _ => {
+                    // Someone else restarted too: the next sync takes a snapshot.
+                    Ok(true)
+                }
+            }
+        })();
+        self.begin_read()?;
+        result
+    }
+}
+
+fn db_page(dbf: &[u8], pgno: u32, page_size: u32) -> Vec<u8> {
+    let ps = page_size as usize;
+    let start = (pgno as usize - 1) * ps;
+    let mut v = vec![0u8; ps];
+    if start < dbf.len() {
+        let end = (start + ps).min(dbf.len());
+        v[..end - start].copy_from_slice(&dbf[start..end]);
+    }
+    v
+}

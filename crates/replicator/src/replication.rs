@@ -1,0 +1,563 @@
+//! The background replication task: the embedding API ([`Replication`]) and what the
+//! standalone `replicate` command runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::client::{Client, LEVELS, ReplicaClient};
+use crate::compactor;
+use crate::config::{ConfigError, ReplicaConfig};
+use crate::db::{Db, DbError, Pending};
+use crate::ltx::PageEncoding;
+use crate::metrics::ReplicationMetrics;
+use crate::restore::{self, RestoreError, Restored, Target};
+use crate::time::now_ms;
+
+/// Tuning; defaults are Litestream's except `monitor_interval` (how often the WAL is
+/// probed: a sporadic commit ships within this delay, uploads stay <= 1 per `sync_interval`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub sync_interval: Duration,
+    pub monitor_interval: Duration,
+    pub checkpoint_interval: Duration,
+    pub min_checkpoint_page_count: u64,
+    pub busy_timeout: Duration,
+    pub snapshot_interval: Duration,
+    pub snapshot_retention: Duration,
+    /// Compaction intervals of levels 1.. (default 30 s, 5 min, 1 h).
+    pub level_intervals: Vec<Duration>,
+    pub l0_retention: Duration,
+    pub l0_retention_check_interval: Duration,
+    pub retention_enabled: bool,
+    pub page_encoding: PageEncoding,
+    /// Upper bound of the retry backoff after failed uploads.
+    pub max_backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(1),
+            monitor_interval: Duration::from_millis(25),
+            checkpoint_interval: Duration::from_secs(60),
+            min_checkpoint_page_count: 1000,
+            busy_timeout: Duration::from_secs(1),
+            snapshot_interval: Duration::from_secs(24 * 3600),
+            snapshot_retention: Duration::from_secs(24 * 3600),
+            level_intervals: vec![
+                Duration::from_secs(30),
+                Duration::from_secs(300),
+                Duration::from_secs(3600),
+            ],
+            l0_retention: Duration::from_secs(300),
+            l0_retention_check_interval: Duration::from_secs(15),
+            retention_enabled: true,
+            page_encoding: PageEncoding::Frame,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error("sync failed: {0}")]
+    Sync(String),
+    #[error("replication task has stopped")]
+    Stopped,
+    #[error("shutdown: {0}")]
+    Shutdown(String),
+}
+
+/// A snapshot of the replication state (for `/health` and `STATUS=`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Status {
+    pub replica: String,
+    pub last_shipped_txid: u64,
+    pub last_shipped_at_ms: Option<i64>,
+    /// Seconds since the oldest commit not yet on the replica was seen (0 when caught up).
+    pub lag_seconds: f64,
+    pub consecutive_errors: u32,
+    pub last_error: Option<String>,
+}
+
+struct Shared {
+    status: Mutex<Status>,
+    metrics: ReplicationMetrics,
+}
+
+enum Cmd {
+    SyncNow(oneshot::Sender<Result<u64, String>>),
+    Shutdown(Duration, oneshot::Sender<Result<u64, String>>),
+}
+
+/// A running replication of one database to one replica.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use barnabee_replicator::{Options, Replication, ReplicaConfig};
+/// let replica = ReplicaConfig::from_url("file:///var/backup/memory");
+/// let db = std::path::Path::new("/var/lib/barnabee-memory/memory.db");
+/// barnabee_replicator::restore_if_missing(db, &replica).await?;
+/// // ... open the database with PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0 ...
+/// let repl = Replication::start(db, &replica, Options::default()).await?;
+/// let txid = repl.sync_now().await?;             // ship what is committed now
+/// let status = repl.status();                    // for /health and STATUS=
+/// repl.shutdown(std::time::Duration::from_secs(5)).await?;
+/// # let _ = (txid, status); Ok(()) }
+/// ```
+pub struct Replication {
+    shared: Arc<Shared>,
+    cmd: mpsc::Sender<Cmd>,
+    stop_maint: watch::Sender<bool>,
+}
+
+impl Replication {
+    /// Start replicating `db_path` to the replica described by `replica`.
+    pub async fn start(
+        db_path: &Path,
+        replica: &ReplicaConfig,
+        options: Options,
+    ) -> Result<Self, ReplicationError> {
+        let client = replica.client()?;
+        Self::start_with_client(db_path, client, options).await
+    }
+
+    /// Start with an already built client (tests use [`Client::Memory`]).
+    pub async fn start_with_client(
+        db_path: &Path,
+        client: Client,
+        options: Options,
+    ) -> Result<Self, ReplicationError> {
+        let client = Arc::new(client);
+        let mut last_txid = 0u64;
+        for level in LEVELS {
+            if let Some(m) = client
+                .list(level, false)
+                .await?
+                .iter()
+                .map(|f| f.max_txid)
+                .max()
+            {
+                last_txid = last_txid.max(m);
+            }
+        }
+        let path = db_path.to_path_buf();
+        let (enc, bt) = (options.page_encoding, options.busy_timeout);
+        let db = tokio::task::spawn_blocking(move || Db::open(&path, last_txid, enc, bt))
+            .await
+            .map_err(|e| ReplicationError::Sync(e.to_string()))??;
+        log::info!(db = db_path.display().to_string().as_str(), replica = client.describe().as_str(), txid = last_txid; "replication starting");
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                replica: client.describe(),
+                last_shipped_txid: last_txid,
+                ..Default::default()
+            }),
+            metrics: ReplicationMetrics::default(),
+        });
+        shared.metrics.last_shipped_txid.set(last_txid as i64);
+        let (tx, rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let db = Arc::new(Mutex::new(db));
+        tokio::spawn(sync_loop(
+            db,
+            client.clone(),
+            options.clone(),
+            shared.clone(),
+            rx,
+        ));
+        tokio::spawn(maintenance_loop(client, options, shared.clone(), stop_rx));
+        Ok(Self {
+            shared,
+            cmd: tx,
+            stop_maint: stop_tx,
+        })
+    }
+
+    /// Ship everything committed so far; returns the replica's newest TXID.
+    pub async fn sync_now(&self) -> Result<u64, ReplicationError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::SyncNow(tx))
+            .await
+            .map_err(|_| ReplicationError::Stopped)?;
+        rx.await
+            .map_err(|_| ReplicationError::Stopped)?
+            .map_err(ReplicationError::Sync)
+    }
+
+    pub fn status(&self) -> Status {
+        let mut s = self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        s.lag_seconds = self.shared.metrics.lag_seconds.get();
+        s
+    }
+
+    pub fn metrics(&self) -> &ReplicationMetrics {
+        &self.shared.metrics
+    }
+
+    /// Register the `barnabee_replication_*` metrics into a daemon's registry.
+    pub fn register_metrics(&self, metrics: &barnabee_service::metrics::Metrics) {
+        self.shared.metrics.register(metrics);
+    }
+
+    /// Ship what is committed (within `bound`), then stop the tasks and release the database.
+    pub async fn shutdown(&self, bound: Duration) -> Result<u64, ReplicationError> {
+        let _ = self.stop_maint.send(true);
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Shutdown(bound, tx))
+            .await
+            .map_err(|_| ReplicationError::Stopped)?;
+        rx.await
+            .map_err(|_| ReplicationError::Stopped)?
+            .map_err(ReplicationError::Shutdown)
+    }
+}
+
+/// Restore `db_path` from the replica if the database does not exist yet (and the replica
+/// holds something). Returns what was restored.
+pub async fn restore_if_missing(
+    db_path: &Path,
+    replica: &ReplicaConfig,
+) -> Result<Option<Restored>, ReplicationError> {
+    if db_path.exists() {
+        return Ok(None);
+    }
+    let client = replica.client()?;
+    let plan = match restore::plan(&client, Target::Latest).await {
+        Ok(p) => p,
+        Err(RestoreError::NotAvailable(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let r = restore::apply(&client, &plan, db_path, |_, _| {}).await?;
+    log::info!(db = db_path.display().to_string().as_str(), txid = r.txid; "restored from replica");
+    Ok(Some(r))
+}
+
+type DbHandle = Arc<Mutex<Db>>;
+
+fn lock(db: &DbHandle) -> std::sync::MutexGuard<'_, Db> {
+    db.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(
+    db: &DbHandle,
+    f: impl FnOnce(&mut Db) -> T + Send + 'static,
+) -> Result<T, String> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || f(&mut lock(&db)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+struct Loop {
+    db: DbHandle,
+    client: Arc<Client>,
+    opts: Options,
+    shared: Arc<Shared>,
+    pending: Option<Pending>,
+    last_upload: Option<Instant>,
+    last_stamp: Option<(u64, std::time::SystemTime)>,
+    dirty_since: Option<Instant>,
+    backoff: Duration,
+    next_try: Instant,
+    last_checkpoint: Instant,
+}
+
+impl Loop {
+    /// Capture (if nothing is pending) and upload. Ok(true) when caught up.
+    async fn step(&mut self) -> Result<bool, String> {
+        if self.pending.is_none() {
+            let stamp = lock(&self.db).wal_stamp();
+            let p = blocking(&self.db, |db| db.sync()).await?.map_err(|e| {
+                self.shared.metrics.error("sync");
+                e.to_string()
+            })?;
+            self.last_stamp = stamp;
+            self.pending = p;
+        }
+        let Some(p) = self.pending.clone() else {
+            return Ok(true);
+        };
+        match self
+            .client
+            .put(0, p.txid, p.txid, p.data.clone(), p.timestamp_ms)
+            .await
+        {
+            Ok(()) => {
+                lock(&self.db).mark_shipped(&p);
+                self.pending = None;
+                self.last_upload = Some(Instant::now());
+                self.backoff = Duration::ZERO;
+                self.shared.metrics.uploaded(0, p.data.len());
+                self.shared.metrics.last_shipped_txid.set(p.txid as i64);
+                {
+                    let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+                    st.last_shipped_txid = p.txid;
+                    st.last_shipped_at_ms = Some(now_ms());
+                    st.consecutive_errors = 0;
+                }
+                log::info!(txid = p.txid, level = 0u8, pages = p.pages, bytes = p.data.len(), snapshot = p.snapshot; "shipped");
+                let _ = blocking(&self.db, |db| db.refresh_read()).await;
+                Ok(true)
+            }
+            Err(e) => {
+                self.shared.metrics.error("put");
+                self.backoff =
+                    (self.backoff * 2).clamp(Duration::from_millis(100), self.opts.max_backoff);
+                self.next_try = Instant::now() + self.backoff;
+                let msg = e.to_string();
+                {
+                    let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+                    st.consecutive_errors += 1;
+                    st.last_error = Some(msg.clone());
+                }
+                log::warn!(txid = p.txid, level = 0u8, error = msg.as_str(), retry_ms = self.backoff.as_millis() as u64; "upload failed");
+                Err(msg)
+            }
+        }
+    }
+
+    async fn maybe_checkpoint(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
+        let frames = lock(&self.db).wal_frames();
+        if frames == 0 {
+            return;
+        }
+        if frames < self.opts.min_checkpoint_page_count
+            && self.last_checkpoint.elapsed() < self.opts.checkpoint_interval
+        {
+            return;
+        }
+        self.last_checkpoint = Instant::now();
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        let handle = tokio::runtime::Handle::current();
+        let r = blocking(&self.db, move |db| {
+            db.checkpoint(|p| {
+                handle
+                    .block_on(client.put(0, p.txid, p.txid, p.data.clone(), p.timestamp_ms))
+                    .map_err(|e| e.to_string())?;
+                shared.metrics.uploaded(0, p.data.len());
+                shared.metrics.last_shipped_txid.set(p.txid as i64);
+                let mut st = shared.status.lock().unwrap_or_else(|e| e.into_inner());
+                st.last_shipped_txid = p.txid;
+                st.last_shipped_at_ms = Some(now_ms());
+                log::info!(txid = p.txid, level = 0u8; "shipped (checkpoint)");
+                Ok(())
+            })
+        })
+        .await;
+        match r {
+            Ok(Ok(restarted)) => {
+                self.shared.metrics.checkpoints.inc();
+                log::debug!(frames = frames, restarted = restarted; "checkpoint");
+                self.last_stamp = None;
+            }
+            Ok(Err(e)) => {
+                self.shared.metrics.error("checkpoint");
+                log::warn!(error = e.to_string().as_str(); "checkpoint failed");
+            }
+            Err(e) => log::warn!(error = e.as_str(); "checkpoint task failed"),
+        }
+    }
+}
+
+async fn sync_loop(
+    db: DbHandle,
+    client: Arc<Client>,
+    opts: Options,
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Cmd>,
+) {
+    let mut l = Loop {
+        db,
+        client,
+        opts,
+        shared,
+        pending: None,
+        last_upload: None,
+        last_stamp: None,
+        dirty_since: None,
+        backoff: Duration::ZERO,
+        next_try: Instant::now(),
+        last_checkpoint: Instant::now(),
+    };
+    let mut waiters: Vec<oneshot::Sender<Result<u64, String>>> = Vec::new();
+    loop {
+        let mut forced = false;
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(Cmd::SyncNow(tx)) => { waiters.push(tx); forced = true; }
+                Some(Cmd::Shutdown(bound, tx)) => {
+                    let r = tokio::time::timeout(bound, async {
+                        loop {
+                            match l.step().await {
+                                Ok(true) if l.pending.is_none() => {
+                                    // One more capture in case of commits during the upload.
+                                    match l.step().await { Ok(_) if l.pending.is_none() => break Ok(()), Ok(_) => continue, Err(e) => break Err(e) }
+                                }
+                                Ok(_) => continue,
+                                Err(e) => { tokio::time::sleep(l.backoff).await; let _ = e; continue }
+                            }
+                        }
+                    }).await;
+                    let txid = lock(&l.db).txid();
+                    let res = match r {
+                        Ok(Ok(())) => Ok(txid),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(format!("unshipped changes remain after {bound:?}; replica is at TXID {txid}")),
+                    };
+                    for w in waiters.drain(..) { let _ = w.send(res.clone()); }
+                    let _ = tx.send(res);
+                    return;
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep(l.opts.monitor_interval) => {}
+        }
+        let stamp = lock(&l.db).wal_stamp();
+        let changed = stamp != l.last_stamp || lock(&l.db).position().is_none();
+        if changed && l.dirty_since.is_none() {
+            l.dirty_since = Some(Instant::now());
+        }
+        let due = forced
+            || l.last_upload
+                .is_none_or(|t| t.elapsed() >= l.opts.sync_interval);
+        let retry_ok = forced || Instant::now() >= l.next_try;
+        if (changed || l.pending.is_some() || forced) && due && retry_ok {
+            let r = l.step().await;
+            // A forced sync must capture commits made during a pending upload, too.
+            let r = match r {
+                Ok(_) if forced && l.pending.is_none() => l.step().await,
+                other => other,
+            };
+            match r {
+                Ok(_) if l.pending.is_none() => {
+                    l.dirty_since = None;
+                    let txid = lock(&l.db).txid();
+                    for w in waiters.drain(..) {
+                        let _ = w.send(Ok(txid));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    for w in waiters.drain(..) {
+                        let _ = w.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let lag = l
+            .dirty_since
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        l.shared.metrics.lag_seconds.set(lag);
+        if l.pending.is_none() && !changed {
+            l.maybe_checkpoint().await;
+        }
+    }
+}
+
+async fn maintenance_loop(
+    client: Arc<Client>,
+    opts: Options,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_retention = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = now_ms();
+        for (i, iv) in opts.level_intervals.iter().enumerate() {
+            let level = (i + 1) as u8;
+            if level >= crate::client::SNAPSHOT_LEVEL {
+                break;
+            }
+            let t = Instant::now();
+            match compactor::compact_level(
+                &*client,
+                level,
+                iv.as_millis() as i64,
+                now,
+                opts.page_encoding,
+            )
+            .await
+            {
+                Ok(Some(f)) => {
+                    shared.metrics.uploaded(level, f.size as usize);
+                    shared
+                        .metrics
+                        .compaction_seconds
+                        .get_or_create(&crate::metrics::LevelLabel {
+                            level: level.to_string(),
+                        })
+                        .observe(t.elapsed().as_secs_f64());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    shared.metrics.error("compact");
+                    log::warn!(level = level, error = e.to_string().as_str(); "compaction failed");
+                }
+            }
+        }
+        match compactor::snapshot(
+            &*client,
+            opts.snapshot_interval.as_millis() as i64,
+            now,
+            opts.page_encoding,
+        )
+        .await
+        {
+            Ok(Some(f)) => shared
+                .metrics
+                .uploaded(crate::client::SNAPSHOT_LEVEL, f.size as usize),
+            Ok(None) => {}
+            Err(e) => {
+                shared.metrics.error("snapshot");
+                log::warn!(level = 9u8, error = e.to_string().as_str(); "snapshot failed");
+            }
+        }
+        if opts.retention_enabled && last_retention.elapsed() >= opts.l0_retention_check_interval {
+            last_retention = Instant::now();
+            if let Err(e) = compactor::enforce_retention(
+                &*client,
+                opts.l0_retention.as_millis() as i64,
+                opts.snapshot_retention.as_millis() as i64,
+                now,
+            )
+            .await
+            {
+                shared.metrics.error("retention");
+                log::warn!(error = e.to_string().as_str(); "retention failed");
+            }
+        }
+    }
+}
+
+/// Convenience for the CLI: the path of a database as given.
+pub fn db_path(p: &Path) -> PathBuf {
+    p.to_path_buf()
+}
