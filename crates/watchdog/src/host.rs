@@ -407,6 +407,108 @@ mod tests {
         assert!((0.0..=100.0).contains(&pct), "{pct}");
     }
 
+    fn monitor(
+        t: Thresholds,
+    ) -> (
+        HostMonitor,
+        Arc<crate::incident::IncidentLog>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(crate::incident::IncidentLog::open(dir.path()).unwrap());
+        let m = HostMonitor::new(
+            t,
+            Incidents::new(log.clone()),
+            HostMetrics::default(),
+            reqwest::Client::new(),
+        );
+        (m, log, dir)
+    }
+
+    /// Thresholds that never fire, to switch on one check at a time.
+    fn quiet() -> Thresholds {
+        Thresholds {
+            disk_paths: Vec::new(),
+            memory_warn_available_gb: 0.0,
+            memory_critical_available_gb: 0.0,
+            load_warn_per_cpu: 1e9,
+            load_critical_per_cpu: 1e9,
+            ..Thresholds::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn disk_below_warn_is_a_p3_with_the_path() {
+        let (mut m, log, _dir) = monitor(Thresholds {
+            disk_paths: vec!["/".into()],
+            disk_warn_free_percent: 101.0,
+            disk_critical_free_percent: 0.0,
+            ..quiet()
+        });
+        m.check().await;
+        m.check().await;
+        let rows = log.list(0, 10).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].incident.severity, Severity::P3);
+        assert_eq!(rows[0].incident.reason, "disk_low");
+        assert!(
+            rows[0].incident.detail.contains("free on /"),
+            "{}",
+            rows[0].incident.detail
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_below_critical_is_a_p1() {
+        let (mut m, log, _dir) = monitor(Thresholds {
+            memory_warn_available_gb: 1e9,
+            memory_critical_available_gb: 1e9,
+            ..quiet()
+        });
+        m.check().await;
+        let rows = log.list(0, 10).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0].incident.severity, rows[0].incident.reason.as_str()),
+            (Severity::P1, "memory_low")
+        );
+        assert!(m.metrics.memory_available_bytes.get() > 0);
+    }
+
+    #[tokio::test]
+    async fn gpu_figures_come_from_the_inference_metrics() {
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async {
+                "barnabee_gpu_temperature_celsius{gpu=\"0\"} 93\nbarnabee_gpu_memory_used_bytes{gpu=\"0\"} 96\nbarnabee_gpu_memory_total_bytes{gpu=\"0\"} 100\n# EOF\n"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (mut m, log, _dir) = monitor(Thresholds {
+            gpu_metrics_url: Some(format!("http://{addr}/metrics")),
+            ..quiet()
+        });
+        m.check().await;
+        let mut got: Vec<(Severity, String)> = log
+            .list(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.incident.severity, r.incident.reason))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (Severity::P1, "gpu_hot".to_owned()),
+                (Severity::P3, "gpu_memory_full".to_owned())
+            ]
+        );
+        assert_eq!(m.metrics.gpu_temperature_celsius.get(), 93.0);
+        assert_eq!(m.metrics.gpu_memory_used_percent.get(), 96.0);
+    }
+
     #[test]
     fn incidents_only_on_level_change() {
         let dir = tempfile::tempdir().unwrap();
