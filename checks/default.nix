@@ -10,7 +10,7 @@
   inherit (pkgs) lib;
   ws = pkgs.barnabee-workspace;
   testLib = import ./lib.nix {inherit self pkgs sops-nix;};
-  withTestSite = name: self.nixosConfigurations.${name}.extendModules {modules = [./site-test.nix];};
+  withTestSite = name: self.nixosConfigurations.${name}.extendModules {modules = [(import ./site-test.nix).${name}];};
   evalResult = import ./eval/run.nix {inherit lib;};
   vmTests = lib.mapAttrs' (file: _: {
     name = "vm-${lib.removeSuffix ".nix" file}";
