@@ -48,6 +48,13 @@ in
       then pkgs.runCommand "barnabee-eval-modules" {} "echo ${toString evalResult.total} cases passed > $out"
       else throw "module-logic tests failed: ${builtins.toJSON evalResult.failures}";
 
+    # The operators' alert rules and dashboard ship as files: check them with the real tools.
+    monitoring = pkgs.runCommand "barnabee-monitoring" {nativeBuildInputs = [(pkgs.prometheus.cli or pkgs.prometheus) pkgs.jq];} ''
+      promtool check rules ${../nixos-modules/monitoring/alerts.yml}
+      jq -e '.panels | length > 0' ${../nixos-modules/monitoring/grafana-dashboard.json}
+      touch $out
+    '';
+
     host-beelink = (withTestSite "beelink").config.system.build.toplevel;
     # The beast's real closure (unfree driver, CUDA onnxruntime) is not in the public cache:
     # evaluate it here, build it on a machine with a CUDA cache.
