@@ -1,6 +1,7 @@
 //! The watchdog's own HTTP API (next to `/health` and `/metrics`):
 //! `GET /v1/incidents?since_ms=<epoch ms>&limit=<n>` → `{"incidents": [Record, ...]}`,
 //! newest first; what `barnabee incident collect` puts into the bundle.
+//! `GET /v1/units` → `{"units": [UnitReport, ...]}`: the latest state of each supervised unit.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::incident::{IncidentLog, Record};
+use crate::supervisor::{UnitReport, UnitsView};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,10 +35,30 @@ pub struct IncidentList {
     pub incidents: Vec<Record>,
 }
 
-pub fn routes(log: Arc<IncidentLog>) -> Router {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UnitList {
+    pub units: Vec<UnitReport>,
+}
+
+pub fn routes(log: Arc<IncidentLog>, view: UnitsView) -> Router {
     Router::new()
         .route("/v1/incidents", get(list))
         .with_state(log)
+        .merge(
+            Router::new()
+                .route("/v1/units", get(units))
+                .with_state(view),
+        )
+}
+
+async fn units(State(view): State<UnitsView>) -> Json<UnitList> {
+    let units = view
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    Json(UnitList { units })
 }
 
 async fn list(State(log): State<Arc<IncidentLog>>, Query(q): Query<IncidentQuery>) -> Response {

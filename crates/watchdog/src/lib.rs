@@ -23,7 +23,7 @@ use barnabee_service::{Check, Runtime};
 use crate::config::Config;
 use crate::host::{HostMetrics, HostMonitor};
 use crate::incident::{IncidentLog, IncidentLogError, Incidents};
-use crate::supervisor::{Supervisor, SupervisorMetrics};
+use crate::supervisor::{Supervisor, SupervisorMetrics, UnitsView};
 use crate::systemd::DbusSystemd;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let sup_metrics = SupervisorMetrics::default();
     sup_metrics.register(rt.metrics());
     let http = probe::client();
+    let view = UnitsView::default();
     let supervisor = Arc::new(Supervisor {
         systemd,
         cfg: cfg.supervision.clone(),
@@ -94,6 +95,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         metrics: sup_metrics,
         bus,
         http: http.clone(),
+        view: view.clone(),
     });
     // A unit round may wait for a D-Bus read, a probe and a restart job (each call may
     // reconnect and retry once); beyond that bound the task is stuck.
@@ -126,6 +128,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     tokio::spawn(monitor.run(hb, rt.shutdown()));
 
     rt.status(&format!("supervising {} units", cfg.units.len()));
-    rt.serve(api::routes(incidents.store().clone())).await?;
+    rt.serve(api::routes(incidents.store().clone(), view))
+        .await?;
     Ok(())
 }

@@ -58,6 +58,30 @@ impl SupervisorMetrics {
     }
 }
 
+/// What `GET /v1/units` shows for one supervised unit.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct UnitReport {
+    pub name: String,
+    /// systemd's view; empty until the first successful read.
+    pub active_state: String,
+    pub sub_state: String,
+    pub invocation_id: String,
+    pub active_enter_timestamp_us: u64,
+    pub n_restarts: Option<u32>,
+    pub exec_main_status: Option<i32>,
+    /// Active and its /health answered 2xx in the last round.
+    pub healthy: bool,
+    /// Why the last round was not healthy.
+    pub last_problem: Option<String>,
+    pub consecutive_failures: u32,
+    /// Restarts (or starts) the watchdog issued since it started.
+    pub watchdog_restarts: u64,
+    pub breaker_open: bool,
+}
+
+/// The latest report per unit, shared with the HTTP API.
+pub type UnitsView = Arc<std::sync::Mutex<std::collections::BTreeMap<String, UnitReport>>>;
+
 /// Everything a unit task needs.
 pub struct Supervisor<S> {
     pub systemd: Arc<S>,
@@ -67,6 +91,7 @@ pub struct Supervisor<S> {
     /// `/health` component "systemd": whether the last D-Bus call worked.
     pub bus: Component,
     pub http: reqwest::Client,
+    pub view: UnitsView,
 }
 
 /// Classify a unit from its systemd state and, when active, its probe.
@@ -108,6 +133,11 @@ impl<S: SystemdApi> Supervisor<S> {
         };
         let mut policy = Policy::new(&self.cfg);
         let mut bus_ok = true;
+        let mut was_healthy = true;
+        let mut report = UnitReport {
+            name: unit.name.clone(),
+            ..UnitReport::default()
+        };
         let mut ticker = tokio::time::interval(self.cfg.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -128,6 +158,9 @@ impl<S: SystemdApi> Supervisor<S> {
                     if std::mem::replace(&mut bus_ok, false) {
                         log::warn!(unit = unit.name.as_str(); "cannot read the state of {}: {err}", unit.name);
                     }
+                    report.healthy = false;
+                    report.last_problem = Some(err.to_string());
+                    self.publish(&report);
                     continue;
                 }
             };
@@ -145,16 +178,41 @@ impl<S: SystemdApi> Supervisor<S> {
                 .set(i64::from(healthy));
             if let Observation::Unhealthy(reason) = &observation {
                 self.metrics.probe_failures.get_or_create(&label).inc();
-                log::info!(unit = unit.name.as_str(); "{} unhealthy: {reason}", unit.name);
+                // Once when it turns unhealthy; the incidents record what follows.
+                if was_healthy {
+                    log::info!(unit = unit.name.as_str(); "{} unhealthy: {reason}", unit.name);
+                }
             }
+            was_healthy = healthy;
+            report.active_state = status.active_state.clone();
+            report.sub_state = status.sub_state.clone();
+            report.invocation_id = status.invocation_id.clone();
+            report.active_enter_timestamp_us = status.active_enter_timestamp_us;
+            report.n_restarts = status.n_restarts;
+            report.exec_main_status = status.exec_main_status;
+            report.healthy = healthy;
+            report.last_problem = match &observation {
+                Observation::Unhealthy(reason) => Some(reason.clone()),
+                Observation::Transitioning => {
+                    Some(format!("{} ({})", status.active_state, status.sub_state))
+                }
+                Observation::Healthy => None,
+            };
             if !unit.restart {
+                self.publish(&report);
                 continue;
             }
-            match policy.observe(Instant::now(), observation) {
+            let decision = policy.observe(Instant::now(), observation);
+            report.consecutive_failures = policy.consecutive_failures();
+            report.breaker_open = policy.breaker_open();
+            self.publish(&report);
+            match decision {
                 Decision::Nothing | Decision::Wait => {}
                 Decision::Restart { attempt, reason } => {
                     self.restart(&unit.name, &status, attempt, &reason).await;
                     self.metrics.restarts.get_or_create(&label).inc();
+                    report.watchdog_restarts += 1;
+                    self.publish(&report);
                     // Let the new invocation start before probing it again.
                     ticker.reset();
                 }
@@ -177,6 +235,13 @@ impl<S: SystemdApi> Supervisor<S> {
                 )),
             }
         }
+    }
+
+    fn publish(&self, report: &UnitReport) {
+        self.view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(report.name.clone(), report.clone());
     }
 
     async fn restart(&self, name: &str, status: &UnitStatus, attempt: u32, reason: &str) {

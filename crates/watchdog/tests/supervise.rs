@@ -66,6 +66,30 @@ async fn unhealthy_unit_is_restarted_with_backoff() {
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["unit"], MEMORY);
     assert!(list[0]["ts_ms"].as_i64().unwrap() > 0);
+    let (code, body) = wd.get("/v1/units").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let units = v["units"].as_array().unwrap();
+    assert_eq!(units.len(), 2, "{body}");
+    let (agents_r, memory_r) = (&units[0], &units[1]);
+    assert_eq!(agents_r["name"], AGENTS);
+    assert_eq!(agents_r["healthy"], true);
+    assert_eq!(agents_r["watchdog_restarts"], 0);
+    assert_eq!(memory_r["healthy"], false);
+    assert_eq!(memory_r["active_state"], "active");
+    assert!(
+        memory_r["watchdog_restarts"].as_u64().unwrap() >= 3,
+        "{body}"
+    );
+    // systemd's NRestarts as read at the start of the round (before that round's restart).
+    assert!(memory_r["n_restarts"].as_u64().unwrap() >= 2, "{body}");
+    assert!(
+        memory_r["last_problem"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503"),
+        "{body}"
+    );
     let (code, _) = wd.get("/v1/incidents?limit=lots").await;
     assert_eq!(code, 400);
     let log = wd.log();
