@@ -63,7 +63,7 @@ testLib.mkTest {
     beelink.start()
     memory_ready(beelink)
 
-    acked = []
+    acked: list = []
     with subtest("writes are acknowledged and journald carries our fields"):
         for i in range(20):
             remember(beelink, f"backup memory {i:02d}")
@@ -105,7 +105,7 @@ testLib.mkTest {
 
     with subtest("the real Litestream restores our replica, byte-identical to ours"):
         beelink.succeed("systemctl stop barnabee-memory")
-        beelink.succeed(f"rm -f /tmp/ours.db /tmp/theirs.db")
+        beelink.succeed("rm -f /tmp/ours.db /tmp/theirs.db")
         beelink.succeed(f"barnabee-replicator restore -config {LS} -o /tmp/ours.db {DB}")
         beelink.succeed(f"litestream restore -config {LS} -o /tmp/theirs.db {DB}")
         assert db_summaries(beelink, "/tmp/theirs.db") == sorted(acked)
@@ -115,11 +115,11 @@ testLib.mkTest {
 
     with subtest("we restore a replica the real Litestream wrote"):
         beelink.succeed(
-            "sqlite3 /root/peer.db 'PRAGMA journal_mode=WAL; "
-            "CREATE TABLE t(x TEXT); INSERT INTO t VALUES (\"from litestream\");'"
+            "sqlite3 /root/peer.db \"PRAGMA journal_mode=WAL; "
+            "CREATE TABLE t(x TEXT); INSERT INTO t VALUES ('from litestream');\""
         )
         beelink.succeed(f"systemd-run --unit=litestream-peer litestream replicate -config {LS}")
-        beelink.succeed("sqlite3 /root/peer.db 'INSERT INTO t VALUES (\"second write\")'")
+        beelink.succeed("sqlite3 /root/peer.db \"INSERT INTO t VALUES ('second write')\"")
         beelink.wait_until_succeeds(
             f"rm -f /tmp/peer.db && barnabee-replicator restore -config {LS} -o /tmp/peer.db /root/peer.db "
             "&& test $(sqlite3 /tmp/peer.db 'SELECT count(*) FROM t') -eq 2",
