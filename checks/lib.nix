@@ -122,12 +122,17 @@ in rec {
         node.succeed(f"garage bucket allow --read --write --owner {S3_BUCKET} --key barnabee")
 
 
-    def aws(node, args: str) -> str:
+    def aws_cmd(args: str) -> str:
+        """An aws CLI command line against the Garage node, with the test key."""
         env = (
             f"AWS_ACCESS_KEY_ID={S3_KEY_ID} AWS_SECRET_ACCESS_KEY={S3_SECRET} "
             "AWS_DEFAULT_REGION=garage AWS_EC2_METADATA_DISABLED=true"
         )
-        return node.succeed(f"{env} aws --endpoint-url http://s3:3900 {args}")
+        return f"{env} aws --endpoint-url http://s3:3900 {args}"
+
+
+    def aws(node, args: str) -> str:
+        return node.succeed(aws_cmd(args))
 
 
     def memory_ready(node) -> None:
