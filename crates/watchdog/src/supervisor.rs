@@ -79,6 +79,35 @@ pub struct UnitReport {
     pub breaker_open: bool,
 }
 
+impl UnitReport {
+    fn update(&mut self, status: &UnitStatus, observation: &Observation) {
+        self.active_state = status.active_state.clone();
+        self.sub_state = status.sub_state.clone();
+        self.invocation_id = status.invocation_id.clone();
+        self.active_enter_timestamp_us = status.active_enter_timestamp_us;
+        self.n_restarts = status.n_restarts;
+        self.exec_main_status = status.exec_main_status;
+        self.healthy = *observation == Observation::Healthy;
+        self.last_problem = match observation {
+            Observation::Unhealthy(reason) => Some(reason.clone()),
+            Observation::Transitioning => {
+                Some(format!("{} ({})", status.active_state, status.sub_state))
+            }
+            Observation::Healthy => None,
+        };
+    }
+}
+
+/// One unit task's own state.
+pub struct UnitTask {
+    unit: UnitConfig,
+    label: UnitLabel,
+    policy: Policy,
+    bus_ok: bool,
+    was_healthy: bool,
+    report: UnitReport,
+}
+
 /// The latest report per unit, shared with the HTTP API.
 pub type UnitsView = Arc<std::sync::Mutex<std::collections::BTreeMap<String, UnitReport>>>;
 
@@ -128,15 +157,18 @@ impl<S: SystemdApi> Supervisor<S> {
         heartbeat: Heartbeat,
         shutdown: Shutdown,
     ) {
-        let label = UnitLabel {
-            unit: unit.name.clone(),
-        };
-        let mut policy = Policy::new(&self.cfg);
-        let mut bus_ok = true;
-        let mut was_healthy = true;
-        let mut report = UnitReport {
-            name: unit.name.clone(),
-            ..UnitReport::default()
+        let mut task = UnitTask {
+            label: UnitLabel {
+                unit: unit.name.clone(),
+            },
+            policy: Policy::new(&self.cfg),
+            bus_ok: true,
+            was_healthy: true,
+            report: UnitReport {
+                name: unit.name.clone(),
+                ..UnitReport::default()
+            },
+            unit,
         };
         let mut ticker = tokio::time::interval(self.cfg.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,93 +178,94 @@ impl<S: SystemdApi> Supervisor<S> {
                 _ = ticker.tick() => {}
             }
             heartbeat.beat();
-            let status = match self.systemd.unit_status(&unit.name).await {
-                Ok(status) => {
-                    self.bus.ok("connected");
-                    bus_ok = true;
-                    status
-                }
-                Err(err) => {
-                    self.bus.fail(err.to_string());
-                    // Once per outage, not once per round.
-                    if std::mem::replace(&mut bus_ok, false) {
-                        log::warn!(unit = unit.name.as_str(); "cannot read the state of {}: {err}", unit.name);
-                    }
-                    report.healthy = false;
-                    report.last_problem = Some(err.to_string());
-                    self.publish(&report);
-                    continue;
-                }
-            };
-            if let Some(n) = status.n_restarts {
-                self.metrics
-                    .n_restarts
-                    .get_or_create(&label)
-                    .set(i64::from(n));
+            if self.round(&mut task).await {
+                // Let the new invocation start before probing it again.
+                ticker.reset();
             }
-            let observation = observe(&status, &unit, &self.http, self.cfg.probe_timeout).await;
-            let healthy = observation == Observation::Healthy;
+        }
+    }
+
+    /// One round for one unit: read, probe, decide, act. True when it restarted the unit.
+    async fn round(&self, task: &mut UnitTask) -> bool {
+        let name = task.unit.name.clone();
+        let status = match self.systemd.unit_status(&name).await {
+            Ok(status) => {
+                self.bus.ok("connected");
+                task.bus_ok = true;
+                status
+            }
+            Err(err) => {
+                self.bus.fail(err.to_string());
+                // Once per outage, not once per round.
+                if std::mem::replace(&mut task.bus_ok, false) {
+                    log::warn!(unit = name.as_str(); "cannot read the state of {name}: {err}");
+                }
+                task.report.healthy = false;
+                task.report.last_problem = Some(err.to_string());
+                self.publish(&task.report);
+                return false;
+            }
+        };
+        if let Some(n) = status.n_restarts {
             self.metrics
-                .healthy
-                .get_or_create(&label)
-                .set(i64::from(healthy));
-            if let Observation::Unhealthy(reason) = &observation {
-                self.metrics.probe_failures.get_or_create(&label).inc();
-                // Once when it turns unhealthy; the incidents record what follows.
-                if was_healthy {
-                    log::info!(unit = unit.name.as_str(); "{} unhealthy: {reason}", unit.name);
-                }
+                .n_restarts
+                .get_or_create(&task.label)
+                .set(i64::from(n));
+        }
+        let observation = observe(&status, &task.unit, &self.http, self.cfg.probe_timeout).await;
+        let healthy = observation == Observation::Healthy;
+        self.metrics
+            .healthy
+            .get_or_create(&task.label)
+            .set(i64::from(healthy));
+        if let Observation::Unhealthy(reason) = &observation {
+            self.metrics.probe_failures.get_or_create(&task.label).inc();
+            // Once when it turns unhealthy; the incidents record what follows.
+            if task.was_healthy {
+                log::info!(unit = name.as_str(); "{name} unhealthy: {reason}");
             }
-            was_healthy = healthy;
-            report.active_state = status.active_state.clone();
-            report.sub_state = status.sub_state.clone();
-            report.invocation_id = status.invocation_id.clone();
-            report.active_enter_timestamp_us = status.active_enter_timestamp_us;
-            report.n_restarts = status.n_restarts;
-            report.exec_main_status = status.exec_main_status;
-            report.healthy = healthy;
-            report.last_problem = match &observation {
-                Observation::Unhealthy(reason) => Some(reason.clone()),
-                Observation::Transitioning => {
-                    Some(format!("{} ({})", status.active_state, status.sub_state))
-                }
-                Observation::Healthy => None,
-            };
-            if !unit.restart {
-                self.publish(&report);
-                continue;
+        }
+        task.was_healthy = healthy;
+        task.report.update(&status, &observation);
+        if !task.unit.restart {
+            self.publish(&task.report);
+            return false;
+        }
+        let decision = task.policy.observe(Instant::now(), observation);
+        task.report.consecutive_failures = task.policy.consecutive_failures();
+        task.report.breaker_open = task.policy.breaker_open();
+        self.publish(&task.report);
+        match decision {
+            Decision::Nothing | Decision::Wait => false,
+            Decision::Restart { attempt, reason } => {
+                self.restart(&name, &status, attempt, &reason).await;
+                self.metrics.restarts.get_or_create(&task.label).inc();
+                task.report.watchdog_restarts += 1;
+                self.publish(&task.report);
+                true
             }
-            let decision = policy.observe(Instant::now(), observation);
-            report.consecutive_failures = policy.consecutive_failures();
-            report.breaker_open = policy.breaker_open();
-            self.publish(&report);
-            match decision {
-                Decision::Nothing | Decision::Wait => {}
-                Decision::Restart { attempt, reason } => {
-                    self.restart(&unit.name, &status, attempt, &reason).await;
-                    self.metrics.restarts.get_or_create(&label).inc();
-                    report.watchdog_restarts += 1;
-                    self.publish(&report);
-                    // Let the new invocation start before probing it again.
-                    ticker.reset();
-                }
-                Decision::OpenBreaker { restarts, reason } => self.incidents.raise(Incident::new(
+            Decision::OpenBreaker { restarts, reason } => {
+                self.incidents.raise(Incident::new(
                     Severity::P1,
-                    &unit.name,
+                    &name,
                     "circuit_breaker",
                     "none",
                     format!(
-                        "{} still unhealthy after {restarts} restarts within {:?} ({reason}); the watchdog stops restarting it until it is healthy again",
-                        unit.name, self.cfg.window
+                        "{name} still unhealthy after {restarts} restarts within {:?} ({reason}); the watchdog stops restarting it until it is healthy again",
+                        self.cfg.window
                     ),
-                )),
-                Decision::Recovered => self.incidents.raise(Incident::new(
+                ));
+                false
+            }
+            Decision::Recovered => {
+                self.incidents.raise(Incident::new(
                     Severity::P4,
-                    &unit.name,
+                    &name,
                     "recovered",
                     "none",
-                    format!("{} is healthy again; circuit breaker closed", unit.name),
-                )),
+                    format!("{name} is healthy again; circuit breaker closed"),
+                ));
+                false
             }
         }
     }
