@@ -78,8 +78,11 @@ in rec {
   beelinkNode = {
     replicaPath ? null,
     plainSecret ? true,
-  }: {
+  }: {config, ...}: {
     imports = [../nixos-modules/roles/beelink.nix testSite];
+    # Direct kernel boot has no ESP: switching nodes get a no-op boot loader installer (as
+    # nixpkgs' switch-test does). Nodes that boot a real loader (directBoot off) keep theirs.
+    system.build.installBootLoader = lib.mkIf config.virtualisation.directBoot.enable (lib.mkForce "${pkgs.coreutils}/bin/true");
     barnabee.beelink.inferenceHost = "beast";
     barnabee.beelink.replication.enable = replicaPath != null;
     services.barnabee.voice.enable = lib.mkForce false;

@@ -48,6 +48,7 @@ in
         barnabee.bootCounting.tries = 2;
         virtualisation.useBootLoader = true;
         virtualisation.useEFIBoot = true;
+        virtualisation.directBoot.enable = false;
       };
       bootvm = {nodes, ...}: {
         imports = [(testLib.beelinkNode {})];
@@ -55,6 +56,7 @@ in
         barnabee.bootCounting.tries = 2;
         virtualisation.useBootLoader = true;
         virtualisation.useEFIBoot = true;
+        virtualisation.directBoot.enable = false;
         system.switch.enable = true;
         system.extraDependencies = [nodes.bootbad.system.build.toplevel];
       };
