@@ -5,5 +5,6 @@
 
 mod common;
 mod gate;
+mod real_systemd;
 mod supervise;
 mod systemd_protocols;

@@ -65,29 +65,16 @@ const HARNESS: &str = "BARNABEE_WATCHDOG_JOURNAL_HARNESS";
 /// `/run/systemd/journal/socket` and runs a failing gate logging to journald.
 #[test]
 fn incident_reaches_journald_with_its_fields() {
-    if let Some(out) = std::env::var_os(HARNESS) {
+    if std::env::var_os(HARNESS).is_some() {
+        let out = std::env::var_os("BARNABEE_WATCHDOG_JOURNAL_OUT").unwrap();
         return journal_harness(Path::new(&out));
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("datagrams.json");
-    let status = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && exec \"$@\"")
-        .arg("sh")
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "systemd_protocols::incident_reaches_journald_with_its_fields",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(HARNESS, &out)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!("cannot run unshare ({e}): install util-linux (dev/setup does)")
-        });
-    assert!(
-        status.success(),
-        "the journald harness failed; it needs root for `unshare -m` and mount"
+    rerun_with_private_run(
+        "systemd_protocols::incident_reaches_journald_with_its_fields",
+        HARNESS,
+        &[("BARNABEE_WATCHDOG_JOURNAL_OUT", out.as_os_str())],
     );
     let records: Vec<BTreeMap<String, String>> =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();

@@ -64,6 +64,87 @@ impl Drop for Bus {
     }
 }
 
+// ---------------------------------------------------------------- private /run
+
+/// Run this test binary's test `test` again inside `unshare -m` with a private tmpfs on `/run`
+/// (so it may bind `/run/systemd/journal/socket` or create `/run/systemd/system` without
+/// touching the host), with `flag=1` set so the test knows it is the inner run. Output is
+/// inherited; panics when the inner run fails.
+pub fn rerun_with_private_run(test: &str, flag: &str, extra: &[(&str, &std::ffi::OsStr)]) {
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal /run/systemd/system && exec \"$@\"")
+        .arg("sh")
+        .arg(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(flag, "1")
+        .envs(extra.iter().copied())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run unshare ({e}): install util-linux (dev/setup does)"));
+    assert!(
+        status.success(),
+        "the inner run of {test} under `unshare -m` failed (see its output above; it needs root for unshare and mount)"
+    );
+}
+
+// ---------------------------------------------------------------- a real systemd
+
+/// A real systemd (`systemd --user`) on the private bus: the Manager API the watchdog uses on
+/// the system bus, with units from `<dir>/cfg/systemd/user`. Needs [`rerun_with_private_run`]
+/// (systemd insists on `/run/systemd/system`).
+pub struct UserManager {
+    child: Child,
+    pub log: PathBuf,
+}
+
+pub const SYSTEMD: &str = "/usr/lib/systemd/systemd";
+
+impl UserManager {
+    /// `dir` must be the directory [`Bus::start`] was given.
+    pub fn start(dir: &Path, bus_address: &str, units: &[(&str, &str)]) -> UserManager {
+        use std::os::unix::fs::PermissionsExt;
+        let unit_dir = dir.join("cfg/systemd/user");
+        std::fs::create_dir_all(&unit_dir).unwrap();
+        for (name, text) in units {
+            std::fs::write(unit_dir.join(name), text).unwrap();
+        }
+        // The user manager connects to the bus at $XDG_RUNTIME_DIR/bus, where Bus::start puts it.
+        let runtime = dir.to_owned();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let log = dir.join("systemd.log");
+        let systemd = std::env::var("BARNABEE_SYSTEMD").unwrap_or_else(|_| SYSTEMD.to_owned());
+        let child = Command::new(&systemd)
+            .args(["--user", "--log-target=console", "--log-level=info"])
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_CONFIG_HOME", dir.join("cfg"))
+            .env("DBUS_SESSION_BUS_ADDRESS", bus_address)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("systemd.stderr")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {systemd} ({e}): install the Debian package systemd (dev/setup does)"));
+        UserManager { child, log }
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        // SIGTERM: the user manager stops its units, then exits.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------- the fake systemd
 
 #[derive(Debug, Clone)]
