@@ -66,7 +66,9 @@ async fn inner(dir: &std::path::Path) {
         ghost.active_state, "inactive",
         "GetUnit -> NoSuchUnit -> LoadUnit"
     );
+    let t = std::time::Instant::now();
     assert_eq!(client.start_unit(DEMO).await.unwrap(), "done");
+    let start_took = t.elapsed();
     let first = client.unit_status(DEMO).await.unwrap();
     assert_eq!(
         (first.active_state.as_str(), first.sub_state.as_str()),
@@ -88,7 +90,9 @@ async fn inner(dir: &std::path::Path) {
             .any(|u| u.name == DEMO && u.active_state == "active"),
         "{listed:?}"
     );
+    let t = std::time::Instant::now();
     assert_eq!(client.restart_unit(DEMO).await.unwrap(), "done");
+    let restart_took = t.elapsed();
     let second = client.unit_status(DEMO).await.unwrap();
     assert_ne!(
         second.invocation_id, first.invocation_id,
@@ -192,7 +196,8 @@ async fn inner(dir: &std::path::Path) {
         .count();
     drop(wd);
     println!(
-        "real systemd: {restarts} restart(s) of {DEMO}, {} start(s) of {CRASH}, breaker open",
+        "real systemd: StartUnit+JobRemoved {start_took:?}, RestartUnit+JobRemoved {restart_took:?}; \
+         watchdog: {restarts} restart(s) of {DEMO}, {} start(s) of {CRASH}, breaker open",
         starts.len()
     );
     drop(manager);
