@@ -19,6 +19,9 @@ pub struct Config {
     /// system bus socket.
     #[serde(default)]
     pub bus_address: Option<String>,
+    /// Days of incidents the SQLite log keeps (pruned at start and daily).
+    #[serde(default = "default_retention_days")]
+    pub incident_retention_days: u32,
     #[serde(default)]
     pub supervision: Supervision,
     /// The units the watchdog supervises and the gate waits for.
@@ -44,6 +47,10 @@ pub struct UnitConfig {
     /// Whether the watchdog may restart the unit (false: observe, report and gate only).
     #[serde(default = "yes")]
     pub restart: bool,
+}
+
+fn default_retention_days() -> u32 {
+    180
 }
 
 fn yes() -> bool {

@@ -227,6 +227,17 @@ impl IncidentLog {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Delete records older than `keep`; returns how many went.
+    pub fn prune(&self, keep: std::time::Duration) -> Result<usize, IncidentLogError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let cutoff = now_ms.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        db.execute("DELETE FROM incidents WHERE ts_ms < ?1", params![cutoff])
+            .map_err(|e| self.err(e))
+    }
+
     pub fn ping(&self) -> Result<(), IncidentLogError> {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         db.query_row("SELECT 1", [], |_| Ok(()))
@@ -321,6 +332,10 @@ mod tests {
         assert!(rows[0].ts_ms > 1_600_000_000_000);
         assert_eq!(log.list(0, 1).unwrap().len(), 1);
         assert!(log.list(i64::MAX, 10).unwrap().is_empty());
+        assert_eq!(log.prune(std::time::Duration::from_secs(3600)).unwrap(), 0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(log.prune(std::time::Duration::ZERO).unwrap(), 2);
+        assert!(log.list(0, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -60,6 +60,22 @@ pub fn open_incidents(cfg: &Config) -> Result<Incidents, RunError> {
 pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let incidents = open_incidents(&cfg)?;
     incidents.register(rt.metrics());
+    let keep = Duration::from_secs(u64::from(cfg.incident_retention_days) * 86_400);
+    let store = incidents.store().clone();
+    let stop = rt.shutdown();
+    tokio::spawn(async move {
+        let mut daily = tokio::time::interval(Duration::from_secs(86_400));
+        loop {
+            tokio::select! {
+                _ = stop.wait() => return,
+                _ = daily.tick() => match store.prune(keep) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("pruned {n} incidents older than {} days", keep.as_secs() / 86_400),
+                    Err(err) => log::warn!("cannot prune the incident log: {err}"),
+                },
+            }
+        }
+    });
     let store = incidents.store().clone();
     rt.health().probe("incident_log", move || {
         let store = store.clone();
