@@ -738,6 +738,43 @@ mod tests {
         assert_eq!(c, 0);
     }
 
+    /// With the real migrations: build A (schema 1) writes, build B (schema 2, the test-only
+    /// feature) migrates with a snapshot, build A still works afterwards (additive step).
+    #[cfg(feature = "test-schema-next")]
+    #[test]
+    fn real_migrations_upgrade_and_roll_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let o = opts(dir.path());
+        let all = migrations::all();
+        let (conn, _) = open(&db, &all[..1], &o).unwrap();
+        conn.execute(
+            "INSERT INTO memories (summary, memory_type, owner, visibility, created_at, updated_at) VALUES ('kept', 'fact', 'a', 'family', 1, 1)",
+            [],
+        )
+        .unwrap();
+        close(conn);
+        let (conn, opened) = open(&db, all, &o).unwrap();
+        assert_eq!((opened.from, opened.to, opened.min_reader), (1, 2, 1));
+        assert!(opened.snapshot.is_some());
+        conn.execute(
+            "INSERT INTO test_next_notes (memory_id, note) VALUES (1, 'n')",
+            [],
+        )
+        .unwrap();
+        close(conn);
+        let (conn, opened) = open(&db, &all[..1], &o).unwrap();
+        assert_eq!(opened.to, 2);
+        let hits: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'kept'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hits, 1);
+    }
+
     #[test]
     fn snapshot_names_parse() {
         assert_eq!(

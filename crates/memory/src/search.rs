@@ -10,6 +10,43 @@ use crate::store::{Store, check_text};
 use crate::time::now_ms;
 use crate::vector::Filter;
 
+/// Words so common in questions that they only cost time ("when is emma's dentist").
+const STOPWORDS: &[&str] = &[
+    "a", "about", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did",
+    "do", "does", "for", "from", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in",
+    "is", "it", "its", "me", "my", "of", "on", "or", "our", "s", "she", "so", "that", "the",
+    "their", "them", "then", "there", "they", "this", "to", "us", "was", "we", "were", "what",
+    "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
+];
+
+/// The distinct words of a query, lower-cased, stopwords removed (unless nothing else is
+/// left), at most 16.
+pub fn fts_terms(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let w = w.to_lowercase();
+        if !words.contains(&w) {
+            words.push(w);
+        }
+    }
+    let content: Vec<String> = words
+        .iter()
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .cloned()
+        .collect();
+    let mut out = if content.is_empty() { words } else { content };
+    out.truncate(16);
+    out
+}
+
+/// Quote one word for FTS5 (the word has no quotes: it is alphanumeric).
+pub fn quote(term: &str) -> String {
+    format!("\"{term}\"")
+}
+
 /// Turn free text into a safe FTS5 query: every word quoted (so `AND`, `"`, `*`, `:` in user
 /// text are plain words), joined with OR so BM25 ranks documents matching more words higher.
 /// `None` when the text has no word at all.
@@ -192,6 +229,15 @@ mod tests {
             Some("\"where\" OR \"s\" OR \"the\" OR \"dentist\" OR \"and\" OR \"not\" OR \"x\"")
         );
         assert_eq!(fts_query("  ?!  "), None);
+    }
+
+    #[test]
+    fn terms_drop_stopwords_unless_nothing_is_left() {
+        assert_eq!(
+            fts_terms("When is Emma's dentist? EMMA"),
+            vec!["emma", "dentist"]
+        );
+        assert_eq!(fts_terms("who is it"), vec!["who", "is", "it"]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Full-text searches score at most about this many postings (see [`Store::search_fts`]).
+pub const FTS_POSTINGS_BUDGET: i64 = 4000;
+
 /// Text limits; the body limit bounds the total.
 const MAX_SUMMARY: usize = 2_000;
 const MAX_SHORT: usize = 200;
@@ -422,46 +425,95 @@ impl Store {
     // ---- search -----------------------------------------------------------------------
 
     /// Full-text search: (id, bm25 score, higher better), best first.
+    ///
+    /// BM25 in FTS5 scores every matching row, so the cost follows the number of matches, not
+    /// `k`. To bound it: stopwords are dropped; each term's document frequency is counted (the
+    /// count stops at [`FTS_POSTINGS_BUDGET`]); terms are taken rarest first while the sum of
+    /// their frequencies stays within the budget (the rarest always). The terms left out are
+    /// the common ones, whose IDF weight is near zero, so the ranking of the top results barely
+    /// changes. The ranked FTS list is then cut to a window and filtered
+    /// (owner/visibility/type/time) by a join on just that window, widened if the filter left
+    /// fewer than `k`.
     pub fn search_fts(
         &self,
         query: &str,
         filter: &Filter,
         k: usize,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        let Some(matchq) = crate::search::fts_query(query) else {
+        let terms = crate::search::fts_terms(query);
+        if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
-        };
+        }
         let types = filter
             .memory_types
             .as_ref()
             .map(|t| json_list(&t.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>()));
         let conn = self.reader();
         self.timed("search_fts", || {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT m.id, bm25(memories_fts, 3.0, 1.0, 2.0) AS score
-                     FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid
-                     WHERE memories_fts MATCH ?8 AND {FILTER_SQL}
-                     ORDER BY score LIMIT ?9"
-                ))
-                .map_err(sql("search"))?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        filter.requester,
-                        filter.owner,
-                        filter.visibility.map(|v| v.as_str()),
-                        filter.since,
-                        filter.until,
-                        filter.now,
-                        types,
-                        matchq,
-                        k as i64
-                    ],
-                    |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)),
+            let mut df = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ?1 LIMIT ?2)",
                 )
                 .map_err(sql("search"))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql("search"))
+            let mut counted = Vec::with_capacity(terms.len());
+            for t in &terms {
+                let n: i64 = df
+                    .query_row(params![crate::search::quote(t), FTS_POSTINGS_BUDGET + 1], |r| r.get(0))
+                    .map_err(sql("search"))?;
+                if n > 0 {
+                    counted.push((n, t));
+                }
+            }
+            counted.sort();
+            let mut chosen = Vec::new();
+            let mut postings = 0i64;
+            for (n, t) in counted {
+                if chosen.is_empty() || postings + n <= FTS_POSTINGS_BUDGET {
+                    chosen.push(crate::search::quote(t));
+                    postings += n;
+                }
+            }
+            if chosen.is_empty() {
+                return Ok(Vec::new());
+            }
+            let matchq = chosen.join(" OR ");
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT f.rowid, f.score FROM (
+                         SELECT rowid, bm25(memories_fts, 3.0, 1.0, 2.0) AS score FROM memories_fts
+                         WHERE memories_fts MATCH ?8 ORDER BY score LIMIT ?9
+                     ) f JOIN memories m ON m.id = f.rowid
+                     WHERE {FILTER_SQL}
+                     ORDER BY f.score LIMIT ?10"
+                ))
+                .map_err(sql("search"))?;
+            let mut window = (k as i64 * 8).max(200);
+            loop {
+                let rows = stmt
+                    .query_map(
+                        params![
+                            filter.requester,
+                            filter.owner,
+                            filter.visibility.map(|v| v.as_str()),
+                            filter.since,
+                            filter.until,
+                            filter.now,
+                            types,
+                            matchq,
+                            window,
+                            k as i64
+                        ],
+                        |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)),
+                    )
+                    .map_err(sql("search"))?;
+                let found = rows.collect::<Result<Vec<_>, _>>().map_err(sql("search"))?;
+                // The window held every match (postings is an upper bound unless capped).
+                let complete = window > postings && postings <= FTS_POSTINGS_BUDGET;
+                if found.len() >= k || complete || window >= i64::from(i32::MAX) {
+                    return Ok(found);
+                }
+                window = window.saturating_mul(8);
+            }
         })
     }
 
