@@ -50,6 +50,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Full-text searches score at most about this many postings (see [`Store::search_fts`]).
 pub const FTS_POSTINGS_BUDGET: i64 = 4000;
+/// When every query word is common, the newest this-many memories are ranked first.
+pub const FTS_RECENT_WINDOW: i64 = 8000;
 
 /// Text limits; the body limit bounds the total.
 const MAX_SUMMARY: usize = 2_000;
@@ -431,7 +433,9 @@ impl Store {
     /// count stops at [`FTS_POSTINGS_BUDGET`]); terms are taken rarest first while the sum of
     /// their frequencies stays within the budget (the rarest always). The terms left out are
     /// the common ones, whose IDF weight is near zero, so the ranking of the top results barely
-    /// changes. The ranked FTS list is then cut to a window and filtered
+    /// changes. When even the rarest word is in more memories than the budget, only the newest
+    /// [`FTS_RECENT_WINDOW`] memories are ranked (then all, if that finds fewer than `k`).
+    /// The ranked FTS list is then cut to a window and filtered
     /// (owner/visibility/type/time) by a join on just that window, widened if the filter left
     /// fewer than `k`.
     pub fn search_fts(
@@ -477,11 +481,21 @@ impl Store {
                 return Ok(Vec::new());
             }
             let matchq = chosen.join(" OR ");
+            // Every word is common (the rarest is in more than the budget's memories): rank
+            // only the newest FTS_RECENT_WINDOW memories first, which bounds the work; fall back
+            // to all of them if the filter leaves fewer than k there.
+            let mut floor = i64::MIN;
+            if postings > FTS_POSTINGS_BUDGET {
+                let max: Option<i64> = conn
+                    .query_row("SELECT max(id) FROM memories", [], |r| r.get(0))
+                    .map_err(sql("search"))?;
+                floor = max.unwrap_or(0) - FTS_RECENT_WINDOW;
+            }
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT f.rowid, f.score FROM (
                          SELECT rowid, bm25(memories_fts, 3.0, 1.0, 2.0) AS score FROM memories_fts
-                         WHERE memories_fts MATCH ?8 ORDER BY score LIMIT ?9
+                         WHERE memories_fts MATCH ?8 AND rowid > ?11 ORDER BY score LIMIT ?9
                      ) f JOIN memories m ON m.id = f.rowid
                      WHERE {FILTER_SQL}
                      ORDER BY f.score LIMIT ?10"
@@ -501,15 +515,28 @@ impl Store {
                             types,
                             matchq,
                             window,
-                            k as i64
+                            k as i64,
+                            floor
                         ],
                         |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)),
                     )
                     .map_err(sql("search"))?;
                 let found = rows.collect::<Result<Vec<_>, _>>().map_err(sql("search"))?;
-                // The window held every match (postings is an upper bound unless capped).
-                let complete = window > postings && postings <= FTS_POSTINGS_BUDGET;
-                if found.len() >= k || complete || window >= i64::from(i32::MAX) {
+                if found.len() >= k {
+                    return Ok(found);
+                }
+                // Did the window hold every match? Above the floor at most FTS_RECENT_WINDOW
+                // rows match; otherwise `postings` is an upper bound unless it was capped.
+                let complete = if floor == i64::MIN {
+                    window > postings && postings <= FTS_POSTINGS_BUDGET
+                } else {
+                    window > FTS_RECENT_WINDOW
+                };
+                if complete && floor != i64::MIN {
+                    floor = i64::MIN;
+                    continue;
+                }
+                if complete || window >= i64::from(i32::MAX) {
                     return Ok(found);
                 }
                 window = window.saturating_mul(8);
@@ -1130,4 +1157,66 @@ fn speaker_row(r: &Row<'_>) -> rusqlite::Result<SpeakerProfile> {
         sample_count: r.get(3)?,
         updated_at: r.get(4)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn filter(requester: &str) -> Filter {
+        Filter {
+            requester: requester.into(),
+            owner: None,
+            visibility: None,
+            memory_types: None,
+            since: None,
+            until: None,
+            now: now_ms(),
+        }
+    }
+
+    /// Past the postings budget: only common words, ranked among the newest first, and the
+    /// fallback to all memories when the filter leaves too few there.
+    #[test]
+    fn common_words_are_bounded_and_fall_back_when_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let store = Store::open(
+            &db,
+            crate::migrations::all(),
+            &OpenOptions::for_db(&db),
+            1,
+            4,
+        )
+        .unwrap();
+        let n = FTS_POSTINGS_BUDGET + FTS_RECENT_WINDOW + 100;
+        store
+            .with_write_tx(|tx| {
+                for i in 0..n {
+                    // The oldest memory is the only one "zed" owns; everything says "common".
+                    let owner = if i == 0 { "zed" } else { "a" };
+                    tx.execute(
+                        "INSERT INTO memories (summary, memory_type, owner, visibility, created_at, updated_at) VALUES (?1, 'fact', ?2, 'family', 1, 1)",
+                        params![format!("common word number {i}"), owner],
+                    )
+                    .unwrap();
+                }
+                Ok(())
+            })
+            .unwrap();
+        let hits = store.search_fts("common", &filter("a"), 10).unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(
+            hits.iter().all(|h| h.0 > n - FTS_RECENT_WINDOW),
+            "ranked among the newest"
+        );
+        let mut f = filter("a");
+        f.owner = Some("zed".into());
+        let hits = store.search_fts("common", &f, 10).unwrap();
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
+        // A rare word next to the common one is searched exactly.
+        let hits = store.search_fts("common 17", &filter("a"), 1).unwrap();
+        assert_eq!(hits[0].0, 18);
+    }
 }
