@@ -279,6 +279,7 @@ struct Loop {
     backoff: Duration,
     next_try: Instant,
     last_checkpoint: Instant,
+    frames_after_checkpoint: u64,
 }
 
 impl Loop {
@@ -369,6 +370,7 @@ impl Loop {
         .await;
         match r {
             Ok(Ok(restarted)) => {
+                self.frames_after_checkpoint = lock(&self.db).wal_frames();
                 self.shared.metrics.checkpoints.inc();
                 log::debug!(frames = frames, restarted = restarted; "checkpoint");
                 self.last_stamp = None;
@@ -401,6 +403,7 @@ async fn sync_loop(
         backoff: Duration::ZERO,
         next_try: Instant::now(),
         last_checkpoint: Instant::now(),
+        frames_after_checkpoint: 0,
     };
     let mut waiters: Vec<oneshot::Sender<Result<u64, String>>> = Vec::new();
     loop {
@@ -472,7 +475,7 @@ async fn sync_loop(
             .map(|t| t.elapsed().as_secs_f64())
             .unwrap_or(0.0);
         l.shared.metrics.lag_seconds.set(lag);
-        if l.pending.is_none() && !changed {
+        if l.pending.is_none() {
             l.maybe_checkpoint().await;
         }
     }

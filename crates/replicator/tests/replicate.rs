@@ -50,7 +50,7 @@ async fn every_shipped_txid_restores_byte_identical_across_checkpoints() {
     }
     let st = repl.status();
     assert_eq!(st.consecutive_errors, 0);
-    assert_eq!(st.last_shipped_txid, images.last().unwrap().0);
+    assert!(st.last_shipped_txid >= images.last().unwrap().0);
     assert!(repl.metrics().checkpoints.get() > 0, "no checkpoint ran");
     repl.shutdown(Duration::from_secs(5)).await.unwrap();
     let client = FileClient::new(&replica);
