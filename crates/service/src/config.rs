@@ -45,17 +45,43 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 /// Parse TOML text; `path` is only used to label errors.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|err| {
-        let (line, column) = err
-            .span()
-            .map(|span| line_column(text, span.start))
-            .unwrap_or((0, 0));
+        let offset = err.span().map(|span| span.start);
+        let (line, column) = offset.map_or((0, 0), |o| line_column(text, o));
+        // toml names the key for unknown fields but not for a wrong type ("invalid type:
+        // integer `12`, expected socket address"), so say which key the span is on.
+        let message = match offset.and_then(|o| key_at(text, o)) {
+            Some(key) => format!("key `{key}`: {}", err.message().trim()),
+            None => err.message().trim().to_owned(),
+        };
         ConfigError::Invalid {
             path: path.to_owned(),
             line,
             column,
-            // toml's message already names the key ("unknown field `x`, expected one of ...").
-            message: err.message().trim().to_owned(),
+            message,
         }
+    })
+}
+
+/// The dotted key (`service.log.level`) of the `key = value` line containing `offset`,
+/// prefixed by the nearest `[table]` header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
     })
 }
 
@@ -158,7 +184,7 @@ mod tests {
         let err = parse::<Demo>(Path::new("c.toml"), text).unwrap_err();
         let shown = err.to_string();
         assert!(shown.starts_with("c.toml:3:"), "{shown}");
-        assert!(shown.contains("listen"), "{shown}");
+        assert!(shown.contains("key `service.listen`"), "{shown}");
     }
 
     #[test]

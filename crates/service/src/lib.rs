@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod notify;
 pub mod runtime;
 pub mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use args::Args;
 pub use health::{Check, Health};

@@ -52,7 +52,9 @@ impl Filter {
             }
         }
         // Longest target first, so the most specific directive wins.
-        filter.directives.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        filter
+            .directives
+            .sort_by_key(|d| std::cmp::Reverse(d.0.len()));
         Ok(filter)
     }
 

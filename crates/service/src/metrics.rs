@@ -64,7 +64,10 @@ mod tests {
         c.inc_by(3);
         let text = m.encode();
         assert!(text.contains("barnabee_demo_requests_total 3"), "{text}");
-        assert!(text.contains("barnabee_build_info{daemon=\"demo\",version=\"0.1.0\"} 1"), "{text}");
+        assert!(
+            text.contains("barnabee_build_info{daemon=\"demo\",version=\"0.1.0\"} 1"),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

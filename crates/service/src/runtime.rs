@@ -261,7 +261,9 @@ impl Runtime {
         match tokio::time::timeout(self.config.drain_timeout, &mut server).await {
             Ok(Ok(Ok(()))) => log::info!(event = "stopped"; "stopped cleanly"),
             Ok(Ok(Err(err))) => return Err(ServeError::Server(err)),
-            Ok(Err(join)) => return Err(ServeError::Server(std::io::Error::other(join.to_string()))),
+            Ok(Err(join)) => {
+                return Err(ServeError::Server(std::io::Error::other(join.to_string())));
+            }
             Err(_) => {
                 server.abort();
                 log::warn!(event = "drain_timeout"; "in-flight requests did not finish within {:?}; closing them", self.config.drain_timeout);

@@ -56,7 +56,11 @@ impl fmt::Debug for Secret {
 /// Resolve `path` as systemd credentials are resolved: absolute as is, relative against
 /// `$CREDENTIALS_DIRECTORY`.
 pub fn resolve(key: &str, path: &Path) -> Result<PathBuf, SecretError> {
-    resolve_in(key, path, std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from))
+    resolve_in(
+        key,
+        path,
+        std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    )
 }
 
 fn resolve_in(key: &str, path: &Path, creds: Option<PathBuf>) -> Result<PathBuf, SecretError> {
@@ -147,7 +151,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "k", "abc", 0o644);
         let err = read("api_key_file", &p).unwrap_err();
-        assert!(matches!(err, SecretError::TooOpen { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, SecretError::TooOpen { mode: 0o644, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"));
     }
 

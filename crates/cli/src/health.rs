@@ -1,0 +1,82 @@
+//! Reading a daemon's `/health`.
+
+use std::time::Duration;
+
+use barnabee_service::health::{Report, Status};
+
+/// What `/health` said, or why it could not be asked.
+pub enum Outcome {
+    Answered { http_status: u16, report: Report },
+    Unreachable(String),
+}
+
+impl Outcome {
+    /// Healthy or degraded (HTTP 200).
+    pub fn serving(&self) -> bool {
+        matches!(self, Outcome::Answered { http_status: 200, report } if report.http_ok())
+    }
+
+    /// One word for a table.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Answered { report, .. } => match report.status {
+                Status::Healthy => "healthy",
+                Status::Degraded => "degraded",
+                Status::Unhealthy => "UNHEALTHY",
+            },
+            Outcome::Unreachable(_) => "UNREACHABLE",
+        }
+    }
+
+    /// The failing checks, or the connection error.
+    pub fn detail(&self) -> String {
+        match self {
+            Outcome::Answered { report, .. } => report
+                .checks
+                .iter()
+                .filter(|(_, c)| !c.ok)
+                .map(|(name, c)| format!("{name}: {}", c.detail))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Outcome::Unreachable(why) => why.clone(),
+        }
+    }
+}
+
+/// An HTTP client for loopback daemons: no proxy (a proxy variable in the environment must
+/// not route 127.0.0.1 elsewhere), short timeouts.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+pub async fn fetch(client: &reqwest::Client, base_url: &str) -> Outcome {
+    let url = format!("{}/health", base_url.trim_end_matches('/'));
+    let response = match client.get(&url).send().await {
+        Ok(r) => r,
+        Err(err) => return Outcome::Unreachable(format!("{url}: {}", root_cause(&err))),
+    };
+    let http_status = response.status().as_u16();
+    match response.json::<Report>().await {
+        Ok(report) => Outcome::Answered {
+            http_status,
+            report,
+        },
+        Err(err) => Outcome::Unreachable(format!(
+            "{url}: HTTP {http_status} without a health report: {}",
+            root_cause(&err)
+        )),
+    }
+}
+
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
