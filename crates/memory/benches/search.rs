@@ -71,6 +71,18 @@ fn sentence(rng: &mut Rng, vocab: &[String], min: usize, spread: usize) -> Strin
         .join(" ")
 }
 
+/// CPU time of the whole process (all threads), from /proc/self/stat, in seconds.
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    (f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) as f64 / 100.0
+}
+
 fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -181,16 +193,25 @@ fn main() {
     let mut fts = Vec::new();
     let mut vec = Vec::new();
     let mut hyb = Vec::new();
+    let mut cpu = [0.0f64; 3];
     let mut hits = 0usize;
-    for i in 0..queries {
-        let q = sentence(&mut rng, &vocab, 2, 3);
-        let e = rng.vector();
-        let requester = owners[i % owners.len()].to_owned();
-        for (mode, out) in [
-            (SearchMode::Fts, &mut fts),
-            (SearchMode::Vector, &mut vec),
-            (SearchMode::Hybrid, &mut hyb),
-        ] {
+    let reqs: Vec<(String, Vec<f32>, String)> = (0..queries)
+        .map(|i| {
+            let q = sentence(&mut rng, &vocab, 2, 3);
+            (q, rng.vector(), owners[i % owners.len()].to_owned())
+        })
+        .collect();
+    // One mode at a time, so the process CPU time per mode can be measured too.
+    for (m, (mode, out)) in [
+        (SearchMode::Fts, &mut fts),
+        (SearchMode::Vector, &mut vec),
+        (SearchMode::Hybrid, &mut hyb),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c0 = process_cpu_s();
+        for (q, e, requester) in &reqs {
             let req = SearchRequest {
                 requester: requester.clone(),
                 query: Some(q.clone()),
@@ -208,6 +229,7 @@ fn main() {
             out.push(start.elapsed());
             hits += r.results.len();
         }
+        cpu[m] = (process_cpu_s() - c0) * 1000.0 / queries as f64;
     }
     println!(
         "barnabee-memory bench: n={n} memories, {DIMS}-dim embeddings, vocabulary {vocab_size} words (Zipf), {queries} queries x 3 modes, limit 10 (full search path incl. filter + hydrate), {} cores",
@@ -239,5 +261,14 @@ fn main() {
             pct(v, 1.0)
         );
     }
-    println!("(results returned: {hits})");
+    println!("mean CPU time per query, all threads (10 ms tick resolution over the whole run):");
+    for (name, c) in ["fts", "vector", "hybrid"].iter().zip(cpu) {
+        println!("{name:>6}: {c:.2} ms");
+    }
+    println!(
+        "(results returned: {hits}; load average at end: {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 }

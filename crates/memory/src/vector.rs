@@ -45,6 +45,11 @@ pub struct Filter {
     pub now: i64,
 }
 
+/// Scan with several threads from this many vectors on.
+const PARALLEL_FROM: usize = 20_000;
+/// At most this many scanning threads per search.
+const MAX_THREADS: usize = 4;
+
 #[derive(Default)]
 pub struct VectorIndex {
     dims: usize,
@@ -183,33 +188,66 @@ impl VectorIndex {
             None => None,
         };
         let want_private = filter.visibility.map(|v| v == Visibility::Private);
-        let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(candidates + 1);
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.private && Some(slot.owner) != requester {
-                continue;
+        let scan = |lo: usize, hi: usize| -> Vec<Scored> {
+            let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(candidates + 1);
+            for i in lo..hi {
+                let slot = &self.slots[i];
+                if slot.private && Some(slot.owner) != requester {
+                    continue;
+                }
+                if owner.is_some_and(|o| o != slot.owner)
+                    || want_private.is_some_and(|p| p != slot.private)
+                    || slot.expires_at <= filter.now
+                    || filter.since.is_some_and(|s| slot.created_at < s)
+                    || filter.until.is_some_and(|u| slot.created_at >= u)
+                    || filter
+                        .memory_types
+                        .as_ref()
+                        .is_some_and(|ts| !ts.contains(&slot.memory_type))
+                {
+                    continue;
+                }
+                let approx = dot_i8(&qq, &self.quant[i * self.dims..(i + 1) * self.dims]) as f32
+                    * self.scales[i];
+                // Positions (not ids), so the exact pass can find the f32 vector.
+                if heap.len() < candidates {
+                    heap.push(Scored(approx, i as i64));
+                } else if heap.peek().is_some_and(|worst| approx > worst.0) {
+                    heap.pop();
+                    heap.push(Scored(approx, i as i64));
+                }
             }
-            if owner.is_some_and(|o| o != slot.owner)
-                || want_private.is_some_and(|p| p != slot.private)
-                || slot.expires_at <= filter.now
-                || filter.since.is_some_and(|s| slot.created_at < s)
-                || filter.until.is_some_and(|u| slot.created_at >= u)
-                || filter
-                    .memory_types
-                    .as_ref()
-                    .is_some_and(|ts| !ts.contains(&slot.memory_type))
-            {
-                continue;
-            }
-            let approx = dot_i8(&qq, &self.quant[i * self.dims..(i + 1) * self.dims]) as f32
-                * self.scales[i];
-            // The heap holds positions (not ids) so the exact pass can find the f32 vector.
-            if heap.len() < candidates {
-                heap.push(Scored(approx, i as i64));
-            } else if heap.peek().is_some_and(|worst| approx > worst.0) {
-                heap.pop();
-                heap.push(Scored(approx, i as i64));
-            }
-        }
+            heap.into_vec()
+        };
+        let n = self.slots.len();
+        let threads = if n >= PARALLEL_FROM {
+            std::thread::available_parallelism()
+                .map_or(1, |p| p.get())
+                .min(MAX_THREADS)
+        } else {
+            1
+        };
+        let mut found: Vec<Scored> = if threads <= 1 {
+            scan(0, n)
+        } else {
+            // The scan is memory-bound; splitting it over cores multiplies the bandwidth.
+            let chunk = n.div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let scan = &scan;
+                        s.spawn(move || scan(t * chunk, ((t + 1) * chunk).min(n)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        found.sort();
+        found.truncate(candidates);
+        let heap = found;
         let mut out: Vec<(i64, f32)> = heap
             .into_iter()
             .map(|s| {
@@ -356,9 +394,8 @@ mod tests {
         assert!(!idx.upsert(9, &[1.0], &meta("a", Visibility::Family)));
     }
 
-    #[test]
-    fn int8_first_pass_then_exact_rerank_finds_true_nearest() {
-        let mut idx = VectorIndex::new(64);
+    fn true_nearest_found(n: usize, dims: usize) {
+        let mut idx = VectorIndex::new(dims);
         let mut x = 12345u64;
         let mut next = || {
             x ^= x << 13;
@@ -366,13 +403,13 @@ mod tests {
             x ^= x << 17;
             (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
-        let vecs: Vec<Vec<f32>> = (0..2000)
-            .map(|_| (0..64).map(|_| next()).collect())
+        let vecs: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..dims).map(|_| next()).collect())
             .collect();
         for (i, v) in vecs.iter().enumerate() {
             idx.upsert(i as i64, v, &meta("a", Visibility::Family));
         }
-        let q: Vec<f32> = (0..64).map(|_| next()).collect();
+        let q: Vec<f32> = (0..dims).map(|_| next()).collect();
         let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let mut exact: Vec<(i64, f32)> = vecs
             .iter()
@@ -386,6 +423,16 @@ mod tests {
             exact[..10].iter().map(|e| e.0).collect::<Vec<_>>()
         );
         assert!((got[0].1 - exact[0].1).abs() < 1e-5);
+    }
+
+    #[test]
+    fn int8_first_pass_then_exact_rerank_finds_true_nearest() {
+        true_nearest_found(2000, 64);
+    }
+
+    #[test]
+    fn parallel_scan_finds_true_nearest() {
+        true_nearest_found(PARALLEL_FROM + 5000, 16);
     }
 
     #[test]
