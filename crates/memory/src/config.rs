@@ -176,6 +176,8 @@ pub struct MaintenanceConfig {
     pub retention_interval: Duration,
     /// Pages returned to the file system per incremental-vacuum pass.
     pub vacuum_pages: u32,
+    /// Audit-log entries older than this are deleted by the retention pass (0: keep all).
+    pub audit_retention_days: u32,
 }
 
 impl Default for MaintenanceConfig {
@@ -185,6 +187,7 @@ impl Default for MaintenanceConfig {
             optimize_interval: Duration::from_secs(6 * 3600),
             retention_interval: Duration::from_secs(3600),
             vacuum_pages: 1000,
+            audit_retention_days: 365,
         }
     }
 }

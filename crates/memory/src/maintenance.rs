@@ -35,6 +35,7 @@ impl Gauges {
 pub struct Pass {
     pub optimized: bool,
     pub expired: usize,
+    pub audit_pruned: usize,
     pub free_pages_left: Option<i64>,
 }
 
@@ -68,6 +69,10 @@ impl Schedule {
             self.next_retention = now + self.cfg.retention_interval;
             let ids = store.delete_expired(now_ms())?;
             pass.expired = ids.len();
+            if self.cfg.audit_retention_days > 0 {
+                let keep_ms = i64::from(self.cfg.audit_retention_days) * 86_400_000;
+                pass.audit_pruned = store.prune_audit(now_ms() - keep_ms)?;
+            }
             pass.free_pages_left = Some(store.incremental_vacuum(self.cfg.vacuum_pages)?);
         }
         if now >= self.next_optimize {
@@ -109,7 +114,7 @@ pub async fn run(
                 schedule = back;
                 match pass {
                     Ok(pass) => {
-                        if pass.expired > 0 || pass.optimized {
+                        if pass.expired > 0 || pass.audit_pruned > 0 || pass.optimized {
                             log::info!(event = "maintenance", expired = pass.expired; "maintenance: {pass:?}");
                         }
                         health.ok("last pass ok");
@@ -127,5 +132,84 @@ pub async fn run(
             }
         }
         heartbeat.beat();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::model::{MemoryType, NewMemory, Visibility};
+    use crate::schema::OpenOptions;
+
+    #[test]
+    fn retention_expires_memories_prunes_audit_then_optimize_runs_on_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let store = Store::open(
+            &db,
+            crate::migrations::all(),
+            &OpenOptions::for_db(&db),
+            1,
+            4,
+        )
+        .unwrap();
+        let new = |summary: &str, expires_at| NewMemory {
+            summary: summary.into(),
+            content: String::new(),
+            keywords: vec![],
+            memory_type: MemoryType::Fact,
+            owner: "a".into(),
+            visibility: Visibility::Family,
+            source: None,
+            created_at: None,
+            expires_at,
+            embedding: Some(vec![1.0, 0.0, 0.0, 0.0]),
+            embedding_model: None,
+            external_id: None,
+        };
+        store
+            .create_memory(new("gone", Some(now_ms() - 1)))
+            .unwrap();
+        let kept = store.create_memory(new("kept", None)).unwrap();
+        store
+            .with_write_tx(|tx| {
+                crate::store::audit(tx, None, "old", "memory", "0", None)?;
+                tx.execute("UPDATE audit_log SET at = 0 WHERE action = 'old'", [])
+                    .unwrap();
+                Ok(())
+            })
+            .unwrap();
+        let cfg = MaintenanceConfig {
+            retention_interval: Duration::ZERO,
+            ..MaintenanceConfig::default()
+        };
+        let start = Instant::now();
+        let mut schedule = Schedule::new(cfg.clone(), start);
+        let pass = schedule.run_due(&store, start).unwrap();
+        assert_eq!(pass.expired, 1);
+        assert_eq!(pass.audit_pruned, 1);
+        assert!(!pass.optimized);
+        assert!(pass.free_pages_left.is_some());
+        assert_eq!(store.memory_count().unwrap(), 1);
+        let filter = crate::vector::Filter {
+            requester: "a".into(),
+            owner: None,
+            visibility: None,
+            memory_types: None,
+            since: None,
+            until: None,
+            now: 0,
+        };
+        let hits = store.search_vector(&[1.0, 0.0, 0.0, 0.0], &filter, 10);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![kept.id]);
+        let pass = schedule
+            .run_due(&store, start + cfg.optimize_interval)
+            .unwrap();
+        assert!(pass.optimized);
+        let gauges = Gauges::default();
+        gauges.refresh(&store);
+        assert_eq!(gauges.memories.get(), 1);
+        assert!(gauges.db_bytes.get() > 0);
     }
 }

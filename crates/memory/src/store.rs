@@ -975,6 +975,15 @@ impl Store {
         Ok(ids)
     }
 
+    /// Delete audit-log entries older than `before` (Unix ms); returns how many.
+    pub fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
+        let conn = self.writer();
+        self.timed("prune_audit", || {
+            conn.execute("DELETE FROM audit_log WHERE at < ?1", [before])
+                .map_err(sql("prune audit log"))
+        })
+    }
+
     /// Run `f` with the write connection inside one transaction (the importer's batches).
     pub fn with_write_tx<T>(
         &self,
