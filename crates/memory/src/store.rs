@@ -581,9 +581,15 @@ impl Store {
         speaker: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Turn>, StoreError> {
-        let Some(matchq) = crate::search::fts_query(query) else {
+        let terms = crate::search::fts_terms(query);
+        if terms.is_empty() {
             return Ok(Vec::new());
-        };
+        }
+        let matchq = terms
+            .iter()
+            .map(|t| crate::search::quote(t))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let conn = self.reader();
         self.timed("search_turns", || {
             let mut stmt = conn
