@@ -1,0 +1,328 @@
+//! The daemon's configuration (`/etc/barnabee/agents.toml`). Every section but `[service]` is
+//! optional: with `[service] listen = "..."` alone the daemon serves, answers instant
+//! questions, and reports Home Assistant, the LLM and memory as degraded (not configured).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use barnabee_service::config::{ServiceConfig, seconds};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub service: ServiceConfig,
+    /// Where the cost ledger lives; defaults to `$STATE_DIRECTORY` (systemd's StateDirectory=).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub router: RouterConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub session: SessionConfig,
+    /// Absent: device control answers "Home Assistant is not configured".
+    pub home_assistant: Option<HomeAssistantConfig>,
+    #[serde(default)]
+    pub llm: LlmConfig,
+    #[serde(default)]
+    pub budget: BudgetConfig,
+    #[serde(default)]
+    pub memory: MemoryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Extra rules (TOML, same format as the embedded defaults); they are tried before the
+    /// defaults, so an operator's rule wins.
+    pub rules_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted (bytes); larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Longest `text` accepted (characters); longer gets 400 naming `text`.
+    pub max_text_chars: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_text_chars: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session's context is forgotten after this many seconds without a turn.
+    #[serde(with = "seconds")]
+    pub ttl: Duration,
+    /// Turns kept per session (sent to the LLM as history).
+    pub max_turns: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            max_turns: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeAssistantConfig {
+    /// Base URL, e.g. `http://homeassistant.local:8123`.
+    pub url: String,
+    /// File holding a long-lived access token (relative paths: `$CREDENTIALS_DIRECTORY`).
+    pub token_file: PathBuf,
+    /// Timeout of one REST call.
+    #[serde(with = "seconds", default = "default_ha_timeout")]
+    pub timeout: Duration,
+    /// How long to wait for a device to report its new state after a service call.
+    #[serde(with = "seconds", default = "default_confirm_timeout")]
+    pub confirm_timeout: Duration,
+}
+
+fn default_ha_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_confirm_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Tried in order; the next one is used when one fails (connection, 5xx, 429, timeout).
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// USD per million tokens, by model name. Every model of a non-local provider needs one.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+    /// The system prompt of the interaction agent.
+    #[serde(default = "default_system_prompt")]
+    pub system_prompt: String,
+    /// Stream the answer (SSE) from the provider.
+    #[serde(default = "yes")]
+    pub stream: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_system_prompt() -> String {
+    "You are Barnabee, a friendly home voice assistant. Answer in one to three short spoken sentences.".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A label for logs and metrics (`openrouter`, `beast`).
+    pub name: String,
+    /// OpenAI-compatible base URL, up to and including `/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// File holding the API key (optional: local servers need none).
+    pub api_key_file: Option<PathBuf>,
+    /// Runs on the family's own hardware: still allowed in the yellow budget state.
+    #[serde(default)]
+    pub local: bool,
+    /// Timeout of one completion, including streaming.
+    #[serde(with = "seconds", default = "default_llm_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+}
+
+fn default_llm_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn default_max_tokens() -> u32 {
+    300
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// USD per million prompt tokens.
+    pub input: f64,
+    /// USD per million completion tokens.
+    pub output: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    /// USD per local day.
+    pub daily_limit_usd: f64,
+    /// USD per local calendar month.
+    pub monthly_limit_usd: f64,
+    /// At or above this share of a limit: yellow (local providers only).
+    pub yellow_at: f64,
+    /// Above this share of a limit: red (interaction disabled, actions only).
+    pub red_at: f64,
+    /// The reply in the red state.
+    pub red_reply: String,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            daily_limit_usd: 1.0,
+            monthly_limit_usd: 25.0,
+            yellow_at: 0.5,
+            red_at: 0.8,
+            red_reply: "Cost limit approaching. Basic commands only.".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Base URL of barnabee-memory.
+    pub url: String,
+    /// Timeout of one call.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Owner/requester when the utterance has no `speaker`.
+    pub default_speaker: String,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:7701".into(),
+            timeout: Duration::from_secs(3),
+            default_speaker: "family".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigCheckError {
+    #[error("llm.providers[{index}] ({name}): model {model:?} has no price in [llm.prices]; add [llm.prices.\"{model}\"] input = ..., output = ... or set local = true")]
+    MissingPrice {
+        index: usize,
+        name: String,
+        model: String,
+    },
+    #[error("budget: {0}")]
+    Budget(String),
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+}
+
+impl Config {
+    /// Checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigCheckError> {
+        for (index, p) in self.llm.providers.iter().enumerate() {
+            if !p.local && !self.llm.prices.contains_key(&p.model) {
+                return Err(ConfigCheckError::MissingPrice {
+                    index,
+                    name: p.name.clone(),
+                    model: p.model.clone(),
+                });
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(ConfigCheckError::Field {
+                    field: format!("llm.providers[{index}].base_url"),
+                    message: "must start with http:// or https://".into(),
+                });
+            }
+        }
+        let b = &self.budget;
+        if !(0.0 < b.yellow_at && b.yellow_at <= b.red_at && b.red_at <= 1.0) {
+            return Err(ConfigCheckError::Budget(
+                "need 0 < yellow_at <= red_at <= 1".into(),
+            ));
+        }
+        if b.daily_limit_usd < 0.0 || b.monthly_limit_usd < 0.0 {
+            return Err(ConfigCheckError::Budget("limits must be >= 0".into()));
+        }
+        if let Some(ha) = &self.home_assistant
+            && !(ha.url.starts_with("http://") || ha.url.starts_with("https://"))
+        {
+            return Err(ConfigCheckError::Field {
+                field: "home_assistant.url".into(),
+                message: "must start with http:// or https://".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The state directory: `state_dir`, else `$STATE_DIRECTORY`, else none (ledger in memory).
+    pub fn resolved_state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(|s| PathBuf::from(s.to_string_lossy().split(':').next().unwrap_or("")))
+                .filter(|p| !p.as_os_str().is_empty())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn minimal_config_is_just_listen() {
+        let cfg: Config = barnabee_service::config::parse(
+            Path::new("a.toml"),
+            "[service]\nlisten = \"127.0.0.1:7702\"\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.home_assistant.is_none());
+        assert_eq!(cfg.budget.daily_limit_usd, 1.0);
+        assert_eq!(cfg.budget.monthly_limit_usd, 25.0);
+        assert_eq!(cfg.memory.url, "http://127.0.0.1:7701");
+    }
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = include_str!("../agents.example.toml");
+        let cfg: Config =
+            barnabee_service::config::parse(Path::new("agents.example.toml"), text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.service.listen.port(), 7702);
+        assert!(cfg.home_assistant.is_some());
+        assert_eq!(cfg.llm.providers.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let err = barnabee_service::config::parse::<Config>(
+            Path::new("a.toml"),
+            "[budget]\ndaily_limit = 2\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("daily_limit"), "{err}");
+    }
+
+    #[test]
+    fn remote_provider_needs_a_price() {
+        let cfg: Config = barnabee_service::config::parse(
+            Path::new("a.toml"),
+            "[[llm.providers]]\nname = \"cloud\"\nbase_url = \"https://x/v1\"\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("llm.providers[0]") && err.contains("\"m\""), "{err}");
+    }
+}
