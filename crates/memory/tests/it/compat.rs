@@ -45,11 +45,15 @@ async fn older_binary_uses_newer_additive_schema() {
     let dir = tempfile::tempdir().unwrap();
     let id = seed(dir.path()).await;
     let db = dir.path().join("memory.db");
-    pretend_future(&db, 2, 1);
+    let next = barnabee_memory::migrations::code_version() + 1;
+    pretend_future(&db, next, 1);
     let db_arg = db.to_str().unwrap();
     let (code, out, err) = run_cli(&["check-compat", "--db", db_arg]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("schema 2 (min reader 1)"), "{out}");
+    assert!(
+        out.contains(&format!("schema {next} (min reader 1)")),
+        "{out}"
+    );
 
     let d = Daemon::start(dir.path(), &small_dims());
     let r = client()
@@ -68,7 +72,7 @@ async fn older_binary_uses_newer_additive_schema() {
     drop(d);
     let meta = barnabee_memory::schema::peek(&db).unwrap().unwrap();
     assert_eq!(
-        meta.schema_version, 2,
+        meta.schema_version, next,
         "the older binary left the schema number alone"
     );
 }
@@ -81,9 +85,13 @@ async fn older_binary_refuses_newer_schema_and_never_writes() {
     // The newer generation's pre-migration snapshot (a copy of the schema-1 database).
     let snaps = dir.path().join("snapshots");
     std::fs::create_dir_all(&snaps).unwrap();
-    let snapshot = snaps.join("memory-v1-to-v2-1700000000000.db");
+    let code_version = barnabee_memory::migrations::code_version();
+    let next = code_version + 1;
+    let snapshot = snaps.join(format!(
+        "memory-v{code_version}-to-v{next}-1700000000000.db"
+    ));
     std::fs::copy(&db, &snapshot).unwrap();
-    pretend_future(&db, 2, 2);
+    pretend_future(&db, next, next);
     let before = std::fs::read(&db).unwrap();
     let db_arg = db.to_str().unwrap();
 
@@ -101,11 +109,17 @@ async fn older_binary_refuses_newer_schema_and_never_writes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("schema version 2") && err.contains(">= 2"),
+        err.contains(&format!("schema version {next}")) && err.contains(&format!(">= {next}")),
         "{err}"
     );
-    assert!(err.contains("knows schema 1"), "{err}");
-    assert!(err.contains("barnabee-memory 9.9.9 (schema 2)"), "{err}");
+    assert!(
+        err.contains(&format!("knows schema {code_version}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("barnabee-memory 9.9.9 (schema {next})")),
+        "{err}"
+    );
     assert!(
         err.contains(&format!(
             "barnabee-memory restore-snapshot --db {db_arg} --snapshot {}",
@@ -164,4 +178,50 @@ fn replication_section_is_refused_until_built() {
     let (code, _, err) = run_cli(&["--config", config.to_str().unwrap(), "--check-config"]);
     assert_ne!(code, 0);
     assert!(err.contains("replication.bucket"), "{err}");
+}
+
+/// Build B (this binary, built with `--features test-schema-next`, schema 2) on a database
+/// written by build A (schema 1, the first migration only): migrates, snapshot first, data
+/// kept; then build A's code (schema 1) still opens it (the step is additive).
+/// Run: `cargo nextest run -p barnabee-memory --features test-schema-next`.
+#[cfg(feature = "test-schema-next")]
+#[tokio::test]
+async fn build_b_migrates_build_a_database_with_snapshot() {
+    use barnabee_memory::{migrations, schema};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("memory.db");
+    let opts = schema::OpenOptions::for_db(&db);
+    let (conn, _) = schema::open(&db, &migrations::all()[..1], &opts).unwrap();
+    conn.execute(
+        "INSERT INTO memories (summary, memory_type, owner, visibility, created_at, updated_at) VALUES ('written by build A', 'fact', 'a', 'family', 1, 1)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, out, err) = run_cli(&["check-compat", "--db", db.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("will migrate it"), "{out}");
+
+    let mut d = Daemon::start(dir.path(), &small_dims());
+    let v: serde_json::Value = client()
+        .get(d.url("/v1/memories/1?requester=a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["summary"], "written by build A");
+    d.stop();
+    let snaps: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        snaps.len() == 1 && snaps[0].starts_with("memory-v1-to-v2-"),
+        "{snaps:?}"
+    );
+    assert_eq!(schema::peek(&db).unwrap().unwrap().schema_version, 2);
+    let (_, opened) = schema::open(&db, &migrations::all()[..1], &opts).unwrap();
+    assert_eq!((opened.to, opened.min_reader), (2, 1));
 }
