@@ -180,16 +180,16 @@ pub fn search(
         SearchMode::Hybrid => {
             // Fuse deeper lists than asked for, so an item ranked moderately in both can win.
             let depth = (limit * 4).max(50).min(cfg.max_limit * 4);
-            let fts: Vec<i64> = store
-                .search_fts(query, &filter, depth)?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            let vec: Vec<i64> = store
-                .search_vector(req.embedding.as_deref().unwrap_or(&[]), &filter, depth)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+            // The two lists are independent: scan the vectors on another thread meanwhile.
+            let embedding = req.embedding.as_deref().unwrap_or(&[]);
+            let (fts, vec) = std::thread::scope(|s| {
+                let vec = s.spawn(|| store.search_vector(embedding, &filter, depth));
+                let fts = store.search_fts(query, &filter, depth);
+                let vec = vec.join().unwrap_or_default();
+                (fts, vec)
+            });
+            let fts: Vec<i64> = fts?.into_iter().map(|(id, _)| id).collect();
+            let vec: Vec<i64> = vec.into_iter().map(|(id, _)| id).collect();
             let mut fused = rrf(&fts, &vec, cfg.rrf_k);
             fused.truncate(limit);
             fused
