@@ -214,7 +214,9 @@ impl Default for MemoryConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigCheckError {
-    #[error("llm.providers[{index}] ({name}): model {model:?} has no price in [llm.prices]; add [llm.prices.\"{model}\"] input = ..., output = ... or set local = true")]
+    #[error(
+        "llm.providers[{index}] ({name}): model {model:?} has no price in [llm.prices]; add [llm.prices.\"{model}\"] input = ..., output = ... or set local = true"
+    )]
     MissingPrice {
         index: usize,
         name: String,
@@ -323,6 +325,9 @@ mod tests {
         )
         .unwrap();
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("llm.providers[0]") && err.contains("\"m\""), "{err}");
+        assert!(
+            err.contains("llm.providers[0]") && err.contains("\"m\""),
+            "{err}"
+        );
     }
 }

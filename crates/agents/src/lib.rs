@@ -1,5 +1,229 @@
 //! barnabee-agents: routes every utterance (instant answers, Home Assistant actions, memory,
 //! the LLM inside a cost budget). A daemon on top of barnabee-service; talks to its peers
 //! (Home Assistant, barnabee-memory, OpenAI-compatible LLM servers) over HTTP/WebSocket only.
+//!
+//! Layout: `route/` decides (rules, one file per route), `agent/` acts (one file per agent),
+//! `ha/` is the Home Assistant client and entity index, `llm` the chat-completions client,
+//! `governor` the cost ledger and policy, `app` one utterance end to end, `api` the HTTP API.
 
+pub mod agent;
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod governor;
+pub mod ha;
+pub mod llm;
+pub mod metrics;
 pub mod route;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use barnabee_service::{Check, Runtime};
+
+use crate::agent::action::ActionAgent;
+use crate::agent::instant::InstantAgent;
+use crate::agent::interaction::InteractionAgent;
+use crate::agent::memory::MemoryAgent;
+use crate::app::App;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::governor::{Governor, Ledger};
+use crate::llm::{LlmClient, Provider};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Router(#[from] route::RouterError),
+    #[error(transparent)]
+    Ledger(#[from] governor::LedgerError),
+    #[error("llm.providers[{index}].api_key_file: {source}")]
+    ApiKey {
+        index: usize,
+        #[source]
+        source: barnabee_service::secret::SecretError,
+    },
+    #[error(transparent)]
+    Serve(#[from] barnabee_service::ServeError),
+}
+
+/// Build the agents from the config: everything but the HTTP server and the WebSocket worker.
+/// Peers that are missing or unreachable make the daemon degraded, never fail start-up.
+pub fn build(
+    cfg: &Config,
+    rt: &Runtime,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<App>, Option<ha::HaClient>), RunError> {
+    let router = route::Router::load(cfg.router.rules_file.as_deref())?;
+    let metrics = metrics::AgentMetrics::new();
+    metrics.register(rt.metrics());
+    let health = rt.health();
+
+    // Home Assistant (optional).
+    let ha_health = health.component(
+        "home_assistant",
+        Check::fail("not configured ([home_assistant] url, token_file)").non_critical(),
+    );
+    let (ha_client, confirm) = match &cfg.home_assistant {
+        None => (
+            Err("Home Assistant is not configured".to_owned()),
+            Duration::from_secs(3),
+        ),
+        Some(h) => match barnabee_service::secret::read("home_assistant.token_file", &h.token_file)
+        {
+            Ok(token) => {
+                ha_health.fail(format!("connecting to {}", h.url));
+                (
+                    Ok(ha::HaClient::new(&h.url, token, h.timeout)),
+                    h.confirm_timeout,
+                )
+            }
+            Err(e) => {
+                ha_health.fail(format!("token unreadable: {e}"));
+                log::error!(event = "incident"; "home_assistant.token_file: {e}");
+                (
+                    Err("my Home Assistant token cannot be read (see the daemon's log)".to_owned()),
+                    h.confirm_timeout,
+                )
+            }
+        },
+    };
+    let ha_for_worker = ha_client.as_ref().ok().cloned();
+    let action = ActionAgent::new(ha_client, confirm, Some(ha_health));
+
+    // LLM providers and the cost governor.
+    let mut providers = Vec::new();
+    for (index, p) in cfg.llm.providers.iter().enumerate() {
+        let api_key = match &p.api_key_file {
+            None => None,
+            Some(path) => Some(
+                barnabee_service::secret::read(
+                    &format!("llm.providers[{index}].api_key_file"),
+                    path,
+                )
+                .map_err(|source| RunError::ApiKey { index, source })?,
+            ),
+        };
+        providers.push(Provider {
+            cfg: p.clone(),
+            api_key,
+        });
+    }
+    let llm_check = if providers.is_empty() {
+        Check::fail("no [[llm.providers]] configured; interaction answers are unavailable")
+    } else {
+        Check::ok(format!(
+            "{} provider(s): {}",
+            providers.len(),
+            providers
+                .iter()
+                .map(|p| p.cfg.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    health.component("llm", llm_check.non_critical());
+    let state_dir = cfg.resolved_state_dir();
+    if state_dir.is_none() {
+        log::warn!(
+            "no state_dir and no $STATE_DIRECTORY: the cost ledger lives in memory and resets on restart"
+        );
+    }
+    let ledger = Arc::new(Ledger::open(state_dir.as_deref())?);
+    let governor = Governor {
+        ledger,
+        policy: cfg.budget.clone(),
+        clock: clock.clone(),
+    };
+    let interaction = InteractionAgent::new(
+        LlmClient::new(providers, cfg.llm.prices.clone()),
+        governor,
+        metrics.clone(),
+        cfg.llm.system_prompt.clone(),
+        cfg.llm.stream,
+    );
+    let state = interaction.budget_state();
+    let gov = interaction.governor.clone();
+    health.probe("budget", move || {
+        let gov = gov.clone();
+        async move {
+            match gov.spend() {
+                Ok(s) => {
+                    let detail = format!(
+                        "{:?}: ${:.4} today, ${:.4} this month ({:.0}% of a limit)",
+                        s.state,
+                        s.day_usd,
+                        s.month_usd,
+                        s.share * 100.0
+                    )
+                    .to_lowercase();
+                    if s.state == governor::BudgetState::Red {
+                        Check::fail(detail).non_critical()
+                    } else {
+                        Check::ok(detail).non_critical()
+                    }
+                }
+                Err(e) => Check::fail(format!("ledger unreadable: {e}")).non_critical(),
+            }
+        }
+    });
+    log::info!(budget = format!("{state:?}"); "cost governor ready");
+
+    // barnabee-memory.
+    let memory = MemoryAgent::new(
+        &cfg.memory.url,
+        cfg.memory.timeout,
+        &cfg.memory.default_speaker,
+    );
+    let mem_url = memory.base().to_owned();
+    let probe_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    health.probe("memory", move || {
+        let (http, url) = (probe_http.clone(), mem_url.clone());
+        async move {
+            match http.get(format!("{url}/health")).send().await {
+                Ok(r) if r.status().is_success() => {
+                    Check::ok(format!("{url} healthy")).non_critical()
+                }
+                Ok(r) => {
+                    Check::fail(format!("{url}/health answered {}", r.status())).non_critical()
+                }
+                Err(e) => Check::fail(format!("cannot reach {url}: {e}")).non_critical(),
+            }
+        }
+    });
+
+    let app = Arc::new(App {
+        router,
+        sessions: session::Sessions::new(cfg.session.ttl, cfg.session.max_turns),
+        metrics,
+        instant: InstantAgent::new(clock),
+        action,
+        memory,
+        interaction,
+    });
+    Ok((app, ha_for_worker))
+}
+
+/// Start-up, then serve until SIGTERM.
+pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
+    let (app, ha) = build(&cfg, &rt, Arc::new(SystemClock))?;
+    if let (Some(client), Some(health)) = (ha, app.action.health()) {
+        tokio::spawn(ha::ws::run(client, health, rt.shutdown()));
+    }
+    let routes = api::router(
+        api::ApiState {
+            app,
+            max_text_chars: cfg.http.max_text_chars,
+        },
+        cfg.http.max_body_bytes,
+    );
+    rt.status("routing utterances");
+    rt.serve(routes).await?;
+    Ok(())
+}

@@ -1,1 +1,8 @@
+//! Integration tests: the real barnabee-agents binary against real or test peers.
+//! One test binary so everything links once.
 
+mod api;
+mod common;
+mod ha;
+mod llm;
+mod memory;

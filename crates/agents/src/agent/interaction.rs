@@ -1,0 +1,163 @@
+//! The interaction agent: the LLM answers what no rule claimed, inside the cost governor.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::governor::{BudgetState, Governor};
+use crate::llm::{LlmClient, LlmError, Message};
+use crate::metrics::AgentMetrics;
+use crate::route::interaction::is_complex;
+use crate::session::Turn;
+
+pub struct InteractionAgent {
+    pub llm: LlmClient,
+    pub governor: Governor,
+    metrics: AgentMetrics,
+    system_prompt: String,
+    stream: bool,
+    /// Yellow state: at most one complex query per this interval.
+    complex_interval: Duration,
+    last_complex: Mutex<Option<Instant>>,
+}
+
+pub struct Answer {
+    pub text: String,
+    /// Time spent in LLM calls.
+    pub llm: Duration,
+    pub budget: BudgetState,
+}
+
+impl InteractionAgent {
+    pub fn new(
+        llm: LlmClient,
+        governor: Governor,
+        metrics: AgentMetrics,
+        system_prompt: String,
+        stream: bool,
+    ) -> Self {
+        Self {
+            llm,
+            governor,
+            metrics,
+            system_prompt,
+            stream,
+            complex_interval: Duration::from_secs(60),
+            last_complex: Mutex::new(None),
+        }
+    }
+
+    /// Refresh the cost gauges from the ledger; returns the current state.
+    pub fn budget_state(&self) -> BudgetState {
+        match self.governor.spend() {
+            Ok(s) => {
+                self.metrics.daily_cost.set(s.day_usd);
+                self.metrics.monthly_cost.set(s.month_usd);
+                s.state
+            }
+            Err(e) => {
+                // Without a readable ledger we cannot know the spend: be safe, local only.
+                log::error!(event = "incident"; "cost ledger unreadable: {e}");
+                BudgetState::Yellow
+            }
+        }
+    }
+
+    pub async fn handle(&self, text: &str, normalized: &str, history: &[Turn]) -> Answer {
+        let state = self.budget_state();
+        let answer = |text: String| Answer {
+            text,
+            llm: Duration::ZERO,
+            budget: state,
+        };
+        if state == BudgetState::Red {
+            return answer(self.governor.policy.red_reply.clone());
+        }
+        if state == BudgetState::Yellow && is_complex(normalized) {
+            let mut last = self.last_complex.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < self.complex_interval) {
+                return answer(
+                    "I'm saving budget today, so long questions have to wait a minute. Please ask again shortly."
+                        .into(),
+                );
+            }
+            *last = Some(now);
+        }
+        let mut messages = vec![Message {
+            role: "system",
+            content: self.system_prompt.clone(),
+        }];
+        for t in history {
+            messages.push(Message {
+                role: "user",
+                content: t.user.clone(),
+            });
+            messages.push(Message {
+                role: "assistant",
+                content: t.assistant.clone(),
+            });
+        }
+        messages.push(Message {
+            role: "user",
+            content: text.to_owned(),
+        });
+        let local_only = state == BudgetState::Yellow;
+        let start = Instant::now();
+        let result = self
+            .llm
+            .complete(
+                &messages,
+                self.stream,
+                |p| !local_only || p.local,
+                |a| self.metrics.llm_request(a.provider, a.model, a.outcome),
+            )
+            .await;
+        let llm = start.elapsed();
+        let text = match result {
+            Ok(c) => {
+                self.metrics.llm_tokens(
+                    &c.provider,
+                    &c.model,
+                    c.usage.prompt_tokens,
+                    c.usage.completion_tokens,
+                );
+                self.metrics.llm_answer(c.failed_before > 0);
+                if let Err(e) = self.governor.record(
+                    &c.provider,
+                    &c.model,
+                    c.usage.prompt_tokens,
+                    c.usage.completion_tokens,
+                    c.cost_usd,
+                ) {
+                    log::error!(event = "incident"; "cannot record LLM spend: {e}");
+                }
+                log::info!(provider = c.provider.as_str(), model = c.model.as_str(),
+                    prompt_tokens = c.usage.prompt_tokens, completion_tokens = c.usage.completion_tokens,
+                    cost_usd = c.cost_usd, usage_estimated = c.usage_estimated,
+                    latency_ms = c.elapsed.as_secs_f64() * 1e3; "LLM answered");
+                self.budget_state();
+                let t = c.text.trim().to_owned();
+                if t.is_empty() {
+                    "Sorry, I don't have an answer for that.".to_owned()
+                } else {
+                    t
+                }
+            }
+            Err(LlmError::NoProvider) => {
+                "I can't answer that: no language model is configured.".to_owned()
+            }
+            Err(LlmError::NoneAllowed) => {
+                "I'm saving budget today and no local language model is set up, so I can only do basic commands.".to_owned()
+            }
+            Err(e) => {
+                log::warn!(event = "llm_unavailable"; "{e}");
+                "Sorry, I can't reach a language model right now.".to_owned()
+            }
+        };
+        Answer {
+            text,
+            llm,
+            budget: state,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! One utterance end to end: route, dispatch to an agent, remember the turn, time each step.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::ActionRecord;
+use crate::agent::action::ActionAgent;
+use crate::agent::instant::InstantAgent;
+use crate::agent::interaction::InteractionAgent;
+use crate::agent::memory::MemoryAgent;
+use crate::governor::BudgetState;
+use crate::metrics::AgentMetrics;
+use crate::route::{Route, Router};
+use crate::session::{Sessions, Turn};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessRequest {
+    pub text: String,
+    pub session_id: String,
+    #[serde(default)]
+    pub speaker: Option<String>,
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+/// Milliseconds spent in each step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub router: f64,
+    pub action: f64,
+    pub llm: f64,
+    pub memory: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessResponse {
+    pub text: String,
+    pub route: Route,
+    pub intent: String,
+    pub confidence: f64,
+    pub actions: Vec<ActionRecord>,
+    pub memories_used: Vec<i64>,
+    pub timings: Timings,
+    /// Present when the interaction agent ran: green, yellow or red.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetState>,
+}
+
+pub struct App {
+    pub router: Router,
+    pub sessions: Sessions,
+    pub metrics: AgentMetrics,
+    pub instant: InstantAgent,
+    pub action: ActionAgent,
+    pub memory: MemoryAgent,
+    pub interaction: InteractionAgent,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl App {
+    pub async fn process(self: &Arc<Self>, req: ProcessRequest) -> ProcessResponse {
+        let start = Instant::now();
+        let decision = self.router.decide(&req.text);
+        let mut timings = Timings {
+            router: ms(start.elapsed()),
+            ..Timings::default()
+        };
+        self.metrics.meta_latency.observe(timings.router);
+        self.metrics.count_agent(decision.route.as_str());
+        let mut actions = Vec::new();
+        let mut memories_used = Vec::new();
+        let mut budget = None;
+        let speaker = req.speaker.as_deref();
+        let text = match decision.route {
+            Route::Instant => self.instant.handle(&decision.intent, &decision.normalized),
+            Route::Action => {
+                let t = Instant::now();
+                let (text, records) = self.action.handle(&decision.normalized).await;
+                timings.action = ms(t.elapsed());
+                self.metrics.action_latency.observe(timings.action);
+                actions = records;
+                text
+            }
+            Route::Memory => {
+                let t = Instant::now();
+                let result = if decision.intent == "remember" {
+                    self.memory.remember(&req.text, speaker).await
+                } else {
+                    self.memory.recall(&decision.normalized, speaker).await
+                };
+                timings.memory = ms(t.elapsed());
+                self.metrics.memory_latency.observe(timings.memory);
+                match result {
+                    Ok(r) => {
+                        memories_used = r.memories_used;
+                        r.text
+                    }
+                    Err(e) => {
+                        log::warn!(event = "memory_unavailable"; "{e}");
+                        if decision.intent == "remember" {
+                            "I can't reach my memory right now, so I couldn't save that.".to_owned()
+                        } else {
+                            "I can't reach my memory right now, so I couldn't look that up."
+                                .to_owned()
+                        }
+                    }
+                }
+            }
+            Route::Interaction => {
+                let t = Instant::now();
+                let history = self.sessions.history(&req.session_id, Instant::now());
+                let a = self
+                    .interaction
+                    .handle(&req.text, &decision.normalized, &history)
+                    .await;
+                timings.llm = ms(a.llm);
+                self.metrics.interaction_latency.observe(ms(t.elapsed()));
+                budget = Some(a.budget);
+                a.text
+            }
+        };
+        self.sessions.push(
+            &req.session_id,
+            Turn {
+                user: req.text.clone(),
+                assistant: text.clone(),
+            },
+            Instant::now(),
+        );
+        timings.total = ms(start.elapsed());
+        log::info!(session_id = req.session_id.as_str(), route = decision.route.as_str(),
+            intent = decision.intent.as_str(), device_id = req.device_id.as_deref().unwrap_or(""),
+            latency_ms = timings.total; "processed");
+        ProcessResponse {
+            text,
+            route: decision.route,
+            intent: decision.intent,
+            confidence: decision.confidence,
+            actions,
+            memories_used,
+            timings,
+            budget,
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The cost governor: an SQLite ledger of LLM spend and the operators' degradation policy.
+//!
+//! Spend is summed per *local* day and calendar month (keys written with each row), so the
+//! daily budget resets at local midnight without any timer, and survives restarts because the
+//! ledger is a file in the state directory.
+//!
+//! States, from the larger of (today / daily limit) and (this month / monthly limit):
+//! green below `yellow_at` (all features), yellow up to `red_at` (local providers only,
+//! complex queries rate-limited), red above `red_at` (interaction disabled, actions only).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::BudgetConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cost ledger {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetState {
+    Green,
+    Yellow,
+    Red,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spend {
+    pub state: BudgetState,
+    pub day_usd: f64,
+    pub month_usd: f64,
+    /// The larger share of the daily or monthly limit used (0..).
+    pub share: f64,
+}
+
+pub struct Ledger {
+    label: String,
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS llm_spend (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    month TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS llm_spend_day ON llm_spend(day);
+CREATE INDEX IF NOT EXISTS llm_spend_month ON llm_spend(month);
+";
+
+impl Ledger {
+    /// Open (creating) `dir/cost-ledger.sqlite`; `None`: an in-memory ledger (no state dir).
+    pub fn open(dir: Option<&Path>) -> Result<Ledger, LedgerError> {
+        let (label, conn) = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| LedgerError::Dir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+                let path = dir.join("cost-ledger.sqlite");
+                let label = path.display().to_string();
+                let conn = Connection::open(&path).map_err(|source| LedgerError::Sqlite {
+                    path: label.clone(),
+                    source,
+                })?;
+                (label, conn)
+            }
+            None => (
+                ":memory:".to_owned(),
+                Connection::open_in_memory().map_err(|source| LedgerError::Sqlite {
+                    path: ":memory:".into(),
+                    source,
+                })?,
+            ),
+        };
+        let err = |source| LedgerError::Sqlite {
+            path: label.clone(),
+            source,
+        };
+        conn.pragma_update(None, "journal_mode", "wal")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Ledger {
+            label,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite {
+            path: self.label.clone(),
+            source,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        clock: &dyn Clock,
+        provider: &str,
+        model: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        cost_usd: f64,
+    ) -> Result<(), LedgerError> {
+        let now = clock.now();
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.execute(
+            "INSERT INTO llm_spend (at_ms, day, month, provider, model, prompt_tokens, completion_tokens, cost_usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                now.timestamp_millis(),
+                now.format("%Y-%m-%d").to_string(),
+                now.format("%Y-%m").to_string(),
+                provider,
+                model,
+                prompt_tokens as i64,
+                completion_tokens as i64,
+                cost_usd
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// (today, this month) in USD, by the clock's local day.
+    pub fn totals(&self, clock: &dyn Clock) -> Result<(f64, f64), LedgerError> {
+        let now = clock.now();
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = |col: &str, key: String| -> Result<f64, rusqlite::Error> {
+            conn.query_row(
+                &format!("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_spend WHERE {col} = ?1"),
+                [key],
+                |r| r.get(0),
+            )
+        };
+        let day = sum("day", now.format("%Y-%m-%d").to_string()).map_err(|e| self.err(e))?;
+        let month = sum("month", now.format("%Y-%m").to_string()).map_err(|e| self.err(e))?;
+        Ok((day, month))
+    }
+}
+
+/// The policy applied to the ledger.
+#[derive(Clone)]
+pub struct Governor {
+    pub ledger: Arc<Ledger>,
+    pub policy: BudgetConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Governor {
+    pub fn spend(&self) -> Result<Spend, LedgerError> {
+        let (day, month) = self.ledger.totals(self.clock.as_ref())?;
+        Ok(classify(&self.policy, day, month))
+    }
+
+    pub fn record(
+        &self,
+        provider: &str,
+        model: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        cost_usd: f64,
+    ) -> Result<(), LedgerError> {
+        self.ledger.record(
+            self.clock.as_ref(),
+            provider,
+            model,
+            prompt_tokens,
+            completion_tokens,
+            cost_usd,
+        )
+    }
+}
+
+pub fn classify(policy: &BudgetConfig, day: f64, month: f64) -> Spend {
+    let share_of = |spent: f64, limit: f64| {
+        if limit <= 0.0 {
+            // A zero limit means "no paid LLM at all".
+            if spent > 0.0 { f64::INFINITY } else { 1.0 }
+        } else {
+            spent / limit
+        }
+    };
+    let share =
+        share_of(day, policy.daily_limit_usd).max(share_of(month, policy.monthly_limit_usd));
+    let state = if share > policy.red_at {
+        BudgetState::Red
+    } else if share >= policy.yellow_at {
+        BudgetState::Yellow
+    } else {
+        BudgetState::Green
+    };
+    Spend {
+        state,
+        day_usd: day,
+        month_usd: month,
+        share,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::clock::ManualClock;
+    use chrono::{FixedOffset, TimeZone};
+
+    fn at(h: u32, m: u32, day: u32) -> chrono::DateTime<FixedOffset> {
+        FixedOffset::east_opt(3600)
+            .unwrap()
+            .with_ymd_and_hms(2026, 11, day, h, m, 0)
+            .unwrap()
+    }
+
+    fn governor(dir: &Path, clock: Arc<ManualClock>) -> Governor {
+        Governor {
+            ledger: Arc::new(Ledger::open(Some(dir)).unwrap()),
+            policy: BudgetConfig::default(),
+            clock,
+        }
+    }
+
+    #[test]
+    fn three_states_by_share_of_the_daily_limit() {
+        let p = BudgetConfig::default();
+        assert_eq!(classify(&p, 0.49, 0.49).state, BudgetState::Green);
+        assert_eq!(classify(&p, 0.50, 0.50).state, BudgetState::Yellow);
+        assert_eq!(classify(&p, 0.80, 0.80).state, BudgetState::Yellow);
+        assert_eq!(classify(&p, 0.81, 0.81).state, BudgetState::Red);
+        // The monthly limit counts too: $20.50 of $25 this month is red even with $0 today.
+        assert_eq!(classify(&p, 0.0, 20.5).state, BudgetState::Red);
+    }
+
+    #[test]
+    fn ledger_survives_reopen_and_resets_at_local_midnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(at(23, 50, 23)));
+        let g = governor(dir.path(), clock.clone());
+        g.record("cloud", "m", 1000, 500, 0.60).unwrap();
+        assert_eq!(g.spend().unwrap().state, BudgetState::Yellow);
+        g.record("cloud", "m", 1000, 500, 0.25).unwrap();
+        assert_eq!(g.spend().unwrap().state, BudgetState::Red);
+        drop(g);
+
+        // A restart (new connection on the same file) keeps today's spend.
+        let g = governor(dir.path(), clock.clone());
+        let s = g.spend().unwrap();
+        assert_eq!(s.state, BudgetState::Red);
+        assert!((s.day_usd - 0.85).abs() < 1e-9, "{s:?}");
+
+        // Local midnight: a new day, green again; the month still remembers.
+        clock.set(at(0, 1, 24));
+        let s = g.spend().unwrap();
+        assert_eq!(s.state, BudgetState::Green, "{s:?}");
+        assert_eq!(s.day_usd, 0.0);
+        assert!((s.month_usd - 0.85).abs() < 1e-9);
+    }
+
+    #[test]
+    fn midnight_is_local_not_utc() {
+        // 23:30 UTC on the 23rd is 00:30 on the 24th at UTC+1: a new local day.
+        let dir = tempfile::tempdir().unwrap();
+        let utc = FixedOffset::east_opt(0).unwrap();
+        let clock = Arc::new(ManualClock::new(
+            utc.with_ymd_and_hms(2026, 11, 23, 22, 0, 0).unwrap(),
+        ));
+        let g = governor(dir.path(), clock.clone());
+        g.record("cloud", "m", 1, 1, 0.9).unwrap();
+        clock.set(at(0, 30, 24));
+        assert_eq!(g.spend().unwrap().day_usd, 0.0);
+    }
+}

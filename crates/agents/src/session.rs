@@ -1,0 +1,97 @@
+//! Per-session conversation context, forgotten after a TTL without turns.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub user: String,
+    pub assistant: String,
+}
+
+struct Session {
+    turns: VecDeque<Turn>,
+    last: Instant,
+}
+
+pub struct Sessions {
+    ttl: Duration,
+    max_turns: usize,
+    inner: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    pub fn new(ttl: Duration, max_turns: usize) -> Self {
+        Self {
+            ttl,
+            max_turns,
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session's recent turns (empty when new or expired).
+    pub fn history(&self, id: &str, now: Instant) -> Vec<Turn> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(id) {
+            Some(s) if now.saturating_duration_since(s.last) <= self.ttl => {
+                s.turns.iter().cloned().collect()
+            }
+            Some(_) => {
+                map.remove(id);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    pub fn push(&self, id: &str, turn: Turn, now: Instant) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Drop expired sessions as we go so the map stays bounded by active sessions.
+        let ttl = self.ttl;
+        map.retain(|_, s| now.saturating_duration_since(s.last) <= ttl);
+        let s = map.entry(id.to_owned()).or_insert_with(|| Session {
+            turns: VecDeque::new(),
+            last: now,
+        });
+        s.last = now;
+        s.turns.push_back(turn);
+        while s.turns.len() > self.max_turns {
+            s.turns.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(u: &str) -> Turn {
+        Turn {
+            user: u.into(),
+            assistant: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn ttl_and_bound() {
+        let s = Sessions::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        s.push("a", turn("1"), t0);
+        s.push("a", turn("2"), t0);
+        s.push("a", turn("3"), t0);
+        let h = s.history("a", t0 + Duration::from_secs(5));
+        assert_eq!(h, vec![turn("2"), turn("3")]);
+        assert!(s.history("b", t0).is_empty());
+        assert!(s.history("a", t0 + Duration::from_secs(11)).is_empty());
+        assert!(s.is_empty());
+    }
+}
