@@ -1,0 +1,306 @@
+//! The daemon's configuration (`/etc/barnabee/inference.toml`); every key is documented in
+//! `inference.example.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use barnabee_service::config::{self, ConfigError, ServiceConfig};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7704";
+pub const DEFAULT_WYOMING: &str = "127.0.0.1:10300";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_service")]
+    pub service: ServiceConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub wyoming: WyomingConfig,
+    #[serde(default)]
+    pub gpu: GpuConfig,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            service: default_service(),
+            runtime: RuntimeConfig::default(),
+            wyoming: WyomingConfig::default(),
+            gpu: GpuConfig::default(),
+            models: Vec::new(),
+        }
+    }
+}
+
+fn default_service() -> ServiceConfig {
+    ServiceConfig {
+        listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!()),
+        ..ServiceConfig::default()
+    }
+}
+
+/// Where ONNX Runtime comes from and how sessions run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// `libonnxruntime.so`; default `$ORT_DYLIB_PATH`, else `libonnxruntime.so` (dlopen search).
+    pub library: Option<PathBuf>,
+    pub provider: Provider,
+    /// CUDA device ordinal.
+    pub cuda_device: i32,
+    /// Threads inside one operator (per session).
+    pub intra_threads: usize,
+    /// How many synthesis/transcription requests run at once; others queue.
+    pub max_concurrent: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            library: None,
+            provider: Provider::Cpu,
+            cuda_device: 0,
+            intra_threads: 1,
+            max_concurrent: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WyomingConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Name reported in `info` for every program.
+    pub name: String,
+    /// Longest header line / data segment / payload accepted, in bytes.
+    pub max_header_bytes: usize,
+    pub max_payload_bytes: usize,
+}
+
+impl Default for WyomingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: DEFAULT_WYOMING.parse().unwrap_or_else(|_| unreachable!()),
+            name: "barnabee".into(),
+            max_header_bytes: 64 * 1024,
+            max_payload_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// Watch the NVIDIA GPU through NVML (absent driver → "no GPU", CPU serving).
+    pub monitor: bool,
+    /// `libnvidia-ml.so.1` override.
+    pub nvml_library: Option<PathBuf>,
+    #[serde(with = "config::seconds")]
+    pub poll_interval: Duration,
+    /// Above this temperature new GPU work is refused with 503 (or queued, see `queue_wait`).
+    pub max_temperature_c: u32,
+    /// How long a request waits for VRAM/temperature to recover before 503.
+    #[serde(with = "config::seconds")]
+    pub queue_wait: Duration,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            monitor: true,
+            nvml_library: None,
+            poll_interval: Duration::from_secs(5),
+            max_temperature_c: 85,
+            queue_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Vad,
+    Wake,
+    Stt,
+    Tts,
+    Speaker,
+    TextEmbedding,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vad => "vad",
+            Kind::Wake => "wake",
+            Kind::Stt => "stt",
+            Kind::Tts => "tts",
+            Kind::Speaker => "speaker",
+            Kind::TextEmbedding => "text_embedding",
+        }
+    }
+}
+
+/// One file of a model, pinned by SHA-256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    /// Lower-case hex; checked at load, a mismatch refuses the model.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub kind: Kind,
+    /// Role → file. Roles per kind: vad `model`; wake `melspectrogram`, `embedding` and one
+    /// role per wake word (the role is the wake word's name); stt `encoder`, `decoder_joint`,
+    /// `vocab`; tts `model`, `config` (Piper `.onnx.json`); speaker `model`; text_embedding
+    /// `model`, `vocab` (BERT `vocab.txt`).
+    pub files: BTreeMap<String, FileSpec>,
+    /// Decision threshold (vad: speech probability, default 0.5; wake: score, default 0.5;
+    /// speaker: cosine, default 0.6).
+    pub threshold: Option<f32>,
+    /// Wake word: no second detection of the same word within this many seconds (default 2).
+    pub refractory: Option<f64>,
+    /// Language(s) for `info` (default `["en"]`).
+    #[serde(default)]
+    pub languages: Vec<String>,
+    /// TTS: espeak-ng voice for phonemes (default from the Piper config, else `en-us`).
+    pub espeak_voice: Option<String>,
+    /// Place on the GPU when the provider is CUDA (default true).
+    pub gpu: Option<bool>,
+    /// VRAM the model needs, MiB (admission control: loading or serving waits or sheds when
+    /// less is free).
+    pub vram_mb: Option<u64>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = config::load(path)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = config::parse(path, text)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let field = |field: String, message: String| ConfigError::Field {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            if m.name.is_empty() || !seen.insert(m.name.clone()) {
+                return Err(field(
+                    format!("models[{i}].name"),
+                    format!("model name {:?} is empty or used twice", m.name),
+                ));
+            }
+            let need: &[&str] = match m.kind {
+                Kind::Vad | Kind::Speaker => &["model"],
+                Kind::Wake => &["melspectrogram", "embedding"],
+                Kind::Stt => &["encoder", "decoder_joint", "vocab"],
+                Kind::Tts => &["model", "config"],
+                Kind::TextEmbedding => &["model", "vocab"],
+            };
+            for role in need {
+                if !m.files.contains_key(*role) {
+                    return Err(field(
+                        format!("models[{i}].files.{role}"),
+                        format!(
+                            "model {:?} of kind {} needs a `{role}` file",
+                            m.name,
+                            m.kind.as_str()
+                        ),
+                    ));
+                }
+            }
+            if m.kind == Kind::Wake && m.files.len() < 3 {
+                return Err(field(
+                    format!("models[{i}].files"),
+                    format!(
+                        "wake model {:?} needs at least one wake-word head besides melspectrogram and embedding",
+                        m.name
+                    ),
+                ));
+            }
+            for (role, f) in &m.files {
+                if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(field(
+                        format!("models[{i}].files.{role}.sha256"),
+                        "expected 64 hex digits".into(),
+                    ));
+                }
+            }
+            if self.runtime.intra_threads == 0 || self.runtime.max_concurrent == 0 {
+                return Err(field(
+                    "runtime".into(),
+                    "intra_threads and max_concurrent must be at least 1".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c =
+            Config::parse(Path::new("x.toml"), "[service]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        assert!(c.models.is_empty());
+        assert_eq!(c.runtime.provider, Provider::Cpu);
+        assert_eq!(c.wyoming.listen.port(), 10300);
+        let c = Config::parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(c.service.listen.port(), 7704);
+    }
+
+    #[test]
+    fn missing_role_and_bad_hash_are_named() {
+        let e = Config::parse(
+            Path::new("x.toml"),
+            "[[models]]\nname = \"v\"\nkind = \"stt\"\nfiles.encoder = { path = \"a\", sha256 = \"00\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models[0].files.decoder_joint"), "{e}");
+        let e = Config::parse(
+            Path::new("x.toml"),
+            "[[models]]\nname = \"v\"\nkind = \"vad\"\nfiles.model = { path = \"a\", sha256 = \"zz\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models[0].files.model.sha256"), "{e}");
+        let e = Config::parse(Path::new("x.toml"), "[runtime]\nprovider = \"tpu\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("provider"), "{e}");
+    }
+}

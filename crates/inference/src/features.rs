@@ -1,0 +1,246 @@
+//! Audio features shared by STT and speaker embedding.
+//!
+//! - [`nemo_mel`]: NeMo's `AudioToMelSpectrogramPreprocessor` as Parakeet uses it: pre-emphasis
+//!   0.97, 25 ms Hann window (400 samples) in a 512-point FFT, 10 ms hop, centred frames
+//!   (reflect padding), power spectrum, Slaney-normalised mel filters (librosa's default),
+//!   `ln(mel + 2^-24)`, then per-feature normalisation (mean/std over time per mel bin).
+//! - [`fbank`]: Kaldi-style log-mel filterbank (25 ms Povey window, 10 ms hop, 512 FFT, HTK mel
+//!   scale, no energy) with cepstral mean normalisation, as WeSpeaker / 3D-Speaker models take.
+
+use std::sync::Arc;
+
+use rustfft::num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+
+pub const RATE: usize = 16_000;
+const N_FFT: usize = 512;
+const WIN: usize = 400;
+const HOP: usize = 160;
+
+fn hz_to_mel_slaney(f: f64) -> f64 {
+    let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+    let min_log_mel = min_log_hz / f_sp;
+    let logstep = (6.4f64).ln() / 27.0;
+    if f >= min_log_hz {
+        min_log_mel + (f / min_log_hz).ln() / logstep
+    } else {
+        f / f_sp
+    }
+}
+
+fn mel_to_hz_slaney(m: f64) -> f64 {
+    let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+    let min_log_mel = min_log_hz / f_sp;
+    let logstep = (6.4f64).ln() / 27.0;
+    if m >= min_log_mel {
+        min_log_hz * (logstep * (m - min_log_mel)).exp()
+    } else {
+        m * f_sp
+    }
+}
+
+fn hz_to_mel_htk(f: f64) -> f64 {
+    1127.0 * (1.0 + f / 700.0).ln()
+}
+
+fn mel_to_hz_htk(m: f64) -> f64 {
+    700.0 * ((m / 1127.0).exp() - 1.0)
+}
+
+/// Triangular mel filters `[n_mels][N_FFT/2 + 1]`.
+fn filters(n_mels: usize, slaney: bool) -> Vec<Vec<f32>> {
+    type Scale = fn(f64) -> f64;
+    let (to_mel, to_hz): (Scale, Scale) = if slaney {
+        (hz_to_mel_slaney, mel_to_hz_slaney)
+    } else {
+        (hz_to_mel_htk, mel_to_hz_htk)
+    };
+    let bins = N_FFT / 2 + 1;
+    let (lo, hi) = (
+        to_mel(if slaney { 0.0 } else { 20.0 }),
+        to_mel(RATE as f64 / 2.0),
+    );
+    let pts: Vec<f64> = (0..n_mels + 2)
+        .map(|i| to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64))
+        .collect();
+    let fft_hz: Vec<f64> = (0..bins)
+        .map(|k| k as f64 * RATE as f64 / N_FFT as f64)
+        .collect();
+    (0..n_mels)
+        .map(|m| {
+            let (l, c, r) = (pts[m], pts[m + 1], pts[m + 2]);
+            let norm = if slaney { 2.0 / (r - l) } else { 1.0 };
+            fft_hz
+                .iter()
+                .map(|&f| {
+                    let w = ((f - l) / (c - l)).min((r - f) / (r - c)).max(0.0);
+                    (w * norm) as f32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+struct Stft {
+    fft: Arc<dyn Fft<f32>>,
+    window: Vec<f32>,
+}
+
+impl Stft {
+    fn new(povey: bool) -> Stft {
+        let window = (0..WIN)
+            .map(|n| {
+                let hann =
+                    0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (WIN - 1) as f64).cos();
+                (if povey { hann.powf(0.85) } else { hann }) as f32
+            })
+            .collect();
+        Stft {
+            fft: FftPlanner::new().plan_fft_forward(N_FFT),
+            window,
+        }
+    }
+
+    /// Power spectrum of one frame (`WIN` samples), zero-padded to `N_FFT` (window centred).
+    fn power(&self, frame: &[f32], out: &mut Vec<f32>) {
+        let mut buf = vec![Complex32::new(0.0, 0.0); N_FFT];
+        let off = (N_FFT - WIN) / 2;
+        for (i, (&x, &w)) in frame.iter().zip(&self.window).enumerate() {
+            buf[off + i] = Complex32::new(x * w, 0.0);
+        }
+        self.fft.process(&mut buf);
+        out.clear();
+        out.extend(buf[..N_FFT / 2 + 1].iter().map(|c| c.norm_sqr()));
+    }
+}
+
+/// NeMo log-mel features, `[n_mels][frames]` (row-major, mel-major like NeMo's `[B, n_mels, T]`).
+/// `samples` are floats in [-1, 1] at 16 kHz. Returns (features, frames).
+pub fn nemo_mel(samples: &[f32], n_mels: usize) -> (Vec<f32>, usize) {
+    nemo_mel_inner(samples, n_mels, true)
+}
+
+fn nemo_mel_inner(samples: &[f32], n_mels: usize, normalise: bool) -> (Vec<f32>, usize) {
+    let mut x = Vec::with_capacity(samples.len());
+    let mut prev = 0.0;
+    for (i, &s) in samples.iter().enumerate() {
+        x.push(if i == 0 { s } else { s - 0.97 * prev });
+        prev = s;
+    }
+    // centre: reflect-pad N_FFT/2 on each side; frames = len / HOP + 1
+    let pad = N_FFT / 2;
+    let n = x.len();
+    let get = |i: isize| -> f32 {
+        if n == 0 {
+            return 0.0;
+        }
+        let n = n as isize;
+        let mut j = i;
+        if j < 0 {
+            j = -j;
+        }
+        if j >= n {
+            j = 2 * (n - 1) - j;
+        }
+        x[j.clamp(0, n - 1) as usize]
+    };
+    let frames = n / HOP + 1;
+    let fb = filters(n_mels, true);
+    let stft = Stft::new(false);
+    let mut feats = vec![0.0f32; n_mels * frames];
+    let mut frame = vec![0.0f32; WIN];
+    let mut power = Vec::new();
+    for t in 0..frames {
+        let start = (t * HOP) as isize - pad as isize + ((N_FFT - WIN) / 2) as isize;
+        for (k, v) in frame.iter_mut().enumerate() {
+            *v = get(start + k as isize);
+        }
+        stft.power(&frame, &mut power);
+        for (m, f) in fb.iter().enumerate() {
+            let e: f32 = f.iter().zip(&power).map(|(a, b)| a * b).sum();
+            feats[m * frames + t] = (e + 2f32.powi(-24)).ln();
+        }
+    }
+    if !normalise {
+        return (feats, frames);
+    }
+    // per-feature normalisation over the valid frames
+    let valid = (n / HOP).max(1).min(frames);
+    for m in 0..n_mels {
+        let row = &mut feats[m * frames..(m + 1) * frames];
+        let mean = row[..valid].iter().sum::<f32>() / valid as f32;
+        let var = row[..valid].iter().map(|v| (v - mean).powi(2)).sum::<f32>()
+            / (valid.max(2) - 1) as f32;
+        let std = var.sqrt() + 1e-5;
+        for v in row.iter_mut() {
+            *v = (*v - mean) / std;
+        }
+    }
+    (feats, frames)
+}
+
+/// Kaldi-style log-mel fbank `[frames][n_mels]` (frame-major) with mean normalisation.
+/// `samples` are floats in int16 scale or [-1, 1] (the mean normalisation removes the gain).
+pub fn fbank(samples: &[f32], n_mels: usize) -> (Vec<f32>, usize) {
+    if samples.len() < WIN {
+        return (Vec::new(), 0);
+    }
+    let frames = (samples.len() - WIN) / HOP + 1;
+    let fb = filters(n_mels, false);
+    let stft = Stft::new(true);
+    let mut out = vec![0.0f32; frames * n_mels];
+    let mut frame = vec![0.0f32; WIN];
+    let mut power = Vec::new();
+    for t in 0..frames {
+        let src = &samples[t * HOP..t * HOP + WIN];
+        let mean = src.iter().sum::<f32>() / WIN as f32;
+        let mut prev = src[0] - mean;
+        for (k, v) in frame.iter_mut().enumerate() {
+            let s = src[k] - mean;
+            *v = s - 0.97 * prev;
+            prev = s;
+        }
+        stft.power(&frame, &mut power);
+        for (m, f) in fb.iter().enumerate() {
+            let e: f32 = f.iter().zip(&power).map(|(a, b)| a * b).sum();
+            out[t * n_mels + m] = e.max(f32::EPSILON).ln();
+        }
+    }
+    for m in 0..n_mels {
+        let mean = (0..frames).map(|t| out[t * n_mels + m]).sum::<f32>() / frames as f32;
+        for t in 0..frames {
+            out[t * n_mels + m] -= mean;
+        }
+    }
+    (out, frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mel_filters_cover_the_spectrum_and_tone_lands_in_the_right_bin() {
+        let fb = filters(128, true);
+        assert_eq!(fb.len(), 128);
+        assert!(fb.iter().all(|f| f.iter().any(|&w| w > 0.0)));
+        // a 1 kHz tone: the loudest mel bin's centre is near 1 kHz
+        let tone: Vec<f32> = (0..16_000)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin() * 0.5)
+            .collect();
+        let (f, frames) = nemo_mel_inner(&tone, 128, false);
+        assert_eq!(frames, 101);
+        let t = 50;
+        let best = (0..128)
+            .max_by(|&a, &b| f[a * frames + t].total_cmp(&f[b * frames + t]))
+            .unwrap_or(0);
+        let centre = mel_to_hz_slaney(hz_to_mel_slaney(8000.0) * (best + 1) as f64 / 129.0);
+        assert!(
+            (centre - 1000.0).abs() < 80.0,
+            "bin {best} centre {centre} Hz"
+        );
+        let (fb80, n) = fbank(&tone, 80);
+        assert_eq!(n, 98);
+        assert_eq!(fb80.len(), 98 * 80);
+    }
+}

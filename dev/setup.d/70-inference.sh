@@ -1,0 +1,41 @@
+# barnabee-inference: ONNX Runtime's shared library (from the PyPI wheel, loaded by `ort`
+# load-dynamic), the real Silero VAD and openWakeWord 0.5.1 models (from their wheels; the
+# openWakeWord models are CC BY-NC-SA 4.0, test use only), espeak-ng for test speech, the
+# onnx/numpy/onnxruntime tools in the project venv, and one small venv per wyoming version
+# (the Home Assistant pins) for the Wyoming conformance tests. Everything version-keyed under
+# $CACHE/inference; tests find it there or via ORT_DYLIB_PATH / BARNABEE_INFERENCE_CACHE.
+apt_need espeak-ng unzip
+pip_need "$ROOT/crates/inference/tests/requirements.txt"
+_inference_setup() {
+  local d="$CACHE/inference" ver=1.22.1 w v
+  mkdir -p "$d/wheels"
+  if [ ! -f "$d/onnxruntime-$ver/libonnxruntime.so" ]; then
+    say "extracting libonnxruntime.so $ver from the PyPI wheel into $d/onnxruntime-$ver"
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$d/wheels" \
+      --only-binary=:all: "onnxruntime==$ver"
+    rm -rf "$d/onnxruntime-$ver.tmp" && mkdir -p "$d/onnxruntime-$ver.tmp"
+    unzip -q -j -o "$d"/wheels/onnxruntime-"$ver"-*.whl 'onnxruntime/capi/libonnxruntime.so*' \
+      'onnxruntime/capi/libonnxruntime_providers_shared.so' -d "$d/onnxruntime-$ver.tmp"
+    ln -sf "libonnxruntime.so.$ver" "$d/onnxruntime-$ver.tmp/libonnxruntime.so"
+    rm -rf "$d/onnxruntime-$ver" && mv "$d/onnxruntime-$ver.tmp" "$d/onnxruntime-$ver"
+  fi
+  for w in silero-vad==6.2.3 openwakeword==0.5.1; do
+    v="${w/==/-}"
+    [ -d "$d/models/$v" ] && continue
+    say "unpacking the models of $w into $d/models/$v"
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$d/wheels" "$w"
+    rm -rf "$d/models/$v.tmp" && mkdir -p "$d/models/$v.tmp"
+    unzip -q -j -o "$d"/wheels/"${w%%==*}"*"${w##*==}"*.whl '*.onnx' -d "$d/models/$v.tmp" 2>/dev/null ||
+      unzip -q -j -o "$d"/wheels/"$(echo "${w%%==*}" | tr - _)"-"${w##*==}"-*.whl '*.onnx' -d "$d/models/$v.tmp"
+    mv "$d/models/$v.tmp" "$d/models/$v"
+  done
+  for v in 1.5.4 1.7.2 1.10.2; do
+    [ -x "$d/wyoming-$v/bin/python" ] && [ -f "$d/wyoming-$v/.ok" ] && continue
+    say "creating $d/wyoming-$v (wyoming==$v, the Home Assistant pins)"
+    python3 -m venv "$d/wyoming-$v"
+    "$d/wyoming-$v/bin/pip" install -q --disable-pip-version-check "wyoming==$v"
+    touch "$d/wyoming-$v/.ok"
+  done
+}
+_inference_setup
+unset -f _inference_setup
