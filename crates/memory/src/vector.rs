@@ -300,14 +300,16 @@ fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
     )
 }
 
-/// int8 dot product in i32, sixteen independent lanes.
+/// int8 dot product in i32 with 32 independent lanes. Measured on this machine (100k x 384,
+/// one thread, baseline x86-64/SSE2): 16 lanes 14-17 ms, 32 lanes 8-9 ms, 64 lanes 14 ms;
+/// with `-C target-cpu=x86-64-v3` (AVX2) 32 lanes take 2-4 ms.
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 16];
-    let ca = a.chunks_exact(16);
-    let cb = b.chunks_exact(16);
+    let mut acc = [0i32; 32];
+    let ca = a.chunks_exact(32);
+    let cb = b.chunks_exact(32);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
+        for l in 0..32 {
             acc[l] += i32::from(x[l]) * i32::from(y[l]);
         }
     }
@@ -433,6 +435,18 @@ mod tests {
     #[test]
     fn parallel_scan_finds_true_nearest() {
         true_nearest_found(PARALLEL_FROM + 5000, 16);
+    }
+
+    #[test]
+    fn dot_i8_matches_naive_with_remainder() {
+        let a: Vec<i8> = (0..389).map(|i| (i % 255 - 127) as i8).collect();
+        let b: Vec<i8> = (0..389).map(|i| ((i * 7) % 255 - 127) as i8).collect();
+        let naive: i32 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| i32::from(*x) * i32::from(*y))
+            .sum();
+        assert_eq!(dot_i8(&a, &b), naive);
     }
 
     #[test]
