@@ -394,9 +394,11 @@ impl Db {
         self.pos = Some(p.position);
     }
 
-    /// Number of frames in the WAL beyond the header (a checkpoint trigger).
+    /// Number of valid frames of the current WAL generation that we have read (a checkpoint
+    /// trigger). The WAL file keeps its size after a restart, so its length says nothing.
     pub fn wal_frames(&self) -> u64 {
         use std::io::Read;
+        let Some(pos) = self.pos else { return 0 };
         let Ok(mut f) = std::fs::File::open(&self.wal_path) else {
             return 0;
         };
@@ -404,10 +406,13 @@ impl Db {
         if f.read_exact(&mut b).is_err() {
             return 0;
         }
-        let (Ok(h), Ok(md)) = (WalHeader::decode(&b), f.metadata()) else {
+        let Ok(h) = WalHeader::decode(&b) else {
             return 0;
         };
-        md.len().saturating_sub(WAL_HEADER_SIZE) / h.frame_size()
+        if h.salt1 != pos.salt1 || h.salt2 != pos.salt2 {
+            return 0;
+        }
+        pos.offset.saturating_sub(WAL_HEADER_SIZE) / h.frame_size()
     }
 
     /// Checkpoint frames already shipped, then restart the WAL under our own write lock so

@@ -157,3 +157,213 @@ pub fn litestream_hydrate(
         .parse()
         .unwrap_or_else(|_| panic!("bad meta {text:?}"))
 }
+
+/// A loopback S3 server killed on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub dir: tempfile::TempDir,
+    pub kind: &'static str,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const S3_KEY: &str = "GK0123456789abcdef01234567";
+pub const S3_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn cache_dir() -> PathBuf {
+    if let Some(c) = std::env::var_os("BARNABEE_CACHE") {
+        return PathBuf::from(c);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+    base.join("barnabee")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "S3 server on port {port} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl S3Server {
+    /// s3s-fs 0.14.1 (checks signatures), from `S3S_FS` or `$CACHE/tools/s3s-fs-0.14.1`.
+    pub fn s3s_fs(buckets: &[&str]) -> Self {
+        let bin = std::env::var_os("S3S_FS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir().join("tools/s3s-fs-0.14.1/bin/s3s-fs"));
+        assert!(
+            bin.exists(),
+            "{} missing: run dev/setup (dev/setup.d/30-litestream.sh builds s3s-fs 0.14.1) or set S3S_FS",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(dir.path().join(b)).unwrap();
+        }
+        let port = free_port();
+        let child = std::process::Command::new(bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                S3_KEY,
+                "--secret-key",
+                S3_SECRET,
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            dir,
+            kind: "s3s-fs",
+        }
+    }
+
+    pub fn url(&self, bucket: &str, path: &str) -> String {
+        format!(
+            "s3://{bucket}/{path}?endpoint={}&region={}&forcePathStyle=true",
+            self.endpoint,
+            self.region()
+        )
+    }
+
+    pub fn replica(&self, bucket: &str, path: &str) -> barnabee_replicator::ReplicaConfig {
+        barnabee_replicator::ReplicaConfig {
+            access_key_id: Some(S3_KEY.into()),
+            secret_access_key: Some(S3_SECRET.into()),
+            ..barnabee_replicator::ReplicaConfig::from_url(&self.url(bucket, path))
+        }
+    }
+}
+
+pub fn no_proxy() {
+    // SAFETY: tests set this before any client exists; the value is the same everywhere.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+    }
+}
+
+impl S3Server {
+    /// Garage 2.5.0 single node (what NixOS operators self-host; strict about checksums), from
+    /// `GARAGE` or `$CACHE/tools/garage-2.5.0` (dev/setup.d/31-garage.sh builds it).
+    pub fn garage(buckets: &[&str]) -> Self {
+        let bin = std::env::var_os("GARAGE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir().join("tools/garage-2.5.0/bin/garage"));
+        assert!(
+            bin.exists(),
+            "{} missing: run dev/setup (dev/setup.d/31-garage.sh builds garage 2.5.0) or set GARAGE",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut rpc = free_port();
+        while rpc == port {
+            rpc = free_port();
+        }
+        let secret: String = (0..32)
+            .map(|i| format!("{:02x}", (i * 37 + port as usize) % 256))
+            .collect();
+        let cfg = dir.path().join("garage.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
+                 rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+                 [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{port}\"\nroot_domain = \".s3.garage\"\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("server")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            dir,
+            kind: "garage",
+        };
+        let g = |args: &[&str]| {
+            std::process::Command::new(&bin)
+                .arg("-c")
+                .arg(&cfg)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let start = std::time::Instant::now();
+        while !g(&["status"]).status.success() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "garage did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let id = String::from_utf8(g(&["node", "id", "-q"]).stdout).unwrap();
+        let id = id.trim().split('@').next().unwrap().to_owned();
+        let run = |args: &[&str]| {
+            let o = g(args);
+            assert!(
+                o.status.success(),
+                "garage {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        run(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        run(&["layout", "apply", "--version", "1"]);
+        run(&["key", "import", "--yes", "-n", "test", S3_KEY, S3_SECRET]);
+        run(&["key", "allow", "--create-bucket", S3_KEY]);
+        for b in buckets {
+            run(&["bucket", "create", b]);
+            run(&[
+                "bucket", "allow", "--read", "--write", "--owner", b, "--key", "test",
+            ]);
+        }
+        wait_port(port);
+        server
+    }
+
+    pub fn region(&self) -> &'static str {
+        if self.kind == "garage" {
+            "garage"
+        } else {
+            "us-east-1"
+        }
+    }
+}
