@@ -215,7 +215,7 @@ async fn ws_setup(base: &str, access: &str) -> String {
         .await
         .unwrap();
     let mut n = 0u64;
-    let mut recv = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
+    let recv = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
         loop {
             if let Some(Ok(Message::Text(t))) = ws.next().await {
                 return serde_json::from_str::<Value>(t.as_str()).unwrap();

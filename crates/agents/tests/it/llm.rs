@@ -1,1 +1,304 @@
+//! The interaction agent and the cost governor against an OpenAI-compatible test server
+//! written here (axum): streaming and not, usage, errors, slow answers, failover, budget states.
+#![allow(clippy::unwrap_used)]
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+#[derive(Clone, Debug)]
+pub enum Mode {
+    Answer {
+        text: String,
+        completion_tokens: u64,
+        usage: bool,
+    },
+    Status(u16),
+    Slow(Duration),
+}
+
+#[derive(Clone)]
+struct Shared {
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+/// A fake provider on a loopback port, on its own runtime thread.
+pub struct FakeLlm {
+    pub base: String,
+    shared: Shared,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FakeLlm {
+    pub fn start(mode: Mode) -> FakeLlm {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shared = Shared {
+            mode: Arc::new(Mutex::new(mode)),
+            requests: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .with_state(shared.clone());
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move { axum::serve(listener, app).await });
+        FakeLlm {
+            base: format!("http://{addr}/v1"),
+            shared,
+            _rt: rt,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+}
+
+async fn completions(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap();
+    s.requests.lock().unwrap().push(req.clone());
+    let mode = s.mode.lock().unwrap().clone();
+    match mode {
+        Mode::Status(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            axum::Json(json!({"error": {"message": "test failure", "type": "server_error"}})),
+        )
+            .into_response(),
+        Mode::Slow(d) => {
+            tokio::time::sleep(d).await;
+            axum::Json(
+                json!({"choices": [{"message": {"role": "assistant", "content": "too late"}}]}),
+            )
+            .into_response()
+        }
+        Mode::Answer {
+            text,
+            completion_tokens,
+            usage,
+        } => {
+            let prompt_tokens = 20;
+            let usage_v = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens});
+            if req["stream"] == true {
+                let mut sse = String::new();
+                for piece in text.split_inclusive(' ') {
+                    let chunk = json!({"object": "chat.completion.chunk", "model": req["model"],
+                        "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+                    sse.push_str(&format!("data: {chunk}\n\n"));
+                }
+                sse.push_str(": keep-alive\n\n");
+                if usage && req["stream_options"]["include_usage"] == true {
+                    sse.push_str(&format!(
+                        "data: {}\n\n",
+                        json!({"choices": [], "usage": usage_v})
+                    ));
+                }
+                sse.push_str("data: [DONE]\n\n");
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from(sse))
+                    .unwrap()
+            } else {
+                let mut v = json!({"object": "chat.completion", "model": req["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]});
+                if usage {
+                    v["usage"] = usage_v;
+                }
+                axum::Json(v).into_response()
+            }
+        }
+    }
+}
+
+pub fn answer(text: &str, completion_tokens: u64) -> Mode {
+    Mode::Answer {
+        text: text.into(),
+        completion_tokens,
+        usage: true,
+    }
+}
+
+/// A `[[llm.providers]]` entry.
+fn provider(name: &str, base: &str, local: bool, timeout: f64) -> String {
+    format!(
+        "[[llm.providers]]\nname = \"{name}\"\nbase_url = \"{base}\"\nmodel = \"{name}-model\"\nlocal = {local}\ntimeout = {timeout}\n"
+    )
+}
+
+/// Completion tokens cost $1 per thousand for `cloud-model` (prompt tokens are free), so
+/// the tests can steer the spend exactly.
+const PRICES: &str = "[llm.prices.\"cloud-model\"]\ninput = 0.0\noutput = 1000.0\n";
+
+#[test]
+fn streaming_answer_with_usage_history_and_metrics() {
+    let cloud = FakeLlm::start(answer("Because of Rayleigh scattering.", 100));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &format!("{}{PRICES}", provider("cloud", &cloud.base, false, 5.0)),
+    );
+    let v = d.say("s", "Why is the sky blue?");
+    assert_eq!(v["route"], "interaction", "{v}");
+    assert_eq!(v["text"], "Because of Rayleigh scattering.", "{v}");
+    assert_eq!(v["budget"], "green", "{v}");
+    assert!(v["timings"]["llm"].as_f64().unwrap() > 0.0, "{v}");
+    let req = &cloud.requests()[0];
+    assert_eq!(req["stream"], true);
+    assert_eq!(req["model"], "cloud-model");
+    assert_eq!(req["messages"][0]["role"], "system");
+    assert_eq!(req["messages"][1]["content"], "Why is the sky blue?");
+
+    // The session's history goes with the next question.
+    d.say("s", "tell me more about it");
+    let req = &cloud.requests()[1];
+    let msgs = req["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 4, "{req}");
+    assert_eq!(msgs[2]["content"], "Because of Rayleigh scattering.");
+
+    let m = d.metrics();
+    for line in [
+        "barnabee_llm_requests_total{provider=\"cloud\",model=\"cloud-model\",outcome=\"ok\"} 2",
+        "barnabee_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"completion\"} 200",
+        "barnabee_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"prompt\"} 40",
+        "barnabee_daily_cost_usd 0.2",
+        "barnabee_llm_fallback_rate 0.0",
+        "barnabee_requests_by_agent_total{agent=\"interaction\"} 2",
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
+}
+
+#[test]
+fn failover_past_errors_and_slow_providers() {
+    let broken = FakeLlm::start(Mode::Status(500));
+    let slow = FakeLlm::start(Mode::Slow(Duration::from_secs(5)));
+    let good = FakeLlm::start(Mode::Answer {
+        text: "Paris.".into(),
+        completion_tokens: 3,
+        usage: false, // usage missing: estimated, still accounted
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}{}{}[llm]\nstream = false\n",
+        provider("broken", &broken.base, true, 5.0),
+        provider("slow", &slow.base, true, 0.5),
+        provider("good", &good.base, true, 5.0),
+    );
+    let d = Daemon::start(dir.path(), &cfg);
+    let v = d.say("s", "what's the capital of France");
+    assert_eq!(v["text"], "Paris.", "{v}");
+    assert_eq!(broken.requests().len(), 1);
+    assert_eq!(slow.requests().len(), 1);
+    assert_eq!(good.requests()[0]["stream"], false);
+    let m = d.metrics();
+    for line in [
+        "barnabee_llm_requests_total{provider=\"broken\",model=\"broken-model\",outcome=\"error\"} 1",
+        "barnabee_llm_requests_total{provider=\"slow\",model=\"slow-model\",outcome=\"timeout\"} 1",
+        "barnabee_llm_requests_total{provider=\"good\",model=\"good-model\",outcome=\"ok\"} 1",
+        "barnabee_llm_fallback_rate 1.0",
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
+    // Estimated usage (no `usage` in the answer) is still counted.
+    assert!(m.contains("kind=\"completion\"} 2"), "{m}");
+
+    // Every provider failing: a clear reply, not an error.
+    good.set(Mode::Status(503));
+    let v = d.say("s", "why do we yawn");
+    assert_eq!(
+        v["text"], "Sorry, I can't reach a language model right now.",
+        "{v}"
+    );
+}
+
+#[test]
+fn governor_green_yellow_red_persisting_across_restart() {
+    let cloud = FakeLlm::start(answer("From the cloud.", 550)); // $0.55 a call
+    let beast = FakeLlm::start(answer("From the beast.", 10));
+    let dir = tempfile::tempdir().unwrap();
+    let providers = format!(
+        "{}{}{PRICES}",
+        provider("cloud", &cloud.base, false, 5.0),
+        provider("beast", &beast.base, true, 5.0)
+    );
+    let mut d = Daemon::start(dir.path(), &providers);
+    // Green: the first choice (cloud) answers; $0.55 of $1.00 spent.
+    let v = d.say("s", "tell me a joke");
+    assert_eq!(
+        (v["text"].as_str().unwrap(), v["budget"].as_str().unwrap()),
+        ("From the cloud.", "green")
+    );
+    // Yellow (55 %): local providers only.
+    let v = d.say("s", "tell me another joke");
+    assert_eq!(
+        (v["text"].as_str().unwrap(), v["budget"].as_str().unwrap()),
+        ("From the beast.", "yellow")
+    );
+    assert_eq!(cloud.requests().len(), 1);
+    let (_, h) = d.health();
+    assert!(
+        h["checks"]["budget"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("yellow"),
+        "{h}"
+    );
+    d.stop();
+
+    // Restart: the ledger in the state directory still says $0.55 today.
+    let mut d = Daemon::start(dir.path(), &providers);
+    assert!(
+        d.metrics().contains("barnabee_daily_cost_usd 0.55"),
+        "{}",
+        d.metrics()
+    );
+    let v = d.say("s2", "what is a black hole");
+    assert_eq!(
+        (v["text"].as_str().unwrap(), v["budget"].as_str().unwrap()),
+        ("From the beast.", "yellow")
+    );
+    assert_eq!(cloud.requests().len(), 1);
+    d.stop();
+
+    // Red: the operators lower the daily limit to $0.60 (92 % used): interaction disabled,
+    // basic commands still work, no provider is asked.
+    let d = Daemon::start(
+        dir.path(),
+        &format!("{providers}[budget]\ndaily_limit_usd = 0.6\n"),
+    );
+    let asked = (cloud.requests().len(), beast.requests().len());
+    let v = d.say("s3", "why is the sky blue");
+    assert_eq!(
+        v["text"], "Cost limit approaching. Basic commands only.",
+        "{v}"
+    );
+    assert_eq!(v["budget"], "red");
+    assert_eq!((cloud.requests().len(), beast.requests().len()), asked);
+    assert_eq!(d.say("s3", "what time is it")["route"], "instant");
+    let (status, h) = d.health();
+    assert_eq!(
+        (status, h["status"].as_str().unwrap()),
+        (200, "degraded"),
+        "{h}"
+    );
+}
