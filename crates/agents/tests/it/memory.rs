@@ -1,1 +1,134 @@
+//! The memory agent against the real barnabee-memory daemon (built by the workspace).
+#![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// target/<profile>/barnabee-memory, next to our own binary.
+fn memory_binary() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("barnabee-memory");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build -p barnabee-memory` (the workspace test run, dev/test, builds it)",
+        p.display()
+    );
+    p
+}
+
+struct Memory {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        sigterm(self.child.id());
+        for _ in 0..100 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_memory(dir: &Path) -> Memory {
+    let cfg = dir.join("memory.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = 2\n[service.log]\ntarget = \"stderr\"\n[database]\npath = \"{}\"\n",
+            dir.join("memory.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(memory_binary())
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("STATE_DIRECTORY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("serving on http://") {
+                let addr: String = line[i + "serving on ".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("barnabee-memory did not start serving in 30 s");
+    Memory { child, base }
+}
+
+#[test]
+fn remember_then_recall_through_barnabee_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = start_memory(dir.path());
+    let d = Daemon::start(dir.path(), &format!("[memory]\nurl = \"{}\"\n", mem.base));
+    let (_, h) = d.health();
+    assert_eq!(h["checks"]["memory"]["ok"], true, "{h}");
+
+    let v = d.say("m", "Remember that Ana's dentist is on Friday.");
+    assert_eq!(
+        (v["route"].as_str().unwrap(), v["intent"].as_str().unwrap()),
+        ("memory", "remember"),
+        "{v}"
+    );
+    assert_eq!(
+        v["text"], "Got it, I'll remember: Ana's dentist is on Friday.",
+        "{v}"
+    );
+    let id = v["memories_used"][0].as_i64().unwrap();
+    assert!(v["timings"]["memory"].as_f64().unwrap() > 0.0, "{v}");
+
+    // Stored for real: the memory daemon has it.
+    let stored: serde_json::Value = http()
+        .get(format!("{}/v1/memories/{id}?requester=family", mem.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored["summary"], "Ana's dentist is on Friday", "{stored}");
+
+    d.say("m", "remember that the spare key is under the blue pot");
+    let v = d.say("m", "When is Ana's dentist?");
+    assert_eq!(v["intent"], "recall", "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("Ana's dentist is on Friday"),
+        "{v}"
+    );
+    assert_eq!(v["memories_used"][0].as_i64().unwrap(), id, "{v}");
+
+    let v = d.say("m", "do you remember where the spare key is");
+    assert!(
+        v["text"].as_str().unwrap().contains("under the blue pot"),
+        "{v}"
+    );
+
+    let v = d.say("m", "what do you know about the spaceship");
+    assert_eq!(
+        v["text"], "I don't remember anything about spaceship.",
+        "{v}"
+    );
+    assert_eq!(v["memories_used"].as_array().unwrap().len(), 0);
+}
