@@ -58,6 +58,8 @@ pub struct App {
     pub action: ActionAgent,
     pub memory: MemoryAgent,
     pub interaction: InteractionAgent,
+    /// Store every turn in barnabee-memory (`[memory] store_turns`).
+    pub store_turns: bool,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -135,6 +137,33 @@ impl App {
             Instant::now(),
         );
         timings.total = ms(start.elapsed());
+        if self.store_turns {
+            // Stored after answering, off the request's path.
+            let app = self.clone();
+            let (session, speaker, utterance, response) = (
+                req.session_id.clone(),
+                req.speaker.clone(),
+                req.text.clone(),
+                text.clone(),
+            );
+            let route = decision.route.as_str();
+            let latency_ms = timings.total.round() as i64;
+            tokio::spawn(async move {
+                let conversation = app.sessions.conversation(&session);
+                let turn = crate::agent::memory::StoredTurn {
+                    speaker: speaker.as_deref(),
+                    utterance: &utterance,
+                    response: &response,
+                    route,
+                    latency_ms,
+                };
+                if let Some(id) = app.memory.store_turn(conversation, turn).await
+                    && conversation.is_none()
+                {
+                    app.sessions.set_conversation(&session, id);
+                }
+            });
+        }
         log::info!(session_id = req.session_id.as_str(), route = decision.route.as_str(),
             intent = decision.intent.as_str(), device_id = req.device_id.as_deref().unwrap_or(""),
             latency_ms = timings.total; "processed");

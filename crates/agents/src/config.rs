@@ -200,6 +200,8 @@ pub struct MemoryConfig {
     pub timeout: Duration,
     /// Owner/requester when the utterance has no `speaker`.
     pub default_speaker: String,
+    /// Store every turn (utterance, reply, route, latency) as a conversation in barnabee-memory.
+    pub store_turns: bool,
 }
 
 impl Default for MemoryConfig {
@@ -208,6 +210,7 @@ impl Default for MemoryConfig {
             url: "http://127.0.0.1:7701".into(),
             timeout: Duration::from_secs(3),
             default_speaker: "family".into(),
+            store_turns: true,
         }
     }
 }

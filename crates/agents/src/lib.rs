@@ -206,6 +206,7 @@ pub fn build(
         action,
         memory,
         interaction,
+        store_turns: cfg.memory.store_turns,
     });
     Ok((app, ha_for_worker))
 }

@@ -13,6 +13,8 @@ pub struct Turn {
 struct Session {
     turns: VecDeque<Turn>,
     last: Instant,
+    /// The barnabee-memory conversation this session's turns are stored in.
+    conversation: Option<i64>,
 }
 
 pub struct Sessions {
@@ -53,11 +55,25 @@ impl Sessions {
         let s = map.entry(id.to_owned()).or_insert_with(|| Session {
             turns: VecDeque::new(),
             last: now,
+            conversation: None,
         });
         s.last = now;
         s.turns.push_back(turn);
         while s.turns.len() > self.max_turns {
             s.turns.pop_front();
+        }
+    }
+
+    /// The memory conversation id of a live session.
+    pub fn conversation(&self, id: &str) -> Option<i64> {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).and_then(|s| s.conversation)
+    }
+
+    pub fn set_conversation(&self, id: &str, conversation: i64) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(id) {
+            s.conversation = Some(conversation);
         }
     }
 

@@ -25,6 +25,17 @@ pub struct MemoryAgent {
     http: reqwest::Client,
     base: String,
     default_speaker: String,
+    /// Whether the last turn could not be stored (warn on changes only, not every turn).
+    store_failing: std::sync::atomic::AtomicBool,
+}
+
+/// One turn as stored in barnabee-memory.
+pub struct StoredTurn<'a> {
+    pub speaker: Option<&'a str>,
+    pub utterance: &'a str,
+    pub response: &'a str,
+    pub route: &'a str,
+    pub latency_ms: i64,
 }
 
 pub struct Reply {
@@ -43,6 +54,7 @@ impl MemoryAgent {
             http,
             base: base.trim_end_matches('/').to_owned(),
             default_speaker: default_speaker.to_owned(),
+            store_failing: Default::default(),
         }
     }
 
@@ -75,6 +87,53 @@ impl MemoryAgent {
             what,
             message: e.to_string(),
         })
+    }
+
+    /// Store one turn in barnabee-memory, creating the conversation on the session's first
+    /// turn; returns the conversation id. Failures are logged (on change), never spoken.
+    pub async fn store_turn(&self, conversation: Option<i64>, turn: StoredTurn<'_>) -> Option<i64> {
+        use std::sync::atomic::Ordering;
+        let result = async {
+            let id = match conversation {
+                Some(id) => id,
+                None => {
+                    let c = self
+                        .post(
+                            "/v1/conversations",
+                            "POST /v1/conversations",
+                            json!({"speaker": turn.speaker.unwrap_or(&self.default_speaker), "mode": "voice"}),
+                        )
+                        .await?;
+                    c["id"].as_i64().ok_or_else(|| MemoryError::Protocol {
+                        what: "POST /v1/conversations",
+                        message: "no id in the answer".into(),
+                    })?
+                }
+            };
+            self.post(
+                &format!("/v1/conversations/{id}/turns"),
+                "POST /v1/conversations/{id}/turns",
+                json!({"utterance": turn.utterance, "response": turn.response,
+                       "route": turn.route, "latency_ms": turn.latency_ms}),
+            )
+            .await?;
+            Ok::<i64, MemoryError>(id)
+        }
+        .await;
+        match result {
+            Ok(id) => {
+                if self.store_failing.swap(false, Ordering::Relaxed) {
+                    log::info!(event = "turn_store_recovered"; "storing turns in barnabee-memory works again");
+                }
+                Some(id)
+            }
+            Err(e) => {
+                if !self.store_failing.swap(true, Ordering::Relaxed) {
+                    log::warn!(event = "turn_store_failed"; "cannot store turns in barnabee-memory: {e}");
+                }
+                None
+            }
+        }
     }
 
     pub async fn remember(
