@@ -240,3 +240,157 @@ pub async fn enforce_retention<C: ReplicaClient>(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::MemoryClient;
+
+    const PS: u32 = 512;
+
+    /// An L0 file at `txid` setting `pages` to `fill`, database size `commit`.
+    fn l0(txid: u64, commit: u32, pages: &[u32], fill: u8, ts: i64) -> Vec<u8> {
+        let h = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size: PS,
+            commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp: ts,
+            ..Default::default()
+        };
+        let mut e = Encoder::new(h, PageEncoding::Frame).unwrap();
+        for p in pages {
+            e.add_page(*p, &[fill; PS as usize]).unwrap();
+        }
+        e.finish(0).unwrap()
+    }
+
+    async fn seed(c: &MemoryClient) {
+        c.insert(0, 1, 1, l0(1, 3, &[1, 2, 3], 1, 1_000), 1_000);
+        c.insert(0, 2, 2, l0(2, 4, &[2, 4], 2, 2_000), 2_000);
+        c.insert(0, 3, 3, l0(3, 2, &[1], 3, 3_000), 3_000); // shrinks to 2 pages
+        c.insert(0, 4, 4, l0(4, 3, &[3], 4, 4_000), 4_000); // grows again
+    }
+
+    #[tokio::test]
+    async fn compaction_merges_newest_page_wins_and_drops_above_commit() {
+        let c = MemoryClient::new();
+        seed(&c).await;
+        let f = compact_level(&c, 1, 30_000, 40_000, PageEncoding::Block)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((f.min_txid, f.max_txid), (1, 4));
+        let d = ltx::decode(&c.get(1, 1, 4).await.unwrap()).unwrap();
+        assert_eq!(d.header.commit, 3);
+        assert_eq!(d.header.timestamp, 4_000, "output timestamp = last input's");
+        assert_eq!((d.header.wal_offset, d.header.wal_salt1), (0, 0));
+        let fills: Vec<(u32, u8)> = d.pages.iter().map(|(p, v)| (*p, v[0])).collect();
+        assert_eq!(fills, vec![(1, 3), (2, 2), (3, 4)]);
+        // Nothing new: nothing to do. Then only the new L0 files are merged.
+        assert!(
+            compact_level(&c, 1, 30_000, 45_000, PageEncoding::Block)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        c.insert(0, 5, 5, l0(5, 3, &[2], 5, 50_000), 50_000);
+        c.insert(0, 6, 6, l0(6, 3, &[3], 6, 51_000), 51_000);
+        let f = compact_level(&c, 1, 30_000, 61_000, PageEncoding::Block)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((f.min_txid, f.max_txid), (5, 6));
+        // Level 2 merges the L1 files; a restore through them equals one through L0.
+        let f = compact_level(&c, 2, 300_000, 400_000, PageEncoding::Frame)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((f.min_txid, f.max_txid), (1, 6));
+        let plan = restore::plan(&c, Target::Latest).await.unwrap();
+        assert_eq!(
+            plan.iter()
+                .map(|f| (f.level, f.min_txid, f.max_txid))
+                .collect::<Vec<_>>(),
+            vec![(2, 1, 6)]
+        );
+    }
+
+    #[tokio::test]
+    async fn non_contiguous_inputs_are_not_merged_across_the_gap() {
+        let c = MemoryClient::new();
+        c.insert(0, 1, 1, l0(1, 1, &[1], 1, 1), 1);
+        c.insert(0, 3, 3, l0(3, 1, &[1], 3, 3), 3);
+        let f = compact_level(&c, 1, 1000, 5000, PageEncoding::Frame)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((f.min_txid, f.max_txid), (1, 1));
+        let e = merge(&c, &c.list(0, false).await.unwrap(), 1, PageEncoding::Frame)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("does not continue"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn snapshots_and_retention() {
+        let c = MemoryClient::new();
+        seed(&c).await;
+        let day = 86_400_000i64;
+        let s = snapshot(&c, day, day + 10, PageEncoding::Frame)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.min_txid, s.max_txid), (1, 4));
+        // Not due again the same day.
+        assert!(
+            snapshot(&c, day, day + 20, PageEncoding::Frame)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // L0 retention: nothing compacted into L1 yet -> nothing deleted.
+        assert_eq!(
+            enforce_retention(&c, 300_000, day, day + 10).await.unwrap(),
+            0
+        );
+        compact_level(&c, 1, 30_000, 40_000, PageEncoding::Frame)
+            .await
+            .unwrap()
+            .unwrap();
+        c.insert(0, 5, 5, l0(5, 3, &[2], 5, 50_000), 50_000);
+        // L0 files <= L1 max (4) and older than 5 min go; the newest (5) and younger stay.
+        let n = enforce_retention(&c, 300_000, day, 350_000).await.unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(
+            c.list(0, false)
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| f.min_txid)
+                .collect::<Vec<_>>(),
+            vec![5]
+        );
+        // A second snapshot the next day; the first expires after 24 h; L1 below it goes,
+        // except the newest L1 file.
+        let s2 = snapshot(&c, day, 2 * day + 10, PageEncoding::Frame)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s2.max_txid, 5);
+        let n = enforce_retention(&c, 300_000, day, 2 * day + 20)
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 1,
+            "old snapshot deleted; the only L1 file is the newest and is kept"
+        );
+        assert_eq!(c.list(9, false).await.unwrap().len(), 1);
+        let out = tempfile::tempdir().unwrap();
+        let r = restore::restore(&c, &out.path().join("r.db"), Target::Latest).await;
+        // Pages are synthetic (not a real SQLite file): the restore gets as far as the
+        // integrity check, which proves the plan and merge worked.
+        assert!(matches!(r, Err(RestoreError::Integrity { .. })), "{r:?}");
+    }
+}

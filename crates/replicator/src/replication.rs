@@ -488,6 +488,8 @@ async fn maintenance_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_retention = Instant::now();
+    // Per level, the interval boundary already compacted (at most one compaction per interval).
+    let mut done_boundary: Vec<i64> = vec![i64::MIN; opts.level_intervals.len()];
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -499,17 +501,15 @@ async fn maintenance_loop(
             if level >= crate::client::SNAPSHOT_LEVEL {
                 break;
             }
+            let ivm = (iv.as_millis() as i64).max(1);
+            let boundary = now - now.rem_euclid(ivm);
+            if done_boundary[i] >= boundary {
+                continue;
+            }
             let t = Instant::now();
-            match compactor::compact_level(
-                &*client,
-                level,
-                iv.as_millis() as i64,
-                now,
-                opts.page_encoding,
-            )
-            .await
-            {
+            match compactor::compact_level(&*client, level, ivm, now, opts.page_encoding).await {
                 Ok(Some(f)) => {
+                    done_boundary[i] = boundary;
                     shared.metrics.uploaded(level, f.size as usize);
                     shared
                         .metrics

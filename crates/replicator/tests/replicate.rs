@@ -233,3 +233,75 @@ async fn restart_continues_after_replica_position_with_a_snapshot() {
         .unwrap();
     assert!(std::fs::read(&out).unwrap() == image);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_checkpoints_by_the_application_stay_correct() {
+    // Standalone situation: the application checkpoints on its own (autocheckpoint 8 pages).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let app = common::app_db(&db);
+    app.execute_batch("PRAGMA wal_autocheckpoint=8").unwrap();
+    let mem = std::sync::Arc::new(MemoryClient::new());
+    let repl = Replication::start_with_client(&db, Client::Memory(mem.clone()), fast())
+        .await
+        .unwrap();
+    let mut images = Vec::new();
+    for round in 0..8 {
+        for i in 0..25 {
+            app.execute(
+                "INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)",
+                (round * 7 + i, "f".repeat(500)),
+            )
+            .unwrap();
+        }
+        loop {
+            let txid = repl.sync_now().await.unwrap();
+            let image = common::source_image(&db);
+            if repl.sync_now().await.unwrap() == txid {
+                images.push((txid, image));
+                break;
+            }
+        }
+    }
+    repl.shutdown(Duration::from_secs(5)).await.unwrap();
+    for (txid, image) in images {
+        let out = dir.path().join(format!("r{txid}.db"));
+        restore::restore(&*mem, &out, Target::Txid(txid))
+            .await
+            .unwrap();
+        assert!(std::fs::read(&out).unwrap() == image, "TXID {txid}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_register_into_the_daemon_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let app = common::app_db(&db);
+    let repl = Replication::start_with_client(
+        &db,
+        Client::Memory(std::sync::Arc::new(MemoryClient::new())),
+        fast(),
+    )
+    .await
+    .unwrap();
+    let m = barnabee_service::metrics::Metrics::new();
+    repl.register_metrics(&m);
+    app.execute("INSERT INTO kv(k, v) VALUES (1, 'm')", [])
+        .unwrap();
+    let txid = repl.sync_now().await.unwrap();
+    let text = m.encode();
+    for name in [
+        "barnabee_replication_lag_seconds",
+        "barnabee_replication_uploaded_bytes_total{level=\"0\"}",
+        "barnabee_replication_uploaded_objects_total{level=\"0\"}",
+        "barnabee_replication_checkpoints_total",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("barnabee_replication_last_shipped_txid {txid}")),
+        "{text}"
+    );
+    repl.shutdown(Duration::from_secs(5)).await.unwrap();
+}

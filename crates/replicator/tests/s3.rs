@@ -247,3 +247,64 @@ async fn wal_scenario_replica_uploaded_to_s3_restores() {
         assert!(std::fs::read(&out).unwrap() == want, "{target:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_under_load_backlog_ships_and_restore_equals_source() {
+    common::no_proxy();
+    let mut s = common::S3Server::s3s_fs(&["bucket"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    drop(common::app_db(&db));
+    let replica = s.replica("bucket", "db");
+    let opts = Options {
+        sync_interval: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        level_intervals: vec![],
+        ..Options::default()
+    };
+    let repl = Replication::start(&db, &replica, opts).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, db2) = (stop.clone(), db.clone());
+    let writer = std::thread::spawn(move || {
+        let c = common::app_db(&db2);
+        let mut i = 0i64;
+        while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+            c.execute(
+                "INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)",
+                (i % 300, format!("{i:-<200}")),
+            )
+            .unwrap();
+            i += 1;
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    });
+    repl.sync_now().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.stop();
+    let before = repl.status().last_shipped_txid;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let st = repl.status();
+    assert!(st.consecutive_errors > 0, "outage not noticed: {st:?}");
+    assert!(st.lag_seconds > 1.0, "lag not reported: {st:?}");
+    assert!(st.last_shipped_txid <= before + 1);
+    s.start_again();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let txid = repl.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert!(txid > before);
+    assert_eq!(repl.status().consecutive_errors, 0);
+    let image = common::source_image(&db);
+    let client = replica.client().unwrap();
+    let l0 = client.list(0, false).await.unwrap();
+    assert_eq!(
+        l0.iter().map(|f| f.min_txid).collect::<Vec<_>>(),
+        (1..=txid).collect::<Vec<_>>(),
+        "gap"
+    );
+    let out = dir.path().join("out.db");
+    restore::restore(&client, &out, Target::Latest)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == image);
+}

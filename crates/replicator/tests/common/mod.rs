@@ -161,6 +161,7 @@ pub fn litestream_hydrate(
 /// A loopback S3 server killed on drop.
 pub struct S3Server {
     child: std::process::Child,
+    restart: Option<(PathBuf, Vec<String>)>,
     pub endpoint: String,
     pub dir: tempfile::TempDir,
     pub kind: &'static str,
@@ -221,29 +222,42 @@ impl S3Server {
             std::fs::create_dir_all(dir.path().join(b)).unwrap();
         }
         let port = free_port();
-        let child = std::process::Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                S3_KEY,
-                "--secret-key",
-                S3_SECRET,
-            ])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            S3_KEY,
+            "--secret-key",
+            S3_SECRET,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.path().display().to_string()])
+        .collect();
+        let child = spawn_quiet(&bin, &args);
         wait_port(port);
         S3Server {
             child,
+            restart: Some((bin, args)),
             endpoint: format!("http://127.0.0.1:{port}"),
             dir,
             kind: "s3s-fs",
         }
+    }
+
+    /// Stop the server (s3s-fs only); its data stays.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port and directory.
+    pub fn start_again(&mut self) {
+        let (bin, args) = self.restart.clone().expect("restartable server");
+        self.child = spawn_quiet(&bin, &args);
+        wait_port(self.endpoint.rsplit(':').next().unwrap().parse().unwrap());
     }
 
     pub fn url(&self, bucket: &str, path: &str) -> String {
@@ -315,6 +329,7 @@ impl S3Server {
             .unwrap();
         let server = S3Server {
             child,
+            restart: None,
             endpoint: format!("http://127.0.0.1:{port}"),
             dir,
             kind: "garage",
@@ -366,4 +381,13 @@ impl S3Server {
             "us-east-1"
         }
     }
+}
+
+fn spawn_quiet(bin: &std::path::Path, args: &[String]) -> std::process::Child {
+    std::process::Command::new(bin)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
