@@ -60,7 +60,12 @@ pub struct App {
     pub interaction: InteractionAgent,
     /// Store every turn in barnabee-memory (`[memory] store_turns`).
     pub store_turns: bool,
+    /// Ask the LLM to route utterances no rule matched (`[router] llm_classifier`).
+    pub llm_classifier: bool,
 }
+
+/// Confidence reported for a route the LLM classifier chose.
+pub const CLASSIFIER_CONFIDENCE: f64 = 0.7;
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -69,12 +74,29 @@ fn ms(d: std::time::Duration) -> f64 {
 impl App {
     pub async fn process(self: &Arc<Self>, req: ProcessRequest) -> ProcessResponse {
         let start = Instant::now();
-        let decision = self.router.decide(&req.text);
+        let mut decision = self.router.decide(&req.text);
         let mut timings = Timings {
             router: ms(start.elapsed()),
             ..Timings::default()
         };
         self.metrics.meta_latency.observe(timings.router);
+        let mut classified = false;
+        if decision.rule.is_none() && self.llm_classifier {
+            let t = Instant::now();
+            classified = true;
+            if let Some(route) = self.interaction.classify(&req.text).await {
+                decision.route = route;
+                decision.intent = match route {
+                    Route::Action => "control",
+                    Route::Memory => "recall",
+                    _ => "chat",
+                }
+                .to_owned();
+                decision.confidence = CLASSIFIER_CONFIDENCE;
+            }
+            timings.llm += ms(t.elapsed());
+        }
+        self.metrics.decision(classified);
         self.metrics.count_agent(decision.route.as_str());
         let mut actions = Vec::new();
         let mut memories_used = Vec::new();
@@ -122,7 +144,7 @@ impl App {
                     .interaction
                     .handle(&req.text, &decision.normalized, &history)
                     .await;
-                timings.llm = ms(a.llm);
+                timings.llm += ms(a.llm);
                 self.metrics.interaction_latency.observe(ms(t.elapsed()));
                 budget = Some(a.budget);
                 a.text

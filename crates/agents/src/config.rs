@@ -39,6 +39,10 @@ pub struct RouterConfig {
     /// Extra rules (TOML, same format as the embedded defaults); they are tried before the
     /// defaults, so an operator's rule wins.
     pub rules_file: Option<PathBuf>,
+    /// When no rule matches, ask the LLM (within the budget) to pick the route; counted in
+    /// `barnabee_llm_fallback_rate`. Off: unmatched utterances go to the interaction agent.
+    #[serde(default)]
+    pub llm_classifier: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

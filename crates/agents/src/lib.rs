@@ -207,6 +207,7 @@ pub fn build(
         memory,
         interaction,
         store_turns: cfg.memory.store_turns,
+        llm_classifier: cfg.router.llm_classifier,
     });
     Ok((app, ha_for_worker))
 }

@@ -25,11 +25,13 @@ pub struct AgentMetrics {
     pub llm_requests: Family<Labels, Counter>,
     /// `barnabee_llm_tokens_total{provider, model, kind}`
     pub llm_tokens: Family<Labels, Counter>,
-    /// Share of interaction answers that did not come from the first choice (a later provider
-    /// after a failure) since start.
+    /// Share of router decisions since start that fell back to the LLM classifier (no rule
+    /// matched and `[router] llm_classifier` is on).
     pub llm_fallback_rate: Gauge<f64, AtomicU64>,
-    llm_answers: std::sync::Arc<AtomicU64>,
-    llm_fallbacks: std::sync::Arc<AtomicU64>,
+    /// LLM answers served by a later provider after an earlier one failed.
+    pub llm_failovers: Counter,
+    decisions: std::sync::Arc<AtomicU64>,
+    classified: std::sync::Arc<AtomicU64>,
 }
 
 fn ms_histogram(buckets: &[f64]) -> Histogram {
@@ -53,8 +55,9 @@ impl AgentMetrics {
             llm_requests: Family::default(),
             llm_tokens: Family::default(),
             llm_fallback_rate: Gauge::default(),
-            llm_answers: Default::default(),
-            llm_fallbacks: Default::default(),
+            llm_failovers: Counter::default(),
+            decisions: Default::default(),
+            classified: Default::default(),
         }
     }
 
@@ -106,8 +109,13 @@ impl AgentMetrics {
         );
         m.register(
             "barnabee_llm_fallback_rate",
-            "Share of LLM answers served by a fallback provider since start",
+            "Share of router decisions since start that consulted the LLM classifier",
             self.llm_fallback_rate.clone(),
+        );
+        m.register(
+            "barnabee_llm_failovers",
+            "LLM answers served by a later provider after an earlier one failed",
+            self.llm_failovers.clone(),
         );
     }
 
@@ -139,14 +147,14 @@ impl AgentMetrics {
         }
     }
 
-    /// One answered LLM call; `fell_back` when it came from a later provider.
-    pub fn llm_answer(&self, fell_back: bool) {
-        let n = self.llm_answers.fetch_add(1, Ordering::Relaxed) + 1;
-        let f = self
-            .llm_fallbacks
-            .fetch_add(u64::from(fell_back), Ordering::Relaxed)
-            + u64::from(fell_back);
-        self.llm_fallback_rate.set(f as f64 / n as f64);
+    /// One router decision; `classified` when the LLM classifier was consulted.
+    pub fn decision(&self, classified: bool) {
+        let n = self.decisions.fetch_add(1, Ordering::Relaxed) + 1;
+        let c = self
+            .classified
+            .fetch_add(u64::from(classified), Ordering::Relaxed)
+            + u64::from(classified);
+        self.llm_fallback_rate.set(c as f64 / n as f64);
     }
 }
 

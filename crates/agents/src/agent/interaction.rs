@@ -62,6 +62,68 @@ impl InteractionAgent {
         }
     }
 
+    /// The cheap LLM classifier for utterances no rule matched: one word, one of
+    /// action / memory / interaction. `None` when the budget or the providers say no.
+    pub async fn classify(&self, text: &str) -> Option<crate::route::Route> {
+        use crate::route::Route;
+        let state = self.budget_state();
+        if state == BudgetState::Red {
+            return None;
+        }
+        let messages = [
+            Message {
+                role: "system",
+                content: "Classify the user's request for a home assistant. Answer with exactly one word: action (control a device: lights, switches, covers, locks, climate), memory (store or recall a personal fact), or interaction (anything else).".into(),
+            },
+            Message {
+                role: "user",
+                content: text.to_owned(),
+            },
+        ];
+        let local_only = state == BudgetState::Yellow;
+        let c = self
+            .llm
+            .complete(
+                &messages,
+                false,
+                |p| !local_only || p.local,
+                |a| self.metrics.llm_request(a.provider, a.model, a.outcome),
+            )
+            .await
+            .ok()?;
+        self.account(&c);
+        let word = c.text.trim().to_lowercase();
+        let word = word.trim_matches(|ch: char| !ch.is_alphabetic());
+        match word {
+            "action" => Some(Route::Action),
+            "memory" => Some(Route::Memory),
+            "interaction" => Some(Route::Interaction),
+            _ => None,
+        }
+    }
+
+    fn account(&self, c: &crate::llm::Completion) {
+        self.metrics.llm_tokens(
+            &c.provider,
+            &c.model,
+            c.usage.prompt_tokens,
+            c.usage.completion_tokens,
+        );
+        if c.failed_before > 0 {
+            self.metrics.llm_failovers.inc();
+        }
+        if let Err(e) = self.governor.record(
+            &c.provider,
+            &c.model,
+            c.usage.prompt_tokens,
+            c.usage.completion_tokens,
+            c.cost_usd,
+        ) {
+            log::error!(event = "incident"; "cannot record LLM spend: {e}");
+        }
+        self.budget_state();
+    }
+
     pub async fn handle(&self, text: &str, normalized: &str, history: &[Turn]) -> Answer {
         let state = self.budget_state();
         let answer = |text: String| Answer {
@@ -115,27 +177,11 @@ impl InteractionAgent {
         let llm = start.elapsed();
         let text = match result {
             Ok(c) => {
-                self.metrics.llm_tokens(
-                    &c.provider,
-                    &c.model,
-                    c.usage.prompt_tokens,
-                    c.usage.completion_tokens,
-                );
-                self.metrics.llm_answer(c.failed_before > 0);
-                if let Err(e) = self.governor.record(
-                    &c.provider,
-                    &c.model,
-                    c.usage.prompt_tokens,
-                    c.usage.completion_tokens,
-                    c.cost_usd,
-                ) {
-                    log::error!(event = "incident"; "cannot record LLM spend: {e}");
-                }
+                self.account(&c);
                 log::info!(provider = c.provider.as_str(), model = c.model.as_str(),
                     prompt_tokens = c.usage.prompt_tokens, completion_tokens = c.usage.completion_tokens,
                     cost_usd = c.cost_usd, usage_estimated = c.usage_estimated,
                     latency_ms = c.elapsed.as_secs_f64() * 1e3; "LLM answered");
-                self.budget_state();
                 let t = c.text.trim().to_owned();
                 if t.is_empty() {
                     "Sorry, I don't have an answer for that.".to_owned()

@@ -182,6 +182,7 @@ fn streaming_answer_with_usage_history_and_metrics() {
         "barnabee_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"prompt\"} 40",
         "barnabee_daily_cost_usd 0.2",
         "barnabee_llm_fallback_rate 0.0",
+        "barnabee_llm_failovers_total 0",
         "barnabee_requests_by_agent_total{agent=\"interaction\"} 2",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
@@ -215,7 +216,7 @@ fn failover_past_errors_and_slow_providers() {
         "barnabee_llm_requests_total{provider=\"broken\",model=\"broken-model\",outcome=\"error\"} 1",
         "barnabee_llm_requests_total{provider=\"slow\",model=\"slow-model\",outcome=\"timeout\"} 1",
         "barnabee_llm_requests_total{provider=\"good\",model=\"good-model\",outcome=\"ok\"} 1",
-        "barnabee_llm_fallback_rate 1.0",
+        "barnabee_llm_failovers_total 1",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
@@ -301,4 +302,41 @@ fn governor_green_yellow_red_persisting_across_restart() {
         (200, "degraded"),
         "{h}"
     );
+}
+
+#[test]
+fn llm_classifier_routes_what_no_rule_matched() {
+    let cloud = FakeLlm::start(answer("memory", 1));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &format!(
+            "{}{PRICES}[router]\nllm_classifier = true\n[memory]\nurl = \"http://127.0.0.1:{}\"\n",
+            provider("cloud", &cloud.base, false, 5.0),
+            closed_port()
+        ),
+    );
+    // A rule matches: no LLM call.
+    assert_eq!(d.say("s", "what time is it")["route"], "instant");
+    assert_eq!(cloud.requests().len(), 0);
+    // No rule matches: the classifier decides (here: memory).
+    let v = d.say("s", "the blue folder with grandma's recipes");
+    assert_eq!(
+        (
+            v["route"].as_str().unwrap(),
+            v["confidence"].as_f64().unwrap()
+        ),
+        ("memory", 0.7),
+        "{v}"
+    );
+    assert_eq!(cloud.requests().len(), 1);
+    assert!(
+        cloud.requests()[0]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("one word")
+    );
+    let m = d.metrics();
+    assert!(m.contains("barnabee_llm_fallback_rate 0.5"), "{m}");
+    assert!(m.contains("barnabee_daily_cost_usd 0.001"), "{m}");
 }
