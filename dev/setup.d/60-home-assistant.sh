@@ -6,7 +6,8 @@ ha_lock="$ROOT/crates/agents/tests/ha/requirements-ha.lock"
 ha_venv="$CACHE/home-assistant-$(sha256sum "$ha_lock" | cut -c1-16)"
 if [ ! -f "$ha_venv/.installed" ]; then
   py311="$(command -v python3.11 || true)"
-  if [ -z "$py311" ]; then
+  # Debian bookworm's python3 is 3.11; its venv module needs python3.11-venv (ensurepip).
+  if [ -z "$py311" ] || ! "$py311" -c 'import ensurepip' 2>/dev/null; then
     apt_need python3.11 python3.11-venv
     py311="$(command -v python3.11)"
   fi
