@@ -287,7 +287,20 @@ impl Index {
             };
         }
 
-        // 3. Only a kind of device ("the lights"): ask which.
+        // 3. Only a kind of device: "all the lights" means all of them; "the lights" asks which.
+        let all = phrase
+            .split(' ')
+            .any(|w| matches!(w, "all" | "every" | "everything"));
+        if all && t.iter().all(|w| generic_domain(w).is_some()) {
+            let hits: Vec<String> = candidates
+                .iter()
+                .filter(|e| generic.contains(&e.domain()))
+                .map(|e| e.entity_id.clone())
+                .collect();
+            if !hits.is_empty() {
+                return Resolution::Entities(hits);
+            }
+        }
         if !generic.is_empty() && t.iter().all(|w| generic_domain(w).is_some()) {
             let options: Vec<String> = candidates
                 .iter()

@@ -436,6 +436,23 @@ fn home_assistant_actions() {
         p(&mut instant, 0.99)
     );
 
+    // "All the lights": every light entity, each confirmed off in HA.
+    let v = d.say("ha", "turn off all the lights");
+    let actions = v["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 6, "{v}");
+    for a in actions {
+        assert!(
+            a["entity_id"].as_str().unwrap().starts_with("light."),
+            "{v}"
+        );
+        assert_eq!(a["ok"], true, "{v}");
+        assert_eq!(
+            hass.state(&llat, a["entity_id"].as_str().unwrap())["state"],
+            "off",
+            "{a}"
+        );
+    }
+
     // HA goes away: a clear reply, /health degraded (not unhealthy).
     hass.stop();
     let v = d.say("ha", "turn off the kitchen lights");
