@@ -219,7 +219,7 @@ impl ActionAgent {
             .index
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .resolve(&cmd.target, cmd.verb);
+            .resolve_all(&cmd.target, cmd.verb);
         let ids = match resolution {
             Resolution::Entities(ids) => ids,
             Resolution::Unknown { phrase } => {

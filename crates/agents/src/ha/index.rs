@@ -203,6 +203,34 @@ impl Index {
             .fold(0.0, f64::max)
     }
 
+    /// Resolve "the kitchen lights and the bedside lamp": each part on its own, all or nothing
+    /// (an unknown or ambiguous part is reported, nothing is acted on).
+    pub fn resolve_all(&self, phrase: &str, verb: Verb) -> Resolution {
+        let parts: Vec<&str> = phrase
+            .split(" and ")
+            .flat_map(|p| p.split(", "))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.len() < 2 {
+            return self.resolve(phrase, verb);
+        }
+        let mut ids: Vec<String> = Vec::new();
+        for part in parts {
+            match self.resolve(part, verb) {
+                Resolution::Entities(found) => {
+                    for id in found {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                }
+                other => return other,
+            }
+        }
+        Resolution::Entities(ids)
+    }
+
     /// Resolve a spoken device phrase for a verb.
     pub fn resolve(&self, phrase: &str, verb: Verb) -> Resolution {
         let domains = domains_for(verb);
@@ -496,6 +524,19 @@ mod tests {
             ["cover.hall_window"]
         );
         assert_eq!(ids(i.resolve("office ac", Verb::TurnOn)), ["switch.ac"]);
+    }
+
+    #[test]
+    fn several_devices_in_one_request() {
+        let i = house();
+        assert_eq!(
+            ids(i.resolve_all("office lights and kitchen lights", Verb::TurnOn)),
+            ["light.office_rgbw_lights", "light.kitchen_lights"]
+        );
+        assert!(matches!(
+            i.resolve_all("kitchen lights and unicorn lamp", Verb::TurnOn),
+            Resolution::Unknown { phrase } if phrase == "unicorn lamp"
+        ));
     }
 
     #[test]
