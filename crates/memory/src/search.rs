@@ -179,7 +179,7 @@ pub fn search(
             .collect(),
         SearchMode::Hybrid => {
             // Fuse deeper lists than asked for, so an item ranked moderately in both can win.
-            let depth = (limit * 4).max(50).min(cfg.max_limit * 4);
+            let depth = (limit * 3).max(30).min(cfg.max_limit * 3);
             // The two lists are independent: scan the vectors on another thread meanwhile.
             let embedding = req.embedding.as_deref().unwrap_or(&[]);
             let (fts, vec) = std::thread::scope(|s| {

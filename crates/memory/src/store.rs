@@ -49,9 +49,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Full-text searches score at most about this many postings (see [`Store::search_fts`]).
-pub const FTS_POSTINGS_BUDGET: i64 = 4000;
+pub const FTS_POSTINGS_BUDGET: i64 = 2500;
 /// When every query word is common, the newest this-many memories are ranked first.
-pub const FTS_RECENT_WINDOW: i64 = 8000;
+pub const FTS_RECENT_WINDOW: i64 = 5000;
 
 /// Text limits; the body limit bounds the total.
 const MAX_SUMMARY: usize = 2_000;
