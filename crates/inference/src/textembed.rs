@@ -198,6 +198,10 @@ impl TextEmbedder {
         Ok(v)
     }
 
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     pub fn warm(&self) -> Result<(), String> {
         self.embed("warm up").map(|_| ())
     }

@@ -219,3 +219,33 @@ fn cuda_provider_without_cuda_falls_back_to_cpu_and_degrades() {
         "the model still loaded, on CPU: {h}"
     );
 }
+
+#[test]
+fn example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inference.example.toml");
+    let cfg = barnabee_inference::config::Config::load(&path).unwrap();
+    assert_eq!(cfg.models.len(), 6);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barnabee-inference"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[runtime]\nprovider = \"tpu\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barnabee-inference"))
+        .arg("--config")
+        .arg(&bad)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("bad.toml:2") && e.contains("provider"), "{e}");
+}

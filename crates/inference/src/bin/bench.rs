@@ -1,1 +1,223 @@
-fn main() {}
+//! `bench`: per-frame VAD cost, per-step wake-word cost and text-embedding throughput of
+//! barnabee-inference, against Python onnxruntime on the same models in the same run (one
+//! thread each), printed as a table with the ratio.
+//!
+//! `cargo run --release -p barnabee-inference --bin bench -- [--cache DIR] [--python PATH]`
+//! (defaults: `~/.cache/barnabee/inference` as set up by dev/setup, the project `.venv`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use barnabee_inference::config::{Config, RuntimeConfig};
+use barnabee_inference::engine::Engine;
+use barnabee_inference::registry::{self, Inner};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Cli {
+    /// Where dev/setup put libonnxruntime.so and the models.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Python with onnxruntime + numpy (default: the workspace .venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    #[arg(long, default_value_t = 2000)]
+    vad_frames: usize,
+    #[arg(long, default_value_t = 300)]
+    wake_steps: usize,
+    #[arg(long, default_value_t = 20)]
+    text_rounds: usize,
+}
+
+const SENTENCES: [&str; 10] = [
+    "turn on the kitchen lights",
+    "what is the weather like tomorrow morning",
+    "set a timer for ten minutes",
+    "play some jazz in the living room",
+    "remind me to call mum when I get home",
+    "how long will it take to drive to the office",
+    "is the front door locked",
+    "switch off everything downstairs",
+    "what did I put on the shopping list yesterday",
+    "This is an example sentence",
+];
+
+fn cache_dir(cli: &Cli) -> PathBuf {
+    cli.cache.clone().unwrap_or_else(|| {
+        std::env::var_os("BARNABEE_INFERENCE_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/barnabee/inference")
+            })
+    })
+}
+
+fn hash_toml(name: &str, kind: &str, files: &[(&str, PathBuf)]) -> anyhow::Result<String> {
+    let mut s = format!("[[models]]\nname = \"{name}\"\nkind = \"{kind}\"\n");
+    for (role, p) in files {
+        let sha = registry::sha256_file(p)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (run dev/setup)", p.display()))?;
+        s.push_str(&format!(
+            "files.{role} = {{ path = \"{}\", sha256 = \"{sha}\" }}\n",
+            p.display()
+        ));
+    }
+    Ok(s)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cache = cache_dir(&cli);
+    let lib = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("onnxruntime-1.22.1/libonnxruntime.so"));
+    let engine = Engine::init(&RuntimeConfig {
+        library: Some(lib.clone()),
+        ..RuntimeConfig::default()
+    })?;
+    let m = |p: &str| cache.join("models").join(p);
+    let silero = m("silero-vad-6.2.3/silero_vad.onnx");
+    let mel = m("openwakeword-0.5.1/melspectrogram.onnx");
+    let emb = m("openwakeword-0.5.1/embedding_model.onnx");
+    let head = m("openwakeword-0.5.1/hey_jarvis_v0.1.onnx");
+    let minilm = m("all-minilm-l6-v2/model.onnx");
+    let vocab = m("all-minilm-l6-v2/vocab.txt");
+    let toml = [
+        hash_toml("silero", "vad", &[("model", silero.clone())])?,
+        hash_toml(
+            "oww",
+            "wake",
+            &[
+                ("melspectrogram", mel.clone()),
+                ("embedding", emb.clone()),
+                ("hey_jarvis", head.clone()),
+            ],
+        )?,
+        hash_toml(
+            "minilm",
+            "text_embedding",
+            &[("model", minilm.clone()), ("vocab", vocab)],
+        )?,
+    ]
+    .concat();
+    let cfg = Config::parse(Path::new("bench.toml"), &toml)?;
+    let load = |i: usize| {
+        registry::load(&engine, &cfg.models[i], Path::new("/")).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let (vad_m, wake_m, text_m) = (load(0)?, load(1)?, load(2)?);
+    let (Inner::Vad(vad), Inner::Wake(wake), Inner::TextEmbedding(text)) =
+        (&vad_m.inner, &wake_m.inner, &text_m.inner)
+    else {
+        bail!("unexpected model kinds");
+    };
+
+    // VAD: one 32 ms window per call, state carried
+    let mut x: u64 = 88172645463325252;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 2001) as f32 / 1000.0 - 1.0
+    };
+    let audio: Vec<f32> = (0..512 * cli.vad_frames).map(|_| rnd() * 0.05).collect();
+    let mut st = vad.stream();
+    let t = Instant::now();
+    for w in audio.chunks_exact(512) {
+        vad.window(&mut st, w).map_err(anyhow::Error::msg)?;
+    }
+    let vad_ms = t.elapsed().as_secs_f64() * 1e3 / cli.vad_frames as f64;
+
+    // wake word: one 80 ms step (mel + embedding + one head) per call, after the buffers fill
+    let pcm: Vec<i16> = (0..1280 * (cli.wake_steps + 30))
+        .map(|_| (rnd() * 1000.0) as i16)
+        .collect();
+    let mut ws = wake.stream(Vec::new());
+    wake.push(&mut ws, &pcm[..1280 * 30])
+        .map_err(anyhow::Error::msg)?;
+    let t = Instant::now();
+    for step in pcm[1280 * 30..].chunks_exact(1280) {
+        wake.push(&mut ws, step).map_err(anyhow::Error::msg)?;
+    }
+    let wake_ms = t.elapsed().as_secs_f64() * 1e3 / cli.wake_steps as f64;
+
+    // text embedding: tokenise + model + mean-pool + normalise, one sentence per call
+    let t = Instant::now();
+    let mut n = 0;
+    for _ in 0..cli.text_rounds {
+        for s in SENTENCES {
+            text.embed(s).map_err(anyhow::Error::msg)?;
+            n += 1;
+        }
+    }
+    let text_per_s = n as f64 / t.elapsed().as_secs_f64();
+
+    // Python onnxruntime, same models, same run
+    let ids: Vec<Vec<i64>> = SENTENCES
+        .iter()
+        .map(|s| text.tokenizer().encode(s))
+        .collect();
+    let spec = serde_json::json!({
+        "silero": silero, "mel": mel, "emb": emb, "head": head, "minilm": minilm,
+        "token_ids": ids, "vad_frames": cli.vad_frames, "wake_steps": cli.wake_steps, "text_rounds": cli.text_rounds,
+    });
+    let dir = std::env::temp_dir().join(format!("barnabee-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let spec_path = dir.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string())?;
+    let python = cli
+        .python
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/bench_ort.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&spec_path)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!(
+            "python bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let f = |k: &str| py[k].as_f64().unwrap_or(f64::NAN);
+
+    println!(
+        "barnabee-inference bench (1 thread each; Rust: libonnxruntime {} via ort load-dynamic; Python: onnxruntime {})",
+        engine.version(),
+        py["onnxruntime"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<44} {:>12} {:>12} {:>14}",
+        "measure", "rust", "python", "python/rust"
+    );
+    println!(
+        "{:<44} {:>12.4} {:>12.4} {:>14.2}",
+        "Silero VAD ms per 32 ms window",
+        vad_ms,
+        f("vad_ms_per_frame"),
+        f("vad_ms_per_frame") / vad_ms
+    );
+    println!(
+        "{:<44} {:>12.4} {:>12.4} {:>14.2}",
+        "openWakeWord ms per 80 ms step (1 head)",
+        wake_ms,
+        f("wake_ms_per_step"),
+        f("wake_ms_per_step") / wake_ms
+    );
+    println!(
+        "{:<44} {:>12.1} {:>12.1} {:>14.2}",
+        "MiniLM-L6 sentences per second",
+        text_per_s,
+        f("text_per_s"),
+        text_per_s / f("text_per_s")
+    );
+    println!(
+        "(ratio > 1: Rust is faster; text embedding in Rust includes WordPiece tokenisation, Python gets the ids)"
+    );
+    Ok(())
+}
