@@ -192,7 +192,13 @@ impl App {
 }
 
 /// Load ONNX Runtime and every configured model (before READY), reporting on `/health`.
-pub fn load_models(cfg: &Config, base: &Path, rt: &Runtime, metrics: &AppMetrics) -> Registry {
+pub fn load_models(
+    cfg: &Config,
+    base: &Path,
+    rt: &Runtime,
+    metrics: &AppMetrics,
+    admission: &gpu::Admission,
+) -> Registry {
     let health = rt.health();
     let mut registry = Registry::default();
     if cfg.models.is_empty() {
@@ -228,7 +234,14 @@ pub fn load_models(cfg: &Config, base: &Path, rt: &Runtime, metrics: &AppMetrics
         rt.status(&format!("loading model {} ({})", m.name, m.kind.as_str()));
         rt.extend_timeout(Duration::from_secs(120));
         let t = Instant::now();
-        match registry::load(&engine, m, base) {
+        // admission at load time: a model the GPU cannot take now goes to CPU, said loudly
+        let cpu_because = (cfg.runtime.provider == config::Provider::Cuda && m.gpu.unwrap_or(true))
+            .then(|| admission.refusal(m.vram_mb.unwrap_or(0)))
+            .flatten();
+        if let Some(reason) = &cpu_because {
+            log::warn!(model = m.name.as_str(), event = "gpu_admission"; "model {} loads on CPU: {reason}", m.name);
+        }
+        match registry::load_placed(&engine, m, base, cpu_because) {
             Ok(model) => {
                 log::info!(model = m.name.as_str(), kind = m.kind.as_str(), load_ms = model.load_ms; "model {} loaded in {:.0} ms on {:?}", m.name, model.load_ms, model.placement);
                 metrics
@@ -303,19 +316,20 @@ pub async fn run(cfg: Config, config_path: &Path, rt: Runtime) -> anyhow::Result
         gpu_check,
         rt.shutdown(),
     );
+    let admission = gpu::Admission {
+        state: gpu_state,
+        max_temperature_c: cfg.gpu.max_temperature_c,
+        queue_wait: cfg.gpu.queue_wait,
+    };
     let registry = {
         let cfg = cfg.clone();
         let metrics = metrics.clone();
         // Loading blocks (file hashing, session creation); keep the runtime responsive.
-        tokio::task::block_in_place(|| load_models(&cfg, &base, &rt, &metrics))
+        tokio::task::block_in_place(|| load_models(&cfg, &base, &rt, &metrics, &admission))
     };
     let app = Arc::new(App {
         registry,
-        admission: gpu::Admission {
-            state: gpu_state,
-            max_temperature_c: cfg.gpu.max_temperature_c,
-            queue_wait: cfg.gpu.queue_wait,
-        },
+        admission,
         limiter: Semaphore::new(cfg.runtime.max_concurrent),
         metrics,
         cfg: cfg.clone(),

@@ -137,13 +137,27 @@ pub fn verify(
 
 /// Load, check and warm one model.
 pub fn load(engine: &Engine, cfg: &ModelConfig, base: &Path) -> Result<Model, ModelError> {
+    load_placed(engine, cfg, base, None)
+}
+
+/// [`load`], but on CPU when `cpu_because` says why the GPU cannot take the model now
+/// (admission control at load time: not enough free VRAM, GPU too hot).
+pub fn load_placed(
+    engine: &Engine,
+    cfg: &ModelConfig,
+    base: &Path,
+    cpu_because: Option<String>,
+) -> Result<Model, ModelError> {
     let start = Instant::now();
     let mut paths = BTreeMap::new();
     for (role, spec) in &cfg.files {
         paths.insert(role.clone(), verify(&cfg.name, role, spec, base)?);
     }
-    let gpu = cfg.gpu.unwrap_or(true);
-    let mut placement = Placement::Cpu;
+    let gpu = cfg.gpu.unwrap_or(true) && cpu_because.is_none();
+    let mut placement = match cpu_because {
+        Some(reason) => Placement::CpuFallback(reason),
+        None => Placement::Cpu,
+    };
     let mut session = |role: &str| -> Result<ort::session::Session, ModelError> {
         let path = paths.get(role).cloned().unwrap_or_default();
         let (s, p) = engine

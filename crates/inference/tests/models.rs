@@ -493,3 +493,35 @@ fn real_stt_and_tts_models_from_a_models_dir() {
         dir.display()
     );
 }
+
+#[test]
+fn load_time_admission_puts_a_model_on_cpu_when_vram_is_short() {
+    use barnabee_inference::engine::Placement;
+    use barnabee_inference::gpu::{Admission, GpuState, Snapshot};
+    let toml = format!(
+        "[runtime]\nlibrary = \"{}\"\nprovider = \"cuda\"\n{}",
+        ort_lib().display(),
+        model_toml("silero", "vad", &[("model", &silero())], "vram_mb = 4000")
+    );
+    let cfg = Config::parse(Path::new("t.toml"), &toml).unwrap();
+    let rt = barnabee_service::Runtime::new("inference", &cfg.service);
+    let state = GpuState::default();
+    state.set(Some(Snapshot {
+        temperature_c: 50,
+        memory_free_mb: 1000,
+        ..Snapshot::default()
+    }));
+    let adm = Admission {
+        state,
+        max_temperature_c: 85,
+        queue_wait: std::time::Duration::ZERO,
+    };
+    let metrics = barnabee_inference::AppMetrics::new(rt.metrics());
+    let reg = barnabee_inference::load_models(&cfg, Path::new("/"), &rt, &metrics, &adm);
+    let m = &reg.models["silero"];
+    assert!(
+        matches!(&m.placement, Placement::CpuFallback(r) if r.contains("1000 MiB free")),
+        "{:?}",
+        m.placement
+    );
+}
