@@ -336,15 +336,24 @@ pub async fn run(cfg: Config, config_path: &Path, rt: Runtime) -> anyhow::Result
         wyoming_addr: std::sync::Mutex::new(None),
     });
     if cfg.wyoming.enabled {
-        let listener = tokio::net::TcpListener::bind(cfg.wyoming.listen)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot listen for Wyoming on {}: {e}", cfg.wyoming.listen)
-            })?;
-        let addr = listener.local_addr()?;
-        *app.wyoming_addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
-        log::info!(wyoming = addr.to_string(); "Wyoming on tcp://{addr}");
-        tokio::spawn(wyoming_server::serve(listener, app.clone(), rt.shutdown()));
+        // A busy port degrades (HTTP keeps serving, /health says why) rather than failing
+        // the whole daemon into a restart loop.
+        match tokio::net::TcpListener::bind(cfg.wyoming.listen).await {
+            Ok(listener) => {
+                let addr = listener.local_addr()?;
+                *app.wyoming_addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+                log::info!(wyoming = addr.to_string(); "Wyoming on tcp://{addr}");
+                rt.health()
+                    .component("wyoming", Check::ok(format!("tcp://{addr}")).non_critical());
+                tokio::spawn(wyoming_server::serve(listener, app.clone(), rt.shutdown()));
+            }
+            Err(e) => {
+                let msg = format!("cannot listen for Wyoming on {}: {e}", cfg.wyoming.listen);
+                log::error!(event = "incident"; "{msg}");
+                rt.health()
+                    .component("wyoming", Check::fail(msg).non_critical());
+            }
+        }
     }
     rt.status("serving");
     rt.serve(api::router(app)).await?;

@@ -249,3 +249,18 @@ fn example_config_is_valid() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("bad.toml:2") && e.contains("provider"), "{e}");
 }
+
+#[test]
+fn a_busy_wyoming_port_degrades_instead_of_failing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let d = Daemon::start("", Some(port));
+    let (st, h) = d.health();
+    assert_eq!(st, 200);
+    let w = &h["checks"]["wyoming"];
+    assert_eq!(w["ok"], false, "{h}");
+    assert!(
+        w["detail"].as_str().unwrap().contains(&port.to_string()),
+        "{w}"
+    );
+}
