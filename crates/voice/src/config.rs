@@ -1,0 +1,171 @@
+//! The daemon's configuration (`/etc/barnabee/voice.toml`). Every section is optional: with
+//! `[service] listen` alone the daemon starts, reports "no audio device" / "inference not
+//! configured" as degraded on `/health`, and serves its API.
+
+use std::time::Duration;
+
+use barnabee_service::config::{ServiceConfig, seconds};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub service: ServiceConfig,
+    #[serde(default)]
+    pub audio: AudioConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+    #[serde(default)]
+    pub agents: AgentsConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub arbitration: ArbitrationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// `false`: no microphone loop at all (an API-only node, e.g. the arbitration coordinator).
+    pub enabled: bool,
+    /// ALSA capture device id (`default`, `hw:CARD=…`, `null`) or its description.
+    pub input_device: String,
+    /// ALSA playback device.
+    pub output_device: String,
+    /// Retry opening the devices this often while they are missing.
+    #[serde(with = "seconds")]
+    pub retry: Duration,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            enabled: true,
+            input_device: "default".into(),
+            output_device: "default".into(),
+            retry: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Where wake word, VAD, STT and TTS run: `remote` (the beast's barnabee-inference over
+    /// Wyoming) is the only mode built so far.
+    pub mode: String,
+    /// `host:port` of the inference daemon's Wyoming server; empty = not configured.
+    pub wyoming: String,
+    /// Wake words to listen for (empty = every wake word the server has).
+    pub wake_words: Vec<String>,
+    /// STT language sent with `transcribe`.
+    pub language: String,
+    /// TTS voice name (empty = the server's first).
+    pub voice: String,
+    /// Per-event timeout on the Wyoming connections.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig {
+            mode: "remote".into(),
+            wyoming: String::new(),
+            wake_words: Vec::new(),
+            language: "en".into(),
+            voice: String::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// Base URL of barnabee-agents (`POST {url}/v1/process`); empty = not configured.
+    pub url: String,
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            url: String::new(),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// This satellite's id (sent to the agents as `device_id`).
+    pub device_id: String,
+    /// Speech shorter than this (ms) is treated as a noise blip, not a request.
+    pub min_utterance_ms: u64,
+    /// Capture is cut (endpointed) after this many ms even if the speaker goes on.
+    pub max_utterance_ms: u64,
+    /// Extra silence (ms) required after the VAD's own "voice stopped" before endpointing.
+    pub end_silence_ms: u64,
+    /// After the wake word, give up when no speech starts within this many ms.
+    pub no_speech_timeout_ms: u64,
+    /// How many request breakdowns `GET /v1/latency` keeps.
+    pub keep_breakdowns: usize,
+    /// Spoken when the agents cannot be reached.
+    pub agents_down_reply: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            device_id: "kitchen".into(),
+            min_utterance_ms: 300,
+            max_utterance_ms: 10_000,
+            end_silence_ms: 0,
+            no_speech_timeout_ms: 4_000,
+            keep_breakdowns: 50,
+            agents_down_reply: "Sorry, I can't reach the assistant right now.".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArbitrationConfig {
+    /// Wake events (`POST /v1/wake`) within this many ms of the first one compete.
+    pub window_ms: u64,
+}
+
+impl Default for ArbitrationConfig {
+    fn default() -> Self {
+        ArbitrationConfig { window_ms: 300 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn minimal_config_and_example_parse() {
+        let c: Config = toml::from_str("[service]\nlisten = \"127.0.0.1:7703\"\n").unwrap();
+        assert!(c.inference.wyoming.is_empty());
+        let ex = include_str!("../voice.example.toml");
+        let c: Config = toml::from_str(ex).unwrap();
+        assert_eq!(c.pipeline.max_utterance_ms, 10_000);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = barnabee_service::config::parse::<Config>(
+            std::path::Path::new("voice.toml"),
+            "[pipeline]\nmax_utterance = 3\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_utterance"), "{e}");
+    }
+}

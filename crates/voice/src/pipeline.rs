@@ -1,0 +1,580 @@
+//! The voice pipeline as an explicit state machine:
+//!
+//! ```text
+//! idle ──wake──▶ wake_detected ─▶ capturing ──VAD silence / max length──▶ endpointed
+//!   ▲                                 │ no speech in time                     │
+//!   │◀────────────────────────────────┘                                     ▼
+//!   │◀── speaking ◀── thinking (agents) ◀── transcribing (STT) ◀─────────────┘
+//!   │       │ wake while speaking (barge-in): stop playback ─▶ wake_detected
+//! ```
+//!
+//! Remote mode (the only one built): wake word, VAD, STT and TTS run in barnabee-inference
+//! on the beast, over Wyoming. Idle and speaking stream frames to a `detect` connection;
+//! capturing streams them to a `transcribe` connection whose VAD events (`voice-started` /
+//! `voice-stopped`, timestamped in audio time) drive endpointing; `audio-stop` then yields the
+//! transcript. Every chunk is followed by a `ping` and the pipeline waits for the `pong`
+//! ([`Client::chunk_lockstep`]), so each decision is tied to the frame that caused it and a
+//! file source can run faster than real time with the same outcome.
+//!
+//! Audio time (samples read from the source) times the audio stages; wall-clock time times
+//! STT, agents and TTS.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audio::{AudioSink, AudioSource, FRAME, RATE};
+use crate::config::{AgentsConfig, InferenceConfig, PipelineConfig};
+use crate::latency::{self, Breakdown, Breakdowns, VoiceMetrics};
+use crate::wyoming::{Client, Event, WyomingError, audio_format, pcm_from_le};
+use barnabee_service::health::Component;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Idle,
+    WakeDetected,
+    Capturing,
+    Endpointed,
+    Transcribing,
+    Thinking,
+    Speaking,
+}
+
+/// What the HTTP API and tests can see of a running pipeline.
+#[derive(Clone)]
+pub struct Shared {
+    pub state: Arc<Mutex<State>>,
+    pub transitions: Arc<Mutex<Vec<State>>>,
+    pub breakdowns: Breakdowns,
+    pub metrics: VoiceMetrics,
+    pub inference_health: Option<Component>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Shared {
+    pub fn new(keep: usize, metrics: VoiceMetrics, inference_health: Option<Component>) -> Shared {
+        Shared {
+            state: Arc::new(Mutex::new(State::Idle)),
+            transitions: Arc::default(),
+            breakdowns: Breakdowns::new(keep),
+            metrics,
+            inference_health,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+    pub fn state(&self) -> State {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn set(&self, s: State) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        let mut t = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() > 10_000 {
+            t.clear();
+        }
+        t.push(s);
+    }
+    fn inference_ok(&self, detail: &str) {
+        if let Some(c) = &self.inference_health {
+            c.ok(detail);
+        }
+    }
+    fn inference_fail(&self, detail: &str) {
+        if let Some(c) = &self.inference_health {
+            c.fail(detail);
+        }
+    }
+}
+
+/// Test hooks (the daemon uses the defaults).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Replace the STT model's transcript with this text (the STT round trip still runs and is
+    /// timed). For tests where the STT model is a generated stand-in.
+    pub inject_transcript: Option<String>,
+}
+
+struct Capture {
+    conn: Client,
+    id: u64,
+    wake_word: Option<String>,
+    /// Audio time (ms) at the wake detection and at the capture start.
+    wake_ms: f64,
+    start_ms: f64,
+    speech_start: Option<f64>,
+    speech_end: Option<f64>,
+}
+
+pub struct Pipeline<S: AudioSource, K: AudioSink> {
+    pub inference: InferenceConfig,
+    pub agents: AgentsConfig,
+    pub cfg: PipelineConfig,
+    pub hooks: Hooks,
+    pub shared: Shared,
+    source: S,
+    sink: K,
+    http: reqwest::Client,
+    /// Samples read so far (the audio clock).
+    samples: u64,
+    wake: Option<Client>,
+    /// When to try reconnecting to the inference server (audio ms) after a failure.
+    retry_at_ms: f64,
+    inference_down: bool,
+    /// Remaining playback (audio ms) while speaking.
+    speaking_left_ms: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
+    pub fn new(
+        inference: InferenceConfig,
+        agents: AgentsConfig,
+        cfg: PipelineConfig,
+        shared: Shared,
+        source: S,
+        sink: K,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(agents.timeout)
+            .build()
+            .unwrap_or_default();
+        Pipeline {
+            inference,
+            agents,
+            cfg,
+            hooks: Hooks::default(),
+            shared,
+            source,
+            sink,
+            http,
+            samples: 0,
+            wake: None,
+            retry_at_ms: 0.0,
+            inference_down: false,
+            speaking_left_ms: 0.0,
+        }
+    }
+
+    pub fn sink(&self) -> &K {
+        &self.sink
+    }
+
+    fn now_ms(&self) -> f64 {
+        self.samples as f64 * 1000.0 / RATE as f64
+    }
+
+    /// Run until the source ends (files) or `stop` fires.
+    pub async fn run(&mut self, stop: Option<barnabee_service::Shutdown>) -> Result<(), String> {
+        self.shared.set(State::Idle);
+        let mut capture: Option<Capture> = None;
+        loop {
+            let frame = match &stop {
+                Some(s) => tokio::select! {
+                    _ = s.wait() => return Ok(()),
+                    f = self.source.read_frame() => f,
+                },
+                None => self.source.read_frame().await,
+            };
+            let frame = match frame.map_err(|e| e.to_string())? {
+                Some(f) => f,
+                None => {
+                    if self.shared.state() == State::Speaking {
+                        let _ = self.sink.finish();
+                        self.shared.set(State::Idle);
+                    }
+                    return Ok(());
+                }
+            };
+            self.samples += frame.len() as u64;
+            match capture.take() {
+                Some(c) => capture = self.capturing(c, &frame).await,
+                None => capture = self.listening(&frame).await,
+            }
+        }
+    }
+
+    async fn connect_wake(&mut self) -> Result<Client, WyomingError> {
+        let mut c = Client::connect(&self.inference.wyoming, self.inference.timeout).await?;
+        let names = &self.inference.wake_words;
+        let data = if names.is_empty() {
+            json!({})
+        } else {
+            json!({ "names": names })
+        };
+        c.send(&Event::new("detect", data)).await?;
+        c.send(&Event::new("audio-start", audio_format())).await?;
+        Ok(c)
+    }
+
+    fn inference_error(&mut self, stage: &str, e: &WyomingError) {
+        if !self.inference_down {
+            log::error!(event = "incident", stage = stage, error = e.to_string().as_str(); "inference unreachable during {stage}: {e}; retrying every 2 s");
+        }
+        self.inference_down = true;
+        self.shared
+            .inference_fail(&format!("inference unreachable ({stage}): {e}"));
+        self.retry_at_ms = self.now_ms() + 2000.0;
+    }
+
+    fn inference_back(&mut self) {
+        if self.inference_down {
+            log::info!(event = "recovered"; "inference reachable again at {}", self.inference.wyoming);
+            self.inference_down = false;
+        }
+        self.shared
+            .inference_ok(&format!("Wyoming at {}", self.inference.wyoming));
+    }
+
+    /// Idle or speaking: feed the wake word detector.
+    async fn listening(&mut self, frame: &[i16]) -> Option<Capture> {
+        if self.shared.state() == State::Speaking {
+            self.speaking_left_ms -= ms(FRAME);
+            if self.speaking_left_ms <= 0.0 {
+                let _ = self.sink.finish();
+                self.shared.set(State::Idle);
+            }
+        }
+        if self.wake.is_none() {
+            if self.now_ms() < self.retry_at_ms {
+                return None;
+            }
+            match self.connect_wake().await {
+                Ok(c) => {
+                    self.wake = Some(c);
+                    self.inference_back();
+                }
+                Err(e) => {
+                    self.inference_error("wake word", &e);
+                    return None;
+                }
+            }
+        }
+        let conn = self.wake.as_mut()?;
+        let events = match conn
+            .chunk_lockstep(frame, "during wake word detection")
+            .await
+        {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.wake = None;
+                self.inference_error("wake word", &e);
+                return None;
+            }
+        };
+        let det = events.into_iter().find(|e| e.kind == "detection")?;
+        let wake_word = det.str("name").map(str::to_owned);
+        // a fresh detector after each request (no stale model state, no re-trigger)
+        self.wake = None;
+        if self.shared.state() == State::Speaking {
+            self.sink.stop();
+            self.shared.metrics.barge_ins.inc();
+            log::info!(event = "barge_in"; "wake word while speaking: playback stopped");
+        }
+        self.shared.set(State::WakeDetected);
+        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let now = self.now_ms();
+        log::info!(request_id = id, wake_word = wake_word.as_deref().unwrap_or(""); "wake word {:?} at {:.0} ms", wake_word, now);
+        self.source.discard_pending();
+        match self.open_capture().await {
+            Ok(conn) => {
+                self.shared.set(State::Capturing);
+                Some(Capture {
+                    conn,
+                    id,
+                    wake_word,
+                    wake_ms: now,
+                    start_ms: now,
+                    speech_start: None,
+                    speech_end: None,
+                })
+            }
+            Err(e) => {
+                self.inference_error("capture", &e);
+                self.finish(Breakdown {
+                    request_id: id,
+                    outcome: "stt_failed".into(),
+                    wake_word,
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                });
+                None
+            }
+        }
+    }
+
+    async fn open_capture(&self) -> Result<Client, WyomingError> {
+        let mut c = Client::connect(&self.inference.wyoming, self.inference.timeout).await?;
+        c.send(&Event::new(
+            "transcribe",
+            json!({"language": self.inference.language}),
+        ))
+        .await?;
+        c.send(&Event::new("audio-start", audio_format())).await?;
+        Ok(c)
+    }
+
+    fn finish(&mut self, mut b: Breakdown) {
+        b.device_id = self.cfg.device_id.clone();
+        if b.outcome != "answered" {
+            self.shared.set(State::Idle);
+        }
+        latency::log(&b);
+        self.shared.metrics.record(&b);
+        self.shared.breakdowns.push(b);
+        self.source.discard_pending();
+    }
+
+    /// Capturing: stream to the STT connection, endpoint on VAD silence or max length.
+    async fn capturing(&mut self, mut c: Capture, frame: &[i16]) -> Option<Capture> {
+        let events = match c.conn.chunk_lockstep(frame, "during capture").await {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.shared.metrics.stt_outcome(false);
+                self.inference_error("capture", &e);
+                self.finish(Breakdown {
+                    request_id: c.id,
+                    outcome: "stt_failed".into(),
+                    wake_word: c.wake_word,
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                });
+                return None;
+            }
+        };
+        for ev in events {
+            let ts = ev.f64("timestamp").map(|t| c.start_ms + t);
+            match ev.kind.as_str() {
+                "voice-started" => {
+                    if c.speech_start.is_none() {
+                        c.speech_start = Some(ts.unwrap_or(self.now_ms()));
+                    }
+                    c.speech_end = None;
+                }
+                "voice-stopped" => {
+                    let end = ts.unwrap_or(self.now_ms());
+                    match c.speech_start {
+                        Some(st) if end - st < self.cfg.min_utterance_ms as f64 => {
+                            // a blip: not a request yet
+                            log::debug!(
+                                "speech of {:.0} ms ignored (< min_utterance_ms)",
+                                end - st
+                            );
+                            c.speech_start = None;
+                        }
+                        Some(_) => c.speech_end = Some(end),
+                        None => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let now = self.now_ms();
+        let elapsed = now - c.start_ms;
+        let silence_done = c
+            .speech_end
+            .is_some_and(|e| now - e >= self.cfg.end_silence_ms as f64);
+        let too_long = elapsed >= self.cfg.max_utterance_ms as f64;
+        if c.speech_start.is_none() && elapsed >= self.cfg.no_speech_timeout_ms as f64 {
+            log::info!(request_id = c.id, event = "no_request"; "wake word but no request within {} ms", self.cfg.no_speech_timeout_ms);
+            self.finish(Breakdown {
+                request_id: c.id,
+                outcome: "no_request".into(),
+                wake_word: c.wake_word,
+                ..Default::default()
+            });
+            return None;
+        }
+        if !(silence_done || too_long && c.speech_start.is_some()) {
+            if too_long {
+                // over the max with no speech at all: the no-speech timeout handles it
+            }
+            return Some(c);
+        }
+        self.shared.set(State::Endpointed);
+        let truncated = !silence_done;
+        if truncated {
+            log::warn!(request_id = c.id, event = "max_utterance"; "utterance cut at max_utterance_ms = {}", self.cfg.max_utterance_ms);
+        }
+        let speech_end = c.speech_end.unwrap_or(now);
+        self.respond(c, speech_end, now, truncated).await;
+        None
+    }
+
+    async fn respond(&mut self, mut c: Capture, speech_end: f64, endpoint: f64, truncated: bool) {
+        let mut b = Breakdown {
+            request_id: c.id,
+            wake_word: c.wake_word.clone(),
+            truncated,
+            wake_to_speech_end_ms: Some(speech_end - c.wake_ms),
+            endpoint_ms: Some(endpoint - speech_end),
+            ..Default::default()
+        };
+        // transcribing
+        self.shared.set(State::Transcribing);
+        let t = Instant::now();
+        let stt = async {
+            c.conn.send(&Event::new("audio-stop", json!({}))).await?;
+            loop {
+                let ev = c.conn.recv("waiting for the transcript").await?;
+                if ev.kind == "transcript" {
+                    return Ok::<_, WyomingError>(ev.str("text").unwrap_or("").to_owned());
+                }
+            }
+        }
+        .await;
+        b.stt_ms = Some(ms(t.elapsed()));
+        let mut text = match stt {
+            Ok(t) => {
+                self.shared.metrics.stt_outcome(true);
+                t
+            }
+            Err(e) => {
+                self.shared.metrics.stt_outcome(false);
+                self.inference_error("STT", &e);
+                b.outcome = "stt_failed".into();
+                b.error = Some(e.to_string());
+                self.finish(b);
+                return;
+            }
+        };
+        if let Some(inj) = &self.hooks.inject_transcript {
+            text = inj.clone();
+            b.transcript_injected = true;
+        }
+        b.transcript = Some(text.clone());
+        if text.trim().is_empty() {
+            b.outcome = "empty_transcript".into();
+            self.finish(b);
+            return;
+        }
+        // thinking
+        self.shared.set(State::Thinking);
+        let t = Instant::now();
+        let (reply, route, err) = self.ask_agents(&text, c.id).await;
+        b.agents_ms = Some(ms(t.elapsed()));
+        b.route = route;
+        b.reply = Some(reply.clone());
+        if let Some(e) = err {
+            b.error = Some(e);
+        }
+        // speaking
+        let t = Instant::now();
+        match self.speak(&reply).await {
+            Ok((first, played_ms)) => {
+                b.tts_first_audio_ms = Some(ms(first));
+                b.total_ms = Some(
+                    b.endpoint_ms.unwrap_or(0.0)
+                        + b.stt_ms.unwrap_or(0.0)
+                        + b.agents_ms.unwrap_or(0.0)
+                        + ms(first),
+                );
+                b.wake_to_first_audio_ms =
+                    Some(b.wake_to_speech_end_ms.unwrap_or(0.0) + b.total_ms.unwrap_or(0.0));
+                b.outcome = "answered".into();
+                self.speaking_left_ms = played_ms;
+                self.finish(b);
+            }
+            Err(e) => {
+                let _ = t;
+                self.inference_error("TTS", &e);
+                b.outcome = "tts_failed".into();
+                b.error = Some(e.to_string());
+                self.finish(b);
+            }
+        }
+    }
+
+    /// `POST /v1/process`; on failure the configured apology (and the error).
+    async fn ask_agents(&self, text: &str, id: u64) -> (String, Option<String>, Option<String>) {
+        if self.agents.url.is_empty() {
+            let e = "agents not configured ([agents] url is empty)".to_owned();
+            log::error!(request_id = id; "{e}");
+            return (self.cfg.agents_down_reply.clone(), None, Some(e));
+        }
+        let url = format!("{}/v1/process", self.agents.url.trim_end_matches('/'));
+        let body = json!({
+            "text": text,
+            "session_id": format!("voice-{}", self.cfg.device_id),
+            "device_id": self.cfg.device_id,
+        });
+        let r = async {
+            let resp = self
+                .http
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let st = resp.status();
+            let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+            if !st.is_success() {
+                return Err(format!("HTTP {st}: {v}"));
+            }
+            Ok(v)
+        }
+        .await;
+        match r {
+            Ok(v) => (
+                v["text"].as_str().unwrap_or_default().to_owned(),
+                v["route"].as_str().map(str::to_owned),
+                None,
+            ),
+            Err(e) => {
+                let e = format!("agents at {url} failed: {e}");
+                log::error!(request_id = id, event = "incident"; "{e}");
+                (self.cfg.agents_down_reply.clone(), None, Some(e))
+            }
+        }
+    }
+
+    /// Synthesize and queue on the sink; returns (time to first audio, audio duration in ms).
+    async fn speak(&mut self, text: &str) -> Result<(Duration, f64), WyomingError> {
+        let t = Instant::now();
+        let mut c = Client::connect(&self.inference.wyoming, self.inference.timeout).await?;
+        let mut data = json!({"text": text});
+        if !self.inference.voice.is_empty() {
+            data["voice"] = json!({"name": self.inference.voice});
+        }
+        c.send(&Event::new("synthesize", data)).await?;
+        let mut first = None;
+        let mut rate = 22_050u32;
+        let mut samples = 0usize;
+        loop {
+            let ev = c.recv("waiting for TTS audio").await?;
+            match ev.kind.as_str() {
+                "audio-start" => {
+                    rate = ev.u64("rate").unwrap_or(22_050) as u32;
+                }
+                "audio-chunk" => {
+                    if first.is_none() {
+                        first = Some(t.elapsed());
+                        rate = ev.u64("rate").map(|r| r as u32).unwrap_or(rate);
+                        self.shared.set(State::Speaking);
+                        if let Err(e) = self.sink.start(rate) {
+                            log::error!("audio output: {e}");
+                        }
+                    }
+                    let pcm = pcm_from_le(&ev.payload);
+                    samples += pcm.len();
+                    if let Err(e) = self.sink.write(&pcm) {
+                        log::error!("audio output: {e}");
+                    }
+                }
+                "audio-stop" => break,
+                _ => {}
+            }
+        }
+        let first = first.ok_or_else(|| WyomingError::Closed {
+            addr: c.addr.clone(),
+            during: "before any TTS audio".into(),
+        })?;
+        self.shared.set(State::Speaking);
+        Ok((first, samples as f64 * 1000.0 / rate as f64))
+    }
+}
