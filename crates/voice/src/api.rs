@@ -51,22 +51,42 @@ async fn pipeline_state(State(s): State<ApiState>) -> Response {
 }
 
 async fn wake(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
-    let ev: WakeEvent = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            let msg = e.to_string();
-            let field = ["device_id", "confidence", "wake_word"]
-                .into_iter()
-                .find(|f| msg.contains(f))
-                .unwrap_or("body");
-            return bad(field, &msg);
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
+        Ok(_) => {
+            return bad(
+                "body",
+                "expected a JSON object with device_id and confidence",
+            );
         }
+        Err(e) => return bad("body", &format!("not JSON: {e}")),
     };
-    if ev.device_id.trim().is_empty() {
+    for k in v.as_object().into_iter().flat_map(|m| m.keys()) {
+        if !["device_id", "confidence", "wake_word"].contains(&k.as_str()) {
+            return bad(k, "unknown field");
+        }
+    }
+    let Some(device_id) = v["device_id"].as_str() else {
+        return bad("device_id", "required, a string");
+    };
+    if device_id.trim().is_empty() {
         return bad("device_id", "must not be empty");
     }
-    if !(0.0..=1.0).contains(&ev.confidence) {
+    let Some(confidence) = v["confidence"].as_f64() else {
+        return bad("confidence", "required, a number from 0 to 1");
+    };
+    if !(0.0..=1.0).contains(&confidence) {
         return bad("confidence", "must be between 0 and 1");
     }
+    let wake_word = match &v["wake_word"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(w) => Some(w.clone()),
+        _ => return bad("wake_word", "must be a string"),
+    };
+    let ev = WakeEvent {
+        device_id: device_id.to_owned(),
+        confidence,
+        wake_word,
+    };
     Json(s.arbiter.submit(ev).await).into_response()
 }

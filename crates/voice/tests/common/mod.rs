@@ -1,0 +1,299 @@
+//! Test peers: the real barnabee-inference and barnabee-agents binaries (built by the
+//! workspace build: `cargo build -p barnabee-inference -p barnabee-agents`), the models
+//! dev/setup.d/70-inference.sh unpacks, the inference crate's stand-in model generator,
+//! espeak-ng speech.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A sibling binary of this workspace, next to the test executable's target dir.
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test> → target/debug/<name>
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: build it first (`cargo build -p {name}`; the workspace test run `dev/test` builds it)",
+        p.display()
+    );
+    p
+}
+
+/// `$BARNABEE_INFERENCE_CACHE`, else `$BARNABEE_CACHE/inference`, else `~/.cache/barnabee/inference`.
+pub fn cache() -> PathBuf {
+    if let Some(p) = std::env::var_os("BARNABEE_INFERENCE_CACHE") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("BARNABEE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/barnabee"))
+        .join("inference")
+}
+
+fn need(p: PathBuf, what: &str) -> PathBuf {
+    assert!(
+        p.exists(),
+        "{what} not found at {} — run dev/setup (dev/setup.d/70-inference.sh installs it)",
+        p.display()
+    );
+    p
+}
+
+pub fn ort_lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return need(PathBuf::from(p), "ORT_DYLIB_PATH");
+    }
+    need(
+        cache().join("onnxruntime-1.22.1/libonnxruntime.so"),
+        "libonnxruntime.so",
+    )
+}
+
+fn model(rel: &str) -> PathBuf {
+    need(cache().join("models").join(rel), "model")
+}
+
+/// The inference crate's generated stand-ins (STT, TTS), once per test process.
+pub fn standins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("barnabee-voice-standins-{}", std::process::id()));
+        let py = need(
+            workspace().join(".venv/bin/python"),
+            "the project venv (.venv)",
+        );
+        let out = Command::new(py)
+            .arg(workspace().join("crates/inference/tests/py/make_models.py"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make_models.py failed (run dev/setup): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn sha256(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn model_toml(name: &str, kind: &str, files: &[(&str, PathBuf)]) -> String {
+    let mut s = format!("[[models]]\nname = \"{name}\"\nkind = \"{kind}\"\n");
+    for (role, p) in files {
+        s.push_str(&format!(
+            "files.{role} = {{ path = \"{}\", sha256 = \"{}\" }}\n",
+            p.display(),
+            sha256(p)
+        ));
+    }
+    s
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process with its stderr in a file; SIGTERM on drop.
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    fn start(bin: &Path, cfg: &str, file: &str, wait_for: SocketAddr) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file);
+        std::fs::write(
+            &path,
+            cfg.replace("@DIR@", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut p = Proc {
+            child,
+            addr: wait_for,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(st) = p.child.try_wait().unwrap() {
+                panic!("{} exited with {st}: {}", bin.display(), p.stderr());
+            }
+            if TcpStream::connect(wait_for).is_ok() {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} not listening within 60 s: {}",
+            bin.display(),
+            p.stderr()
+        );
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real barnabee-inference with Silero VAD, openWakeWord (hey_jarvis) and the stand-in
+/// STT/TTS, its Wyoming server on `wyoming_port`.
+pub fn inference(wyoming_port: u16) -> Proc {
+    let s = standins();
+    let models = [
+        model_toml(
+            "silero",
+            "vad",
+            &[("model", model("silero-vad-6.2.3/silero_vad.onnx"))],
+        ),
+        model_toml(
+            "oww",
+            "wake",
+            &[
+                (
+                    "melspectrogram",
+                    model("openwakeword-0.5.1/melspectrogram.onnx"),
+                ),
+                (
+                    "embedding",
+                    model("openwakeword-0.5.1/embedding_model.onnx"),
+                ),
+                (
+                    "hey_jarvis",
+                    model("openwakeword-0.5.1/hey_jarvis_v0.1.onnx"),
+                ),
+            ],
+        ),
+        model_toml(
+            "parakeet",
+            "stt",
+            &[
+                ("encoder", s.join("stt/encoder.onnx")),
+                ("decoder_joint", s.join("stt/decoder_joint.onnx")),
+                ("vocab", s.join("stt/vocab.txt")),
+            ],
+        ),
+        model_toml(
+            "piper",
+            "tts",
+            &[
+                ("model", s.join("tts/voice.onnx")),
+                ("config", s.join("tts/voice.onnx.json")),
+            ],
+        ),
+    ]
+    .concat();
+    let http = free_port();
+    let cfg = format!(
+        "[service]\nlisten = \"127.0.0.1:{http}\"\n[service.log]\ntarget = \"stderr\"\n[runtime]\nlibrary = \"{}\"\n[wyoming]\nlisten = \"127.0.0.1:{wyoming_port}\"\n{models}",
+        ort_lib().display()
+    );
+    Proc::start(
+        &sibling_bin("barnabee-inference"),
+        &cfg,
+        "inference.toml",
+        format!("127.0.0.1:{wyoming_port}").parse().unwrap(),
+    )
+}
+
+/// The real barnabee-agents without Home Assistant (memory at a closed port).
+pub fn agents() -> Proc {
+    let port = free_port();
+    let closed = free_port();
+    let cfg = format!(
+        "state_dir = \"@DIR@\"\n[memory]\nurl = \"http://127.0.0.1:{closed}\"\n[service]\nlisten = \"127.0.0.1:{port}\"\n[service.log]\ntarget = \"stderr\"\n"
+    );
+    Proc::start(
+        &sibling_bin("barnabee-agents"),
+        &cfg,
+        "agents.toml",
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    )
+}
+
+/// espeak-ng speech at 16 kHz mono with `pad_s` seconds of silence before and after.
+pub fn speak(text: &str, pad_s: f32) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let out = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&path)
+        .arg(text)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run espeak-ng ({e}): install the Debian package espeak-ng (dev/setup does)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "espeak-ng: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let speech = barnabee_voice::audio::wav::read_16k_mono(&path).unwrap();
+    let pad = silence(pad_s);
+    [pad.clone(), speech, pad].concat()
+}
+
+pub fn silence(s: f32) -> Vec<i16> {
+    vec![0i16; (16_000.0 * s) as usize]
+}
+
+/// Deterministic white noise.
+pub fn noise(s: f32, amplitude: f32) -> Vec<i16> {
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    (0..(16_000.0 * s) as usize)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (((x % 20001) as f32 / 10000.0 - 1.0) * amplitude) as i16
+        })
+        .collect()
+}

@@ -1,0 +1,166 @@
+//! The real barnabee-voice binary: a minimal config (`[service] listen` only) starts it
+//! degraded ("no audio device" on this machine without a sound card; inference and agents not
+//! configured), it serves /v1/latency, /v1/state and wake arbitration, and rejects bad input
+//! with 400 naming the field.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Voice {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Voice {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(extra: &str) -> Voice {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("voice.toml");
+    std::fs::write(
+        &cfg,
+        format!("[service]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_barnabee-voice"))
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let v = Voice {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{}/health", v.base)).await.is_ok() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("barnabee-voice did not serve within 30 s");
+}
+
+async fn get(v: &Voice, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{}{path}", v.base)).await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(v: &Voice, path: &str, body: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", v.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn minimal_config_serves_degraded_with_no_audio_device_on_this_machine_without_sound_card() {
+    let v = start("").await;
+    // the audio worker's first attempt runs right after start
+    let mut h = Value::Null;
+    for _ in 0..100 {
+        h = get(&v, "/health").await.1;
+        if h["checks"]["audio"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("available input devices"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (st, _) = get(&v, "/health").await;
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
+    let audio = h["checks"]["audio"]["detail"].as_str().unwrap();
+    assert!(audio.starts_with("no audio device"), "{h}");
+    assert!(audio.contains("\"default\""), "{h}");
+    assert!(audio.contains("null"), "lists the available devices: {h}");
+    assert_eq!(h["checks"]["inference"]["ok"], false, "{h}");
+    assert!(
+        h["checks"]["inference"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not configured")
+    );
+    assert_eq!(get(&v, "/v1/state").await.1["state"], "idle");
+    assert_eq!(get(&v, "/v1/latency").await.1, json!({"breakdowns": []}));
+    let m = reqwest::get(format!("{}/metrics", v.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "barnabee_stt_latency_ms",
+        "barnabee_tts_latency_ms",
+        "barnabee_total_latency_ms",
+        "barnabee_stt_error_rate",
+    ] {
+        assert!(m.contains(name), "{name} missing:\n{m}");
+    }
+}
+
+#[tokio::test]
+async fn wake_arbitration_over_http_and_bad_input_names_the_field() {
+    let v = start("[audio]\nenabled = false\n[arbitration]\nwindow_ms = 200\n").await;
+    let (a, b) = tokio::join!(
+        post(
+            &v,
+            "/v1/wake",
+            r#"{"device_id":"kitchen","confidence":0.8}"#
+        ),
+        post(&v, "/v1/wake", r#"{"device_id":"hall","confidence":0.95}"#),
+    );
+    assert_eq!(a.0, 200, "{a:?}");
+    assert_eq!(a.1["winner"], false, "{a:?}");
+    assert_eq!(b.1["winner"], true, "{b:?}");
+    assert_eq!(a.1["winner_device_id"], "hall");
+    assert_eq!(a.1["contenders"], 2);
+    for (body, field) in [
+        (r#"{"confidence":0.5}"#, "device_id"),
+        (r#"{"device_id":"k","confidence":"high"}"#, "confidence"),
+        (r#"{"device_id":"k","confidence":1.5}"#, "confidence"),
+        (r#"{"device_id":" ","confidence":0.5}"#, "device_id"),
+        ("not json", "body"),
+    ] {
+        let (st, e) = post(&v, "/v1/wake", body).await;
+        assert_eq!(st, 400, "{body}: {e}");
+        assert_eq!(e["field"], field, "{body}: {e}");
+    }
+    let (st, e) = get(&v, "/v1/latency?n=0").await;
+    assert_eq!(st, 400);
+    assert_eq!(e["field"], "n");
+    let h = get(&v, "/health").await.1;
+    assert_eq!(h["checks"]["audio"]["ok"], true, "{h}");
+}

@@ -1,0 +1,290 @@
+//! The pipeline end to end without hardware: espeak-ng speech played by the WAV source on a
+//! test clock, the real barnabee-inference (real Silero VAD and openWakeWord over Wyoming;
+//! generated stand-in STT and TTS models), the real barnabee-agents WITHOUT Home Assistant.
+//!
+//! The inference daemon's STT model is a generated stand-in, so tests that need a meaningful
+//! transcript inject it at the STT stage (the STT round trip still runs and is timed); their
+//! names say `injected_transcript`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use barnabee_service::{Check, Health};
+use barnabee_voice::audio::wav::{Played, WavFileSink, WavSource};
+use barnabee_voice::audio::{Clock, ManualClock};
+use barnabee_voice::config::{AgentsConfig, InferenceConfig, PipelineConfig};
+use barnabee_voice::latency::VoiceMetrics;
+use barnabee_voice::pipeline::{Pipeline, Shared, State};
+use common::*;
+
+struct Outcome {
+    shared: Shared,
+    played: Played,
+    health: barnabee_service::health::Component,
+    _dir: tempfile::TempDir,
+}
+
+fn configs(wyoming_port: u16, agents_url: &str) -> (InferenceConfig, AgentsConfig, PipelineConfig) {
+    let inf = InferenceConfig {
+        wyoming: format!("127.0.0.1:{wyoming_port}"),
+        wake_words: vec!["hey_jarvis".into()],
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let ag = AgentsConfig {
+        url: agents_url.into(),
+        ..Default::default()
+    };
+    (inf, ag, PipelineConfig::default())
+}
+
+async fn run(
+    pcm: Vec<i16>,
+    clock: ManualClock,
+    wyoming_port: u16,
+    agents_url: &str,
+    tweak: impl FnOnce(&mut PipelineConfig),
+    inject: Option<&str>,
+) -> Outcome {
+    let health = Health::new().component("inference", Check::ok("starting").non_critical());
+    run_with(pcm, clock, wyoming_port, agents_url, tweak, inject, health).await
+}
+
+async fn run_with(
+    pcm: Vec<i16>,
+    clock: ManualClock,
+    wyoming_port: u16,
+    agents_url: &str,
+    tweak: impl FnOnce(&mut PipelineConfig),
+    inject: Option<&str>,
+    health: barnabee_service::health::Component,
+) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let (inf, ag, mut pc) = configs(wyoming_port, agents_url);
+    tweak(&mut pc);
+    let shared = Shared::new(
+        20,
+        VoiceMetrics::new(&barnabee_service::metrics::Metrics::new()),
+        Some(health.clone()),
+    );
+    let src = WavSource::from_pcm(pcm, Clock::Manual(clock), Duration::from_secs(1));
+    let sink = WavFileSink::new(dir.path());
+    let mut p = Pipeline::new(inf, ag, pc, shared.clone(), src, sink);
+    p.hooks.inject_transcript = inject.map(str::to_owned);
+    tokio::time::timeout(Duration::from_secs(240), p.run(None))
+        .await
+        .expect("pipeline did not finish within 240 s")
+        .unwrap();
+    Outcome {
+        played: p.sink().played(),
+        shared,
+        health,
+        _dir: dir,
+    }
+}
+
+fn transitions(s: &Shared) -> Vec<State> {
+    s.transitions.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_hey_jarvis_kitchen_lights_injected_transcript_agents_without_home_assistant() {
+    let wy = free_port();
+    let inf = inference(wy);
+    let ag = agents();
+    let pcm = speak("hey jarvis, turn on the kitchen lights", 1.0);
+    let o = run(
+        pcm,
+        ManualClock::free_running(),
+        wy,
+        &format!("http://{}", ag.addr),
+        |_| {},
+        Some("turn on the kitchen lights"),
+    )
+    .await;
+    let b = o.shared.breakdowns.last(10);
+    assert_eq!(b.len(), 1, "{b:#?}\ninference: {}", inf.stderr());
+    let b = &b[0];
+    eprintln!("breakdown: {}", serde_json::to_string_pretty(b).unwrap());
+    assert_eq!(b.outcome, "answered", "{b:#?}");
+    assert_eq!(b.wake_word.as_deref(), Some("hey_jarvis"));
+    assert!(b.transcript_injected);
+    assert_eq!(b.transcript.as_deref(), Some("turn on the kitchen lights"));
+    // barnabee-agents without Home Assistant: the action route, and an honest reply
+    assert_eq!(b.route.as_deref(), Some("action"), "{b:#?}");
+    assert!(
+        b.reply
+            .as_deref()
+            .unwrap()
+            .contains("Home Assistant is not configured"),
+        "{b:#?}"
+    );
+    assert!(!b.truncated);
+    for (name, v) in [
+        ("wake_to_speech_end", b.wake_to_speech_end_ms),
+        ("endpoint", b.endpoint_ms),
+        ("stt", b.stt_ms),
+        ("agents", b.agents_ms),
+        ("tts_first_audio", b.tts_first_audio_ms),
+        ("total", b.total_ms),
+        ("wake_to_first_audio", b.wake_to_first_audio_ms),
+    ] {
+        let v = v.unwrap_or_else(|| panic!("stage {name} missing: {b:#?}"));
+        assert!(v >= 0.0, "{name} = {v}");
+    }
+    // the command is ~1.5 s of speech after the wake word
+    let w = b.wake_to_speech_end_ms.unwrap();
+    assert!((500.0..4000.0).contains(&w), "wake→speech end {w} ms");
+    // TTS audio arrived at the file sink, at the voice's rate, played to the end
+    assert_eq!(
+        o.played.utterances.len(),
+        1,
+        "{:?}",
+        o.played.utterances.len()
+    );
+    let (rate, pcm, stopped) = &o.played.utterances[0];
+    assert_eq!(*rate, 22_050);
+    assert!(pcm.len() > 2_205 && pcm.iter().any(|s| *s != 0));
+    assert!(!stopped);
+    // the state machine went through every state, in order
+    let t = transitions(&o.shared);
+    let want = [
+        State::Idle,
+        State::WakeDetected,
+        State::Capturing,
+        State::Endpointed,
+        State::Transcribing,
+        State::Thinking,
+        State::Speaking,
+        State::Idle,
+    ];
+    let mut it = t.iter();
+    for w in want {
+        assert!(it.any(|s| *s == w), "{w:?} missing in order in {t:?}");
+    }
+    assert_eq!(o.shared.state(), State::Idle);
+    assert!(o.health.get().ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_and_noise_never_wake() {
+    let wy = free_port();
+    let _inf = inference(wy);
+    let pcm = [silence(3.0), noise(3.0, 3000.0), silence(1.0)].concat();
+    let o = run(pcm, ManualClock::free_running(), wy, "", |_| {}, None).await;
+    assert!(o.shared.breakdowns.last(10).is_empty());
+    assert!(o.played.utterances.is_empty());
+    assert!(transitions(&o.shared).iter().all(|s| *s == State::Idle));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_word_with_no_request_returns_to_idle() {
+    let wy = free_port();
+    let _inf = inference(wy);
+    let pcm = [speak("hey jarvis", 1.0), silence(5.0)].concat();
+    let o = run(
+        pcm,
+        ManualClock::free_running(),
+        wy,
+        "",
+        |c| c.no_speech_timeout_ms = 3000,
+        None,
+    )
+    .await;
+    let b = o.shared.breakdowns.last(10);
+    assert_eq!(b.len(), 1, "{b:#?}");
+    assert_eq!(b[0].outcome, "no_request");
+    assert!(b[0].stt_ms.is_none() && b[0].tts_first_audio_ms.is_none());
+    assert!(o.played.utterances.is_empty());
+    assert_eq!(o.shared.state(), State::Idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_long_utterance_is_cut_at_max_utterance_injected_transcript() {
+    let wy = free_port();
+    let _inf = inference(wy);
+    let ag = agents();
+    let long = "turn on the kitchen lights and the hall lights and the garden lights and the porch lights and the bedroom lights and the attic lights and the cellar lights";
+    let pcm = [speak("hey jarvis", 1.0), speak(long, 0.0), silence(1.0)].concat();
+    let o = run(
+        pcm,
+        ManualClock::free_running(),
+        wy,
+        &format!("http://{}", ag.addr),
+        |c| {
+            c.max_utterance_ms = 2500;
+            c.end_silence_ms = 2000; // espeak's pauses between phrases must not endpoint
+        },
+        Some("turn on the kitchen lights"),
+    )
+    .await;
+    let b = o.shared.breakdowns.last(10);
+    assert!(!b.is_empty());
+    let b = b.last().unwrap();
+    assert!(b.truncated, "{b:#?}");
+    assert_eq!(b.outcome, "answered", "{b:#?}");
+    let w = b.wake_to_speech_end_ms.unwrap();
+    assert!((2000.0..=2700.0).contains(&w), "cut at ~2.5 s, got {w}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_down_is_logged_on_health_and_the_pipeline_recovers_when_it_returns() {
+    let wy = free_port(); // nobody listens yet
+    let ag = agents();
+    let clock = ManualClock::new();
+    let pcm = [
+        silence(4.0),
+        speak("hey jarvis, turn on the kitchen lights", 1.0),
+    ]
+    .concat();
+    let url = format!("http://{}", ag.addr);
+    let c2 = clock.clone();
+    let health = Health::new().component("inference", Check::ok("starting").non_critical());
+    let h2 = health.clone();
+    let task = tokio::spawn(async move {
+        run_with(
+            pcm,
+            c2,
+            wy,
+            &url,
+            |_| {},
+            Some("turn on the kitchen lights"),
+            h2,
+        )
+        .await
+    });
+    // one second of audio with the inference daemon down
+    for _ in 0..12 {
+        clock.advance(Duration::from_millis(80));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let down = health.get();
+    assert!(!down.ok, "{down:?}");
+    assert!(
+        down.detail.contains("inference unreachable (wake word)")
+            && down.detail.contains(&format!("127.0.0.1:{wy}")),
+        "{down:?}"
+    );
+    assert!(
+        !task.is_finished(),
+        "the pipeline keeps running while inference is down"
+    );
+    let inf = inference(wy);
+    // let the rest run free
+    loop {
+        clock.advance(Duration::from_millis(80));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if task.is_finished() {
+            break;
+        }
+    }
+    let o = task.await.unwrap();
+    let b = o.shared.breakdowns.last(10);
+    assert_eq!(b.len(), 1, "{b:#?}\n{}", inf.stderr());
+    assert_eq!(b[0].outcome, "answered", "{b:#?}");
+    assert!(o.health.get().ok, "{:?}", o.health.get());
+    assert!(o.health.get().detail.contains(&wy.to_string()));
+}
