@@ -1,6 +1,6 @@
 //! Router benchmark: decisions per second and latency percentiles over the corpus.
 //!
-//!     cargo run --release -p barnabee-agents --bin bench -- [--rounds N] [CORPUS.tsv]
+//!     cargo run --release -p barnabee-agents --bin barnabee-agents-bench -- [--rounds N] [CORPUS.tsv]
 //!
 //! Default corpus: crates/agents/testdata/router/corpus.tsv (route TAB utterance).
 
