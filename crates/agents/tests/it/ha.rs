@@ -301,6 +301,37 @@ async fn ws_setup(base: &str, access: &str) -> String {
     llat
 }
 
+/// One WebSocket command (after auth); returns its result.
+async fn ws_call(base: &str, token: &str, msg: Value) -> Value {
+    let url = format!("{}/api/websocket", base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::Text(
+        json!({"type": "auth", "access_token": token})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.next().await.unwrap().unwrap();
+    let mut msg = msg;
+    msg["id"] = json!(1);
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        if let Some(Ok(Message::Text(t))) = ws.next().await {
+            let r: Value = serde_json::from_str(t.as_str()).unwrap();
+            if r["id"] == json!(1) {
+                assert_eq!(r["success"], true, "{msg} -> {r}");
+                return r["result"].clone();
+            }
+        }
+    }
+}
+
 fn p(lat: &mut [f64], q: f64) -> f64 {
     lat.sort_by(f64::total_cmp);
     lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]
@@ -398,6 +429,28 @@ fn home_assistant_actions() {
     // A query.
     let v = d.say("ha", "is the kitchen light on?");
     assert_eq!(v["text"], "Kitchen Lights is on.", "{v}");
+
+    // The index follows registry changes live: an alias added in HA now is understood.
+    let v = d.say("ha", "turn off the study lamp");
+    assert!(v["text"].as_str().unwrap().contains("couldn't find"), "{v}");
+    rt.block_on(ws_call(
+        &hass.base,
+        &llat,
+        json!({"type": "config/entity_registry/update", "entity_id": "light.entrance_color_white_lights", "aliases": ["study lamp"]}),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = d.say("ha", "turn off the study lamp");
+        if v["actions"][0]["entity_id"] == "light.entrance_color_white_lights" {
+            assert_eq!(
+                hass.state(&llat, "light.entrance_color_white_lights")["state"],
+                "off"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "alias not picked up: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Unknown device: a clear reply and nothing changed anywhere in HA.
     let before = hass.all_updated(&llat);
