@@ -124,7 +124,17 @@ impl App {
                 match result {
                     Ok(r) => {
                         memories_used = r.memories_used;
-                        r.text
+                        match self
+                            .interaction
+                            .answer_from_notes(&req.text, &r.notes)
+                            .await
+                        {
+                            Some((text, llm)) => {
+                                timings.llm += ms(llm);
+                                text
+                            }
+                            None => r.text,
+                        }
                     }
                     Err(e) => {
                         log::warn!(event = "memory_unavailable"; "{e}");

@@ -102,6 +102,51 @@ impl InteractionAgent {
         }
     }
 
+    /// Phrase a recall answer from memory notes with the LLM, when the budget allows (red:
+    /// never; yellow: local providers only). `None`: use the plain summary.
+    pub async fn answer_from_notes(
+        &self,
+        question: &str,
+        notes: &[String],
+    ) -> Option<(String, Duration)> {
+        if self.llm.providers.is_empty() || notes.is_empty() {
+            return None;
+        }
+        let state = self.budget_state();
+        if state == BudgetState::Red {
+            return None;
+        }
+        let listed: String = notes.iter().map(|n| format!("- {n}\n")).collect();
+        let messages = [
+            Message {
+                role: "system",
+                content: format!(
+                    "{} Answer the question using only these notes from the family's memory. If they do not answer it, say you don't know.\nNotes:\n{listed}",
+                    self.system_prompt
+                ),
+            },
+            Message {
+                role: "user",
+                content: question.to_owned(),
+            },
+        ];
+        let local_only = state == BudgetState::Yellow;
+        let start = Instant::now();
+        let c = self
+            .llm
+            .complete(
+                &messages,
+                self.stream,
+                |p| !local_only || p.local,
+                |a| self.metrics.llm_request(a.provider, a.model, a.outcome),
+            )
+            .await
+            .ok()?;
+        self.account(&c);
+        let text = c.text.trim().to_owned();
+        (!text.is_empty()).then(|| (text, start.elapsed()))
+    }
+
     fn account(&self, c: &crate::llm::Completion) {
         self.metrics.llm_tokens(
             &c.provider,

@@ -41,6 +41,8 @@ pub struct StoredTurn<'a> {
 pub struct Reply {
     pub text: String,
     pub memories_used: Vec<i64>,
+    /// The summaries found (recall), for an LLM to phrase the answer.
+    pub notes: Vec<String>,
 }
 
 impl MemoryAgent {
@@ -146,6 +148,7 @@ impl MemoryAgent {
             return Ok(Reply {
                 text: "What should I remember?".into(),
                 memories_used: Vec::new(),
+                notes: Vec::new(),
             });
         }
         let owner = speaker.unwrap_or(&self.default_speaker);
@@ -178,6 +181,7 @@ impl MemoryAgent {
         Ok(Reply {
             text: format!("Got it, I'll remember: {content}."),
             memories_used: vec![id],
+            notes: Vec::new(),
         })
     }
 
@@ -214,6 +218,7 @@ impl MemoryAgent {
         Ok(Reply {
             text,
             memories_used: used,
+            notes: summaries,
         })
     }
 }

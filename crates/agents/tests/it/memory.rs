@@ -132,3 +132,36 @@ fn remember_then_recall_through_barnabee_memory() {
     );
     assert_eq!(v["memories_used"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn recall_is_phrased_by_the_llm_when_the_budget_allows() {
+    use crate::llm::{FakeLlm, answer};
+    let dir = tempfile::tempdir().unwrap();
+    let mem = start_memory(dir.path());
+    let llm = FakeLlm::start(answer("Ana's dentist appointment is on Friday.", 12));
+    let d = Daemon::start(
+        dir.path(),
+        &format!(
+            "[memory]\nurl = \"{}\"\n[[llm.providers]]\nname = \"beast\"\nbase_url = \"{}\"\nmodel = \"m\"\nlocal = true\n",
+            mem.base, llm.base
+        ),
+    );
+    d.say("m", "Remember that Ana's dentist is on Friday");
+    assert_eq!(llm.requests().len(), 0, "storing needs no LLM");
+    let v = d.say("m", "When is Ana's dentist?");
+    assert_eq!(v["text"], "Ana's dentist appointment is on Friday.", "{v}");
+    assert_eq!(v["memories_used"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["timings"]["llm"].as_f64().unwrap() > 0.0, "{v}");
+    let system = llm.requests()[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(system.contains("- Ana's dentist is on Friday"), "{system}");
+    // Nothing found: no LLM call, the plain answer.
+    let v = d.say("m", "what do you know about the spaceship");
+    assert_eq!(
+        v["text"], "I don't remember anything about spaceship.",
+        "{v}"
+    );
+    assert_eq!(llm.requests().len(), 1);
+}
