@@ -8,7 +8,9 @@
 //! - `POST /v1/embed/text` — `{"texts": [...]}` (or `"text"`) → `{model, dim, embeddings,
 //!   timings_ms}`.
 //! - `POST /v1/embed/speaker[?model=NAME]` — WAV/PCM body → `{model, embedding, timings_ms}`.
-//! - `POST /v1/vad` — WAV/PCM body → `{model, probabilities, segments_ms}`.
+//! - `POST /v1/vad` — WAV/PCM body → `{model, probabilities, events}`.
+//! - `POST /v1/wake[?names=a,b]` — WAV/PCM body → `{model, detections: [{name, score, ms}],
+//!   best}` (best score per wake word over the clip).
 //! - `GET /v1/models` — loaded models, failures, the Wyoming address.
 //!
 //! Bad input is a 400 naming the problem, a missing model 404, admission control 503 with the
@@ -50,6 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/embed/text", post(embed_text))
         .route("/v1/embed/speaker", post(embed_speaker))
         .route("/v1/vad", post(vad))
+        .route("/v1/wake", post(wake))
         .route("/v1/models", get(models))
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(app)
@@ -276,4 +279,58 @@ async fn models(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "failures": app.registry.failures,
         "wyoming": wy.map(|a| a.to_string()),
     }))
+}
+
+#[derive(Deserialize)]
+struct WakeQuery {
+    names: Option<String>,
+    model: Option<String>,
+}
+
+async fn wake(
+    State(app): State<Arc<App>>,
+    Query(q): Query<WakeQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let t0 = Instant::now();
+    let samples = decode_audio(&headers, &body)?;
+    let pcm: Vec<i16> = samples.iter().map(|s| (s * 32768.0) as i16).collect();
+    let model = app.model(Kind::Wake, q.model.as_deref())?;
+    let names: Vec<String> = q
+        .names
+        .as_deref()
+        .map(|n| {
+            n.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Inner::Wake(w) = &model.inner {
+        let known = w.names();
+        if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
+            return Err(ApiError::BadInput(format!(
+                "unknown wake word {bad:?} (known: {known:?})"
+            )));
+        }
+    }
+    let name = model.name.clone();
+    let (dets, best) = app
+        .run_model(model, move |m| match &m.inner {
+            Inner::Wake(w) => {
+                let mut st = w.stream(names);
+                let d = w.push(&mut st, &pcm)?;
+                Ok((d, st.best))
+            }
+            _ => Err("not a wake model".into()),
+        })
+        .await?;
+    let dets: Vec<serde_json::Value> = dets
+        .iter()
+        .map(|d| json!({"name": d.name, "score": d.score, "ms": d.ms}))
+        .collect();
+    Ok(Json(
+        json!({"model": name, "detections": dets, "best": best, "timings_ms": {"total": ms(t0)}}),
+    ))
 }

@@ -264,3 +264,31 @@ fn a_busy_wyoming_port_degrades_instead_of_failing() {
         "{w}"
     );
 }
+
+#[test]
+fn http_wake_endpoint_with_the_real_openwakeword_models() {
+    let toml = model_toml(
+        "oww",
+        "wake",
+        &[
+            ("melspectrogram", &oww("melspectrogram")),
+            ("embedding", &oww("embedding_model")),
+            ("hey_jarvis", &oww("hey_jarvis_v0.1")),
+        ],
+        "",
+    );
+    let d = Daemon::start(&toml, None);
+    let wav = wav_bytes(&speak("hey jarvis", "en-us", 150, 1.0));
+    let (st, _, body) = http(d.addr, "POST", "/v1/wake", "audio/wav", &wav);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["detections"][0]["name"], "hey_jarvis", "{v}");
+    let wav = wav_bytes(&speak("turn on the kitchen light", "en-us", 150, 1.0));
+    let (_, _, body) = http(d.addr, "POST", "/v1/wake", "audio/wav", &wav);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["detections"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["best"]["hey_jarvis"].as_f64().unwrap() < 0.5);
+    let (st, _, body) = http(d.addr, "POST", "/v1/wake?names=alexa", "audio/wav", &wav);
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("alexa"));
+}
