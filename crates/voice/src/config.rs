@@ -22,6 +22,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     #[serde(default)]
     pub arbitration: ArbitrationConfig,
+    #[serde(default)]
+    pub speaker: SpeakerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +144,37 @@ pub struct ArbitrationConfig {
 impl Default for ArbitrationConfig {
     fn default() -> Self {
         ArbitrationConfig { window_ms: 300 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeakerConfig {
+    /// Identify the speaker of each request (personalisation only).
+    pub enabled: bool,
+    /// barnabee-inference HTTP base URL (`POST /v1/embed/speaker`).
+    pub inference_url: String,
+    /// barnabee-memory base URL (`GET /v1/speakers`: enrolled centroids).
+    pub memory_url: String,
+    /// Minimum cosine similarity to the best centroid.
+    pub threshold: f64,
+    /// Minimum lead of the best centroid over the runner-up.
+    pub margin: f64,
+    /// How long the enrolled profiles are cached.
+    #[serde(with = "seconds")]
+    pub refresh: Duration,
+}
+
+impl Default for SpeakerConfig {
+    fn default() -> Self {
+        SpeakerConfig {
+            enabled: false,
+            inference_url: String::new(),
+            memory_url: String::new(),
+            threshold: 0.6,
+            margin: 0.1,
+            refresh: Duration::from_secs(60),
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Breakdown {
     pub transcript_injected: bool,
     pub reply: Option<String>,
     pub route: Option<String>,
+    /// Identified speaker ("guest" below the threshold/margin); `None` when disabled.
+    pub speaker: Option<String>,
+    pub speaker_confidence: Option<f64>,
     /// The capture was cut at `max_utterance_ms`.
     pub truncated: bool,
     /// Wake word detected → end of speech (audio time).
@@ -53,6 +56,7 @@ pub struct VoiceMetrics {
     pub stt_error_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub requests: Family<Vec<(String, String)>, Counter>,
     pub barge_ins: Counter,
+    pub speaker_confidence: Gauge<f64, std::sync::atomic::AtomicU64>,
     stt_attempts: Arc<AtomicU64>,
     stt_errors: Arc<AtomicU64>,
 }
@@ -73,6 +77,7 @@ impl VoiceMetrics {
             stt_error_rate: Gauge::default(),
             requests: Family::default(),
             barge_ins: Counter::default(),
+            speaker_confidence: Gauge::default(),
             stt_attempts: Arc::default(),
             stt_errors: Arc::default(),
         };
@@ -105,6 +110,11 @@ impl VoiceMetrics {
             "barnabee_voice_barge_ins",
             "Wake words heard while speaking (playback stopped)",
             v.barge_ins.clone(),
+        );
+        m.register(
+            "barnabee_speaker_id_confidence",
+            "Cosine score of the last speaker identification's best match",
+            v.speaker_confidence.clone(),
         );
         v
     }

@@ -6,7 +6,7 @@
 //!   transcribing → thinking → speaking → idle, with barge-in.
 //! - [`wyoming`]: a Wyoming client (wake word, VAD, STT, TTS on the beast's barnabee-inference).
 //! - [`latency`]: per-request stage breakdowns, logs and metrics; [`arbitration`]: multi-device
-//!   wake arbitration.
+//!   wake arbitration; [`speaker`]: speaker identification against barnabee-memory's centroids.
 //!
 //! ## Not built yet
 //!
@@ -14,8 +14,7 @@
 //!   barnabee-inference's processing code (`vad`, `wake`), not copy it: the plan is a library
 //!   dependency on those modules, then extracting them into a shared `crates/` library (the
 //!   documented exception to "daemons don't depend on each other"). Only `remote` works today.
-//! - Speaker identification (embedding → centroids from barnabee-memory's `/v1/speakers`) and
-//!   `barnabee voice enroll`.
+//! - `barnabee voice enroll NAME WAV...` (the CLI side of speaker enrolment).
 
 pub mod api;
 pub mod arbitration;
@@ -23,6 +22,7 @@ pub mod audio;
 pub mod config;
 pub mod latency;
 pub mod pipeline;
+pub mod speaker;
 pub mod wyoming;
 
 pub use config::Config;
@@ -112,6 +112,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
                             src,
                             sink,
                         );
+                        if cfg.speaker.enabled {
+                            p.speaker = Some(speaker::SpeakerId::new(cfg.speaker.clone()));
+                        }
                         match p.run(Some(stop.clone())).await {
                             Ok(()) => return,
                             Err(e) => e,

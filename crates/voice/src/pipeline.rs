@@ -29,6 +29,7 @@ use serde_json::json;
 use crate::audio::{AudioSink, AudioSource, FRAME, RATE};
 use crate::config::{AgentsConfig, InferenceConfig, PipelineConfig};
 use crate::latency::{self, Breakdown, Breakdowns, VoiceMetrics};
+use crate::speaker::SpeakerId;
 use crate::wyoming::{Client, Event, WyomingError, audio_format, pcm_from_le};
 use barnabee_service::health::Component;
 
@@ -106,6 +107,8 @@ struct Capture {
     start_ms: f64,
     speech_start: Option<f64>,
     speech_end: Option<f64>,
+    /// The captured audio (for speaker identification).
+    audio: Vec<i16>,
 }
 
 pub struct Pipeline<S: AudioSource, K: AudioSink> {
@@ -114,6 +117,8 @@ pub struct Pipeline<S: AudioSource, K: AudioSink> {
     pub cfg: PipelineConfig,
     pub hooks: Hooks,
     pub shared: Shared,
+    /// Speaker identification, when enabled.
+    pub speaker: Option<SpeakerId>,
     source: S,
     sink: K,
     http: reqwest::Client,
@@ -150,6 +155,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             cfg,
             hooks: Hooks::default(),
             shared,
+            speaker: None,
             source,
             sink,
             http,
@@ -292,6 +298,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                     start_ms: now,
                     speech_start: None,
                     speech_end: None,
+                    audio: Vec::new(),
                 })
             }
             Err(e) => {
@@ -347,6 +354,9 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                 return None;
             }
         };
+        if c.audio.len() < RATE as usize * 30 {
+            c.audio.extend_from_slice(frame);
+        }
         for ev in events {
             let ts = ev.f64("timestamp").map(|t| c.start_ms + t);
             match ev.kind.as_str() {
@@ -418,17 +428,52 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         // transcribing
         self.shared.set(State::Transcribing);
         let t = Instant::now();
+        let conn = &mut c.conn;
         let stt = async {
-            c.conn.send(&Event::new("audio-stop", json!({}))).await?;
-            loop {
-                let ev = c.conn.recv("waiting for the transcript").await?;
+            conn.send(&Event::new("audio-stop", json!({}))).await?;
+            let r = loop {
+                let ev = conn.recv("waiting for the transcript").await?;
                 if ev.kind == "transcript" {
-                    return Ok::<_, WyomingError>(ev.str("text").unwrap_or("").to_owned());
+                    break ev.str("text").unwrap_or("").to_owned();
                 }
+            };
+            Ok::<_, WyomingError>((r, t.elapsed()))
+        };
+        // speaker identification runs beside STT
+        let audio = std::mem::take(&mut c.audio);
+        let spk = self.speaker.as_mut();
+        let who = async move {
+            match spk {
+                Some(s) => {
+                    let t = Instant::now();
+                    Some((s.identify(&audio).await, t.elapsed()))
+                }
+                None => None,
             }
+        };
+        let (stt, who) = tokio::join!(stt, who);
+        let stt = stt.map(|(text, d)| {
+            b.stt_ms = Some(ms(d));
+            text
+        });
+        if b.stt_ms.is_none() {
+            b.stt_ms = Some(ms(t.elapsed()));
         }
-        .await;
-        b.stt_ms = Some(ms(t.elapsed()));
+        let mut speaker = None;
+        match who {
+            Some((Ok(d), took)) => {
+                self.shared.metrics.speaker_confidence.set(d.confidence);
+                log::info!(request_id = c.id, speaker = d.speaker.as_str(), confidence = d.confidence, speaker_ms = ms(took); "speaker {} ({:.2}, margin {:.2})", d.speaker, d.confidence, d.margin);
+                b.speaker = Some(d.speaker.clone());
+                b.speaker_confidence = Some(d.confidence);
+                speaker = Some(d.speaker);
+            }
+            Some((Err(e), _)) => {
+                log::warn!(request_id = c.id, event = "speaker_id_failed"; "speaker identification failed: {e}");
+                b.speaker = Some(crate::speaker::GUEST.into());
+            }
+            None => {}
+        }
         let mut text = match stt {
             Ok(t) => {
                 self.shared.metrics.stt_outcome(true);
@@ -456,7 +501,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         // thinking
         self.shared.set(State::Thinking);
         let t = Instant::now();
-        let (reply, route, err) = self.ask_agents(&text, c.id).await;
+        let (reply, route, err) = self.ask_agents(&text, speaker.as_deref(), c.id).await;
         b.agents_ms = Some(ms(t.elapsed()));
         b.route = route;
         b.reply = Some(reply.clone());
@@ -491,18 +536,26 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
     }
 
     /// `POST /v1/process`; on failure the configured apology (and the error).
-    async fn ask_agents(&self, text: &str, id: u64) -> (String, Option<String>, Option<String>) {
+    async fn ask_agents(
+        &self,
+        text: &str,
+        speaker: Option<&str>,
+        id: u64,
+    ) -> (String, Option<String>, Option<String>) {
         if self.agents.url.is_empty() {
             let e = "agents not configured ([agents] url is empty)".to_owned();
             log::error!(request_id = id; "{e}");
             return (self.cfg.agents_down_reply.clone(), None, Some(e));
         }
         let url = format!("{}/v1/process", self.agents.url.trim_end_matches('/'));
-        let body = json!({
+        let mut body = json!({
             "text": text,
             "session_id": format!("voice-{}", self.cfg.device_id),
             "device_id": self.cfg.device_id,
         });
+        if let Some(sp) = speaker {
+            body["speaker"] = json!(sp);
+        }
         let r = async {
             let resp = self
                 .http

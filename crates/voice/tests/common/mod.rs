@@ -119,6 +119,8 @@ pub fn free_port() -> u16 {
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The HTTP API (for the inference daemon, whose `addr` is the Wyoming port).
+    pub http: Option<SocketAddr>,
     pub log: PathBuf,
     pub _dir: tempfile::TempDir,
 }
@@ -147,6 +149,7 @@ impl Proc {
         let mut p = Proc {
             child,
             addr: wait_for,
+            http: None,
             log,
             _dir: dir,
         };
@@ -220,6 +223,11 @@ pub fn inference(wyoming_port: u16) -> Proc {
             ],
         ),
         model_toml(
+            "wespeaker",
+            "speaker",
+            &[("model", s.join("speaker/speaker.onnx"))],
+        ),
+        model_toml(
             "piper",
             "tts",
             &[
@@ -234,11 +242,27 @@ pub fn inference(wyoming_port: u16) -> Proc {
         "[service]\nlisten = \"127.0.0.1:{http}\"\n[service.log]\ntarget = \"stderr\"\n[runtime]\nlibrary = \"{}\"\n[wyoming]\nlisten = \"127.0.0.1:{wyoming_port}\"\n{models}",
         ort_lib().display()
     );
-    Proc::start(
+    let mut p = Proc::start(
         &sibling_bin("barnabee-inference"),
         &cfg,
         "inference.toml",
         format!("127.0.0.1:{wyoming_port}").parse().unwrap(),
+    );
+    p.http = Some(format!("127.0.0.1:{http}").parse().unwrap());
+    p
+}
+
+/// The real barnabee-memory (speaker profiles) with a database in a temp dir.
+pub fn memory() -> Proc {
+    let port = free_port();
+    let cfg = format!(
+        "[service]\nlisten = \"127.0.0.1:{port}\"\n[service.log]\ntarget = \"stderr\"\n[database]\npath = \"@DIR@/memory.db\"\n"
+    );
+    Proc::start(
+        &sibling_bin("barnabee-memory"),
+        &cfg,
+        "memory.toml",
+        format!("127.0.0.1:{port}").parse().unwrap(),
     )
 }
 
@@ -259,10 +283,15 @@ pub fn agents() -> Proc {
 
 /// espeak-ng speech at 16 kHz mono with `pad_s` seconds of silence before and after.
 pub fn speak(text: &str, pad_s: f32) -> Vec<i16> {
+    speak_as("en-us", text, pad_s)
+}
+
+/// [`speak`] with an espeak-ng voice (`en-us+f2`, `en-gb+m1`, …).
+pub fn speak_as(voice: &str, text: &str, pad_s: f32) -> Vec<i16> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.wav");
     let out = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
+        .args(["-v", voice, "-s", "150", "-w"])
         .arg(&path)
         .arg(text)
         .output()

@@ -1,0 +1,216 @@
+//! Speaker identification (personalisation only, never authentication): the captured
+//! utterance → barnabee-inference `POST /v1/embed/speaker` → cosine against each enrolled
+//! member's centroid from barnabee-memory `GET /v1/speakers` → the best match if its score is
+//! at least `threshold` and beats the runner-up by `margin`, else "guest".
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SpeakerConfig;
+
+pub const GUEST: &str = "guest";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The member's name, or "guest".
+    pub speaker: String,
+    /// Cosine similarity of the best match (0 when nobody is enrolled).
+    pub confidence: f64,
+    /// Best score minus the runner-up's.
+    pub margin: f64,
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() || a.is_empty() {
+        return 0.0;
+    }
+    let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        d += *x as f64 * *y as f64;
+        na += *x as f64 * *x as f64;
+        nb += *y as f64 * *y as f64;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        d / (na.sqrt() * nb.sqrt())
+    }
+}
+
+/// Decide among enrolled centroids (profiles of another dimension are skipped).
+pub fn identify(embedding: &[f32], profiles: &[Profile], threshold: f64, margin: f64) -> Decision {
+    let mut scores: Vec<(f64, &str)> = profiles
+        .iter()
+        .filter(|p| p.centroid.len() == embedding.len())
+        .map(|p| (cosine(embedding, &p.centroid), p.name.as_str()))
+        .collect();
+    scores.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let Some(&(best, name)) = scores.first() else {
+        return Decision {
+            speaker: GUEST.into(),
+            confidence: 0.0,
+            margin: 0.0,
+        };
+    };
+    let second = scores.get(1).map(|s| s.0).unwrap_or(-1.0);
+    let m = best - second;
+    Decision {
+        speaker: if best >= threshold && m >= margin {
+            name.to_owned()
+        } else {
+            GUEST.into()
+        },
+        confidence: best,
+        margin: m,
+    }
+}
+
+/// barnabee-memory's speaker profile (the fields we use).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub centroid: Vec<f32>,
+}
+
+/// Talks to the inference and memory daemons; caches the profiles for `refresh`.
+pub struct SpeakerId {
+    cfg: SpeakerConfig,
+    http: reqwest::Client,
+    cache: Option<(Instant, Vec<Profile>)>,
+}
+
+impl SpeakerId {
+    pub fn new(cfg: SpeakerConfig) -> SpeakerId {
+        SpeakerId {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            cfg,
+            cache: None,
+        }
+    }
+
+    async fn profiles(&mut self) -> Result<Vec<Profile>, String> {
+        if let Some((at, p)) = &self.cache
+            && at.elapsed() < self.cfg.refresh
+        {
+            return Ok(p.clone());
+        }
+        let url = format!("{}/v1/speakers", self.cfg.memory_url.trim_end_matches('/'));
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("{url}: HTTP {}", r.status()));
+        }
+        let p: Vec<Profile> = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+        self.cache = Some((Instant::now(), p.clone()));
+        Ok(p)
+    }
+
+    /// Identify the speaker of 16 kHz mono PCM.
+    pub async fn identify(&mut self, pcm: &[i16]) -> Result<Decision, String> {
+        let url = format!(
+            "{}/v1/embed/speaker",
+            self.cfg.inference_url.trim_end_matches('/')
+        );
+        let body = wav_bytes(pcm);
+        let r = self
+            .http
+            .post(&url)
+            .header("content-type", "audio/wav")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let st = r.status();
+        let v: serde_json::Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+        if !st.is_success() {
+            return Err(format!("{url}: HTTP {st}: {v}"));
+        }
+        let emb: Vec<f32> = v["embedding"]
+            .as_array()
+            .ok_or_else(|| format!("{url}: no embedding in {v}"))?
+            .iter()
+            .filter_map(|x| x.as_f64().map(|f| f as f32))
+            .collect();
+        let profiles = self.profiles().await?;
+        Ok(identify(
+            &emb,
+            &profiles,
+            self.cfg.threshold,
+            self.cfg.margin,
+        ))
+    }
+}
+
+/// 16 kHz mono 16-bit WAV bytes.
+pub fn wav_bytes(pcm: &[i16]) -> Vec<u8> {
+    let data_len = (pcm.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + pcm.len() * 2);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&crate::audio::RATE.to_le_bytes());
+    b.extend_from_slice(&(crate::audio::RATE * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in pcm {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn p(name: &str, c: &[f32]) -> Profile {
+        Profile {
+            name: name.into(),
+            centroid: c.to_vec(),
+        }
+    }
+
+    #[test]
+    fn threshold_and_margin_else_guest() {
+        let profiles = [p("alice", &[1.0, 0.0, 0.0]), p("bob", &[0.0, 1.0, 0.0])];
+        let d = identify(&[0.9, 0.1, 0.0], &profiles, 0.7, 0.2);
+        assert_eq!(d.speaker, "alice");
+        assert!(d.confidence > 0.99 && d.margin > 0.8);
+        // below the threshold
+        assert_eq!(
+            identify(&[0.5, 0.4, 0.77], &profiles, 0.7, 0.2).speaker,
+            GUEST
+        );
+        // above the threshold but too close to the runner-up
+        let close = [p("alice", &[1.0, 0.1]), p("bob", &[1.0, 0.0])];
+        let d = identify(&[1.0, 0.05], &close, 0.7, 0.2);
+        assert_eq!(d.speaker, GUEST);
+        assert!(d.confidence > 0.99);
+        // nobody enrolled, or another embedding dimension
+        assert_eq!(identify(&[1.0], &[], 0.1, 0.0).speaker, GUEST);
+        assert_eq!(
+            identify(&[1.0, 0.0], &[p("x", &[1.0])], 0.1, 0.0).speaker,
+            GUEST
+        );
+    }
+
+    #[test]
+    fn cosine_is_scale_free_and_safe_on_zero() {
+        assert!((cosine(&[2.0, 0.0], &[5.0, 0.0]) - 1.0).abs() < 1e-9);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+        assert!((cosine(&[1.0, 0.0], &[-1.0, 0.0]) + 1.0).abs() < 1e-9);
+    }
+}
