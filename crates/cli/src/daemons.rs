@@ -12,8 +12,9 @@ pub struct Daemon {
     pub role: &'static str,
     /// Default HTTP port on 127.0.0.1.
     pub port: u16,
-    /// Development config; `@STATE@` and `@LISTEN@` (inside TOML strings) are filled in by
-    /// `barnabee up`.
+    /// Development config, with placeholders (inside TOML strings) filled in by `barnabee up`:
+    /// `@STATE@` the daemon's state dir, `@LISTEN@` its address, `@URL:<role>@` another
+    /// daemon's base URL and `@ADDR:<port>@` `127.0.0.1:<port>`, both shifted by the offset.
     pub dev_config: &'static str,
 }
 
@@ -26,10 +27,27 @@ impl Daemon {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    pub fn render_config(&self, state_dir: &Path, listen: SocketAddr) -> String {
-        self.dev_config
+    pub fn addr(&self, port_offset: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port.saturating_add(port_offset)))
+    }
+
+    pub fn render_config(&self, state_dir: &Path, port_offset: u16) -> String {
+        let mut text = self
+            .dev_config
             .replace("@STATE@", &toml_escape(&state_dir.display().to_string()))
-            .replace("@LISTEN@", &toml_escape(&listen.to_string()))
+            .replace("@LISTEN@", &self.addr(port_offset).to_string());
+        for other in DAEMONS {
+            let url = format!("http://{}", other.addr(port_offset));
+            text = text.replace(&format!("@URL:{}@", other.role), &url);
+        }
+        while let Some(start) = text.find("@ADDR:") {
+            let rest = &text[start + 6..];
+            let Some(end) = rest.find('@') else { break };
+            let port: u16 = rest[..end].parse().unwrap_or(0);
+            let addr = format!("127.0.0.1:{}", port.saturating_add(port_offset));
+            text.replace_range(start..start + 6 + end + 1, &addr);
+        }
+        text
     }
 }
 
@@ -107,19 +125,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dev_configs_render_to_valid_toml_with_the_listen_address() {
+    fn dev_configs_render_to_valid_toml_with_shifted_addresses() {
         for d in DAEMONS {
-            let text = d.render_config(Path::new("/tmp/a \"b\"/state"), d.default_addr());
+            let text = d.render_config(Path::new("/tmp/a \"b\"/state"), 100);
+            assert!(
+                !text.contains('@'),
+                "{}: unfilled placeholder\n{text}",
+                d.role
+            );
             let value: toml::Table =
                 toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", d.role));
             let listen = value["service"]["listen"].as_str();
-            assert_eq!(
-                listen,
-                Some(d.default_addr().to_string().as_str()),
-                "{}",
-                d.role
-            );
+            let expected = format!("127.0.0.1:{}", d.port + 100);
+            assert_eq!(listen, Some(expected.as_str()), "{}", d.role);
         }
+    }
+
+    #[test]
+    fn placeholders_for_peers_follow_the_offset() {
+        let d = Daemon {
+            role: "x",
+            port: 1,
+            dev_config: "a = \"@URL:memory@\"\nb = \"@ADDR:10300@\"\n",
+        };
+        assert_eq!(
+            d.render_config(Path::new("/s"), 5),
+            "a = \"http://127.0.0.1:7706\"\nb = \"127.0.0.1:10305\"\n"
+        );
     }
 
     #[test]

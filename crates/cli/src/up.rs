@@ -177,7 +177,7 @@ fn plan(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<Plan>> {
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
         std::fs::create_dir_all(config.parent().unwrap_or(data_dir))?;
-        std::fs::write(&config, daemon.render_config(&state_dir, addr))
+        std::fs::write(&config, daemon.render_config(&state_dir, args.port_offset))
             .with_context(|| format!("writing {}", config.display()))?;
         if std::net::TcpListener::bind(addr).is_err() {
             anyhow::bail!(

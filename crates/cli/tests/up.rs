@@ -1,6 +1,8 @@
 //! `barnabee up` with the real daemon binaries of this workspace: starts them, `status`
 //! reports them healthy, a killed daemon is restarted, SIGINT stops everything with exit 0.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
