@@ -441,3 +441,63 @@ async fn speaker_id_wiring_inference_embedding_memory_centroids_stand_in_model_i
             .contains(&format!("barnabee_speaker_id_confidence {c}"))
     );
 }
+
+/// The full path with Home Assistant: the kitchen light is off, the spoken request goes
+/// through the real wake word/VAD, the STT stage (transcript injected: stand-in STT model),
+/// barnabee-agents against Home Assistant (demo integration), the stand-in TTS; the light is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_with_home_assistant_the_light_is_on_injected_transcript() {
+    let ha = hass();
+    let base = format!("http://{}", ha.addr);
+    let token = ha_onboard(&base).await;
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ha_state(&base, &token, "light.kitchen_lights")
+        .await
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HA demo lights never appeared:\n{}",
+            ha.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = http
+        .post(format!("{base}/api/services/light/turn_off"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"entity_id": "light.kitchen_lights"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(ha_state(&base, &token, "light.kitchen_lights").await, "off");
+    let wy = free_port();
+    let _inf = inference(wy);
+    let ag = agents_with_ha(&base, &token).await;
+    let o = run(
+        speak("hey jarvis, turn on the kitchen lights", 1.0),
+        ManualClock::free_running(),
+        wy,
+        &format!("http://{}", ag.addr),
+        |_| {},
+        Some("turn on the kitchen lights"),
+    )
+    .await;
+    let b = o.shared.breakdowns.last(5);
+    assert_eq!(b.len(), 1, "{b:#?}\nagents: {}", ag.stderr());
+    eprintln!(
+        "breakdown with HA: {}",
+        serde_json::to_string(&b[0]).unwrap()
+    );
+    assert_eq!(b[0].outcome, "answered");
+    assert_eq!(b[0].route.as_deref(), Some("action"));
+    assert_eq!(
+        b[0].reply.as_deref(),
+        Some("Turned on Kitchen Lights."),
+        "{b:#?}"
+    );
+    assert_eq!(ha_state(&base, &token, "light.kitchen_lights").await, "on");
+    assert_eq!(o.played.utterances.len(), 1);
+    assert!(b[0].total_ms.is_some() && b[0].agents_ms.is_some());
+}

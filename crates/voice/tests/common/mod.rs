@@ -134,10 +134,14 @@ impl Proc {
             cfg.replace("@DIR@", &dir.path().display().to_string()),
         )
         .unwrap();
+        let args = vec!["--config".to_owned(), path.display().to_string()];
+        Proc::spawn(bin, &args, dir, wait_for)
+    }
+
+    fn spawn(bin: &Path, args: &[String], dir: tempfile::TempDir, wait_for: SocketAddr) -> Proc {
         let log = dir.path().join("stderr.log");
         let child = Command::new(bin)
-            .arg("--config")
-            .arg(&path)
+            .args(args)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("STATE_DIRECTORY")
             .env_remove("CREDENTIALS_DIRECTORY")
@@ -153,7 +157,7 @@ impl Proc {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
             if let Some(st) = p.child.try_wait().unwrap() {
                 panic!("{} exited with {st}: {}", bin.display(), p.stderr());
@@ -164,7 +168,7 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "{} not listening within 60 s: {}",
+            "{} not listening within 90 s: {}",
             bin.display(),
             p.stderr()
         );
@@ -325,4 +329,156 @@ pub fn noise(s: f32, amplitude: f32) -> Vec<i16> {
             (((x % 20001) as f32 / 10000.0 - 1.0) * amplitude) as i16
         })
         .collect()
+}
+
+/// Home Assistant Core (the agents crate's test peer: dev/setup.d/60-home-assistant.sh installs
+/// it; `$BARNABEE_TEST_HASS` overrides) with the agents crate's test configuration (demo
+/// integration: `light.kitchen_lights`).
+pub fn hass() -> Proc {
+    let bin = std::env::var_os("BARNABEE_TEST_HASS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().parent().unwrap().join("home-assistant/bin/hass"));
+    assert!(
+        bin.exists(),
+        "Home Assistant Core not found at {} (nor BARNABEE_TEST_HASS): run `dev/setup home-assistant`",
+        bin.display()
+    );
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let template =
+        std::fs::read_to_string(workspace().join("crates/agents/tests/ha/configuration.yaml.in"))
+            .unwrap();
+    std::fs::write(
+        dir.path().join("configuration.yaml"),
+        template.replace("__PORT__", &port.to_string()),
+    )
+    .unwrap();
+    let args = vec![
+        "-c".to_owned(),
+        dir.path().display().to_string(),
+        "--skip-pip".to_owned(),
+    ];
+    Proc::spawn(
+        &bin,
+        &args,
+        dir,
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    )
+}
+
+/// Onboard HA's owner and return an access token.
+pub async fn ha_onboard(base: &str) -> String {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !http
+        .get(format!("{base}/api/onboarding"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "HA onboarding API not up in 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cid = format!("{base}/");
+    let v: serde_json::Value = http
+        .post(format!("{base}/api/onboarding/users"))
+        .json(
+            &serde_json::json!({"client_id": cid, "name": "Test Admin", "username": "admin",
+                                  "password": "admin-password", "language": "en"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = v["auth_code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let v: serde_json::Value = http
+        .post(format!("{base}/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=authorization_code&code={}&client_id={}",
+            enc(&code),
+            enc(&cid)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+pub async fn ha_state(base: &str, token: &str, id: &str) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/states/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_default();
+    v["state"].as_str().unwrap_or("").to_owned()
+}
+
+/// barnabee-agents connected to Home Assistant (waits until its health says so).
+pub async fn agents_with_ha(ha_base: &str, token: &str) -> Proc {
+    use std::os::unix::fs::PermissionsExt;
+    let tdir = tempfile::tempdir().unwrap();
+    let tok = tdir.path().join("ha-token");
+    std::fs::write(&tok, token).unwrap();
+    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let port = free_port();
+    let closed = free_port();
+    let cfg = format!(
+        "state_dir = \"@DIR@\"\n[memory]\nurl = \"http://127.0.0.1:{closed}\"\n[home_assistant]\nurl = \"{ha_base}\"\ntoken_file = \"{}\"\nconfirm_timeout = 3\n[service]\nlisten = \"127.0.0.1:{port}\"\n[service.log]\ntarget = \"stderr\"\n",
+        tok.display()
+    );
+    let p = Proc::start(
+        &sibling_bin("barnabee-agents"),
+        &cfg,
+        "agents.toml",
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h: serde_json::Value = reqwest::get(format!("http://{}/health", p.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if h["checks"]["home_assistant"]["ok"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agents never connected to HA: {h}\n{}",
+            p.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::mem::forget(tdir); // the token must outlive the daemon's start; removed with /tmp
+    p
 }
