@@ -95,6 +95,10 @@ pub struct HomeAssistantConfig {
     /// How long to wait for a device to report its new state after a service call.
     #[serde(with = "seconds", default = "default_confirm_timeout")]
     pub confirm_timeout: Duration,
+    /// Requests we cannot parse or resolve go to HA's `/api/conversation/process`; only its
+    /// successes are used (its error text is never spoken).
+    #[serde(default = "yes")]
+    pub conversation_fallback: bool,
 }
 
 fn default_ha_timeout() -> Duration {

@@ -91,7 +91,12 @@ pub fn build(
         },
     };
     let ha_for_worker = ha_client.as_ref().ok().cloned();
-    let action = ActionAgent::new(ha_client, confirm, Some(ha_health));
+    let fallback = cfg
+        .home_assistant
+        .as_ref()
+        .is_some_and(|h| h.conversation_fallback);
+    let action =
+        ActionAgent::new(ha_client, confirm, Some(ha_health)).with_conversation_fallback(fallback);
 
     // LLM providers and the cost governor.
     let mut providers = Vec::new();

@@ -14,6 +14,8 @@ pub struct ActionAgent {
     ha: Result<HaClient, String>,
     confirm_timeout: Duration,
     health: Option<Component>,
+    /// Hand what we cannot parse or resolve to HA's conversation API.
+    conversation_fallback: bool,
 }
 
 /// How far the device got towards the requested state.
@@ -161,6 +163,72 @@ impl ActionAgent {
             ha,
             confirm_timeout,
             health,
+            conversation_fallback: false,
+        }
+    }
+
+    pub fn with_conversation_fallback(mut self, on: bool) -> Self {
+        self.conversation_fallback = on;
+        self
+    }
+
+    /// Ask HA's conversation agent. Only a success (`action_done`, `query_answer`) is used;
+    /// HA's error text is never spoken. Entities HA reports as changed are read back.
+    async fn conversation(
+        &self,
+        ha: &HaClient,
+        normalized: &str,
+    ) -> Option<(String, Vec<ActionRecord>)> {
+        if !self.conversation_fallback {
+            return None;
+        }
+        let response = match ha.conversation(normalized).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!(event = "ha_conversation_failed"; "{e}");
+                return None;
+            }
+        };
+        let kind = response["response_type"].as_str().unwrap_or("");
+        let speech = response["speech"]["plain"]["speech"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        match kind {
+            "query_answer" if !speech.is_empty() => Some((speech, Vec::new())),
+            "action_done" => {
+                let mut records = Vec::new();
+                let targets = response["data"]["success"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for t in targets.iter().filter(|t| t["type"] == "entity") {
+                    let Some(id) = t["id"].as_str() else { continue };
+                    let after = ha.state(id).await.ok().flatten();
+                    records.push(ActionRecord {
+                        entity_id: id.to_owned(),
+                        name: t["name"].as_str().unwrap_or(id).to_owned(),
+                        service: "conversation.process".into(),
+                        ok: after.is_some(),
+                        state_before: String::new(),
+                        state_after: after.map(|e| e.state).unwrap_or_else(|| "missing".into()),
+                        outcome: "done_by_home_assistant",
+                    });
+                }
+                let text = if speech.is_empty() {
+                    "Done.".to_owned()
+                } else if speech.ends_with('.') {
+                    speech
+                } else {
+                    format!("{speech}.")
+                };
+                Some((text, records))
+            }
+            _ => {
+                log::info!(event = "ha_conversation_no_match", code = response["data"]["code"].as_str().unwrap_or(""); "Home Assistant's conversation agent did not handle it either");
+                None
+            }
         }
     }
 
@@ -191,6 +259,9 @@ impl ActionAgent {
             Err(why) => return (format!("I can't control devices: {why}."), Vec::new()),
         };
         let Some(cmd) = parse::parse(normalized) else {
+            if let Some(done) = self.conversation(ha, normalized).await {
+                return done;
+            }
             return (
                 "Sorry, I didn't catch which device and what to do with it.".to_owned(),
                 Vec::new(),
@@ -223,6 +294,9 @@ impl ActionAgent {
         let ids = match resolution {
             Resolution::Entities(ids) => ids,
             Resolution::Unknown { phrase } => {
+                if let Some(done) = self.conversation(ha, normalized).await {
+                    return done;
+                }
                 return (
                     format!(
                         "I couldn't find a device called \"{phrase}\", so I didn't change anything."

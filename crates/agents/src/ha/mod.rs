@@ -102,6 +102,30 @@ impl HaClient {
         })
     }
 
+    /// `POST /api/conversation/process` (HA's own intent matching). Returns the `response`
+    /// object; callers must check `response_type` (errors come back as HTTP 200 too).
+    pub async fn conversation(&self, text: &str) -> Result<Value, HaError> {
+        let what = "POST /api/conversation/process".to_owned();
+        let resp = self
+            .http
+            .post(format!("{}/api/conversation/process", self.base))
+            .bearer_auth(self.token.expose())
+            .json(&serde_json::json!({"text": text, "language": "en"}))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status().as_u16() {
+            200 => {}
+            401 => return Err(HaError::Unauthorized),
+            status => return Err(HaError::Status { status, what }),
+        }
+        let v: Value = resp.json().await.map_err(|e| HaError::Protocol {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(v["response"].clone())
+    }
+
     /// `POST /api/services/<domain>/<service>`. HA answers 200 `[]` even for unknown entities,
     /// so success here proves nothing; callers confirm the state themselves.
     pub async fn call_service(

@@ -127,6 +127,12 @@ interaction\tWhy is the sky blue?
 interaction\twhat is the meaning of life
 memory\twhen is Ana's dentist?
 instant\tset a timer for 10 minutes
+action\tset the kitchen lights to red
+action\tmake the bedroom lamp blue
+action\tturn the office lights warm white
+action\twhat is the temperature in the living room
+action\twhat's the humidity in the bathroom
+action\thow warm is it in the kids room
 """.strip().splitlines():
     r, t = line.split("\t"); add(r, t)
 

@@ -274,6 +274,7 @@ async fn ws_setup(base: &str, access: &str) -> String {
                 "light.living_room_rgbww_lights",
                 "cover.living_room_window",
                 "fan.living_room_fan",
+                "climate.hvac",
             ],
         ),
         ("Bedroom", &["light.bed_light"]),
@@ -429,6 +430,22 @@ fn home_assistant_actions() {
     // A query.
     let v = d.say("ha", "is the kitchen light on?");
     assert_eq!(v["text"], "Kitchen Lights is on.", "{v}");
+
+    // What we do not parse goes to HA's conversation agent; its successes are used.
+    let v = d.say("ha", "set the kitchen lights to red");
+    assert_eq!(v["route"], "action", "{v}");
+    assert_eq!(v["actions"][0]["entity_id"], "light.kitchen_lights", "{v}");
+    assert_eq!(v["actions"][0]["service"], "conversation.process", "{v}");
+    assert_eq!(
+        hass.state(&llat, "light.kitchen_lights")["attributes"]["rgb_color"],
+        json!([255, 0, 0])
+    );
+    let v = d.say("ha", "what is the temperature in the living room");
+    assert_eq!(
+        (v["route"].as_str().unwrap(), v["text"].as_str().unwrap()),
+        ("action", "22 degrees"),
+        "{v}"
+    );
 
     // The index follows registry changes live: an alias added in HA now is understood.
     let v = d.say("ha", "turn off the study lamp");
