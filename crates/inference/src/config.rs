@@ -59,6 +59,9 @@ pub struct RuntimeConfig {
     pub intra_threads: usize,
     /// How many synthesis/transcription requests run at once; others queue.
     pub max_concurrent: usize,
+    /// The espeak-ng executable TTS phonemises with (default `$BARNABEE_ESPEAK_NG`, else
+    /// `espeak-ng` on PATH).
+    pub espeak_ng: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -69,6 +72,7 @@ impl Default for RuntimeConfig {
             cuda_device: 0,
             intra_threads: 1,
             max_concurrent: 2,
+            espeak_ng: None,
         }
     }
 }

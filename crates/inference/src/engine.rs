@@ -75,6 +75,10 @@ impl Engine {
         Ok(ENGINE.get_or_init(|| engine).clone())
     }
 
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
     /// The runtime's version (`1.22.1`): from the resolved library file name
     /// (`libonnxruntime.so.1.22.1`), else the build info's release branch.
     pub fn version(&self) -> String {

@@ -17,7 +17,9 @@
 //! kernels, api-20 LoRA adapters and run-option extras, api-22+ EP devices, compilation,
 //! editor) is nothing this crate uses, so we build with **`api-17`**, the lowest level, which
 //! accepts every runtime from 1.17 on; the tests run against the 1.22.1 wheel library, the
-//! deployed minor. The `cuda` feature only adds the CUDA EP type (with `load-dynamic` it links
+//! deployed minor (the whole suite also passed with `ORT_DYLIB_PATH` at the 1.32.0 wheel's).
+//! `ort` loads one runtime per process, so [`engine::Engine`] is a process-wide singleton
+//! (tests rely on nextest's process per test). The `cuda` feature only adds the CUDA EP type (with `load-dynamic` it links
 //! nothing); whether CUDA works is decided at run time, with a CPU fallback.
 
 pub mod api;

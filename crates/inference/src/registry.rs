@@ -207,7 +207,13 @@ pub fn load_placed(
         Kind::Tts => {
             let m = session("model")?;
             let conf = paths.get("config").cloned().unwrap_or_default();
-            let t = tts::Tts::new(m, &conf, cfg.espeak_voice.clone()).map_err(invalid)?;
+            let t = tts::Tts::new(
+                m,
+                &conf,
+                cfg.espeak_voice.clone(),
+                engine.config().espeak_ng.clone(),
+            )
+            .map_err(invalid)?;
             t.warm().map_err(|e| invalid(format!("warm-up: {e}")))?;
             Inner::Tts(t)
         }

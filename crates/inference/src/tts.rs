@@ -8,7 +8,7 @@
 //! audio can leave before the rest is done (sentence-level streaming).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ort::session::Session;
@@ -51,6 +51,7 @@ pub struct Tts {
     map: BTreeMap<char, Vec<i64>>,
     pub rate: u32,
     voice: String,
+    espeak: PathBuf,
     scales: [f32; 3],
     multi_speaker: bool,
 }
@@ -91,19 +92,29 @@ pub fn sentences(text: &str) -> Vec<String> {
     out
 }
 
-/// The espeak-ng executable (`BARNABEE_ESPEAK_NG` overrides the PATH lookup).
-fn espeak_bin() -> String {
-    std::env::var("BARNABEE_ESPEAK_NG").unwrap_or_else(|_| "espeak-ng".into())
+/// The default espeak-ng executable (`BARNABEE_ESPEAK_NG` overrides the PATH lookup).
+pub fn espeak_bin() -> PathBuf {
+    std::env::var_os("BARNABEE_ESPEAK_NG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("espeak-ng"))
 }
 
-/// IPA phonemes of one sentence from espeak-ng.
+/// IPA phonemes of one sentence from espeak-ng (the default executable).
 pub fn phonemize(text: &str, voice: &str) -> Result<String, String> {
-    let out = std::process::Command::new(espeak_bin())
+    phonemize_with(&espeak_bin(), text, voice)
+}
+
+/// IPA phonemes of one sentence from the given espeak-ng executable.
+pub fn phonemize_with(espeak: &Path, text: &str, voice: &str) -> Result<String, String> {
+    let out = std::process::Command::new(espeak)
         .args(["-q", "--ipa", "-v", voice, "--"])
         .arg(text)
         .output()
         .map_err(|e| {
-            format!("cannot run espeak-ng ({e}); install espeak-ng (Debian package espeak-ng)")
+            format!(
+                "cannot run {} ({e}); install espeak-ng (Debian/nixpkgs espeak-ng) or set [runtime] espeak_ng",
+                espeak.display()
+            )
         })?;
     if !out.status.success() {
         return Err(format!(
@@ -116,7 +127,12 @@ pub fn phonemize(text: &str, voice: &str) -> Result<String, String> {
 }
 
 impl Tts {
-    pub fn new(session: Session, config: &Path, voice: Option<String>) -> Result<Tts, String> {
+    pub fn new(
+        session: Session,
+        config: &Path,
+        voice: Option<String>,
+        espeak: Option<PathBuf>,
+    ) -> Result<Tts, String> {
         engine::expect_inputs(&session, &["input", "input_lengths", "scales"])?;
         let text =
             std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -153,6 +169,7 @@ impl Tts {
             voice: voice
                 .or(cfg.espeak.map(|e| e.voice))
                 .unwrap_or_else(|| "en-us".into()),
+            espeak: espeak.unwrap_or_else(espeak_bin),
             scales: [inf.noise_scale, inf.length_scale, inf.noise_w],
             multi_speaker,
         })
@@ -176,7 +193,7 @@ impl Tts {
     /// Synthesise one sentence.
     pub fn sentence(&self, text: &str, speaker: Option<i64>) -> Result<Audio, String> {
         let t0 = std::time::Instant::now();
-        let ph = phonemize(text, &self.voice)?;
+        let ph = phonemize_with(&self.espeak, text, &self.voice)?;
         let ids = self.ids(&ph);
         let phonemize_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = std::time::Instant::now();

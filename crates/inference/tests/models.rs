@@ -532,3 +532,35 @@ fn load_time_admission_puts_a_model_on_cpu_when_vram_is_short() {
         m.placement
     );
 }
+
+#[test]
+fn a_missing_espeak_ng_is_a_clear_tts_load_error() {
+    let d = standins();
+    let toml = format!(
+        "[runtime]\nespeak_ng = \"/nonexistent/espeak-ng\"\n{}",
+        model_toml(
+            "piper",
+            "tts",
+            &[
+                ("model", &d.join("tts/voice.onnx")),
+                ("config", &d.join("tts/voice.onnx.json"))
+            ],
+            ""
+        )
+    );
+    let cfg = Config::parse(Path::new("t.toml"), &toml).unwrap();
+    // the engine is per process; build one for this config's runtime section
+    let e = Engine::init(&RuntimeConfig {
+        library: Some(ort_lib()),
+        ..cfg.runtime.clone()
+    })
+    .unwrap();
+    let err = registry::load(&e, &cfg.models[0], Path::new("/"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("piper") && err.contains("/nonexistent/espeak-ng") && err.contains("warm-up"),
+        "{err}"
+    );
+}
