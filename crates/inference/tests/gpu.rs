@@ -66,10 +66,19 @@ fn gpu_cuda_provider_runs_silero_on_the_gpu() {
     };
     let e = barnabee_inference::engine::Engine::init(&cfg).unwrap();
     let (_s, placement) = e.session(&crate::common::silero(), true).unwrap();
+    if let barnabee_inference::engine::Placement::CpuFallback(reason) = &placement
+        && reason.contains("not enabled in this build")
+        && std::env::var_os("BARNABEE_REQUIRE_CUDA").is_none()
+    {
+        eprintln!(
+            "\n******** SKIPPED (the libonnxruntime in use has no CUDA provider: {reason}; point ORT_DYLIB_PATH at the onnxruntime-gpu wheel's library, or set BARNABEE_REQUIRE_CUDA=1 to fail): gpu_cuda_provider_runs_silero_on_the_gpu ********\n"
+        );
+        return;
+    }
     assert_eq!(
         placement,
         barnabee_inference::engine::Placement::Cuda,
-        "needs a CUDA-enabled libonnxruntime in ORT_DYLIB_PATH"
+        "CUDA provider present but unusable"
     );
 }
 
