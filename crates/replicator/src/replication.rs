@@ -85,6 +85,8 @@ pub struct Status {
     pub replica: String,
     pub last_shipped_txid: u64,
     pub last_shipped_at_ms: Option<i64>,
+    /// Header timestamp of the newest shipped L0 file: every commit before it is durable.
+    pub last_shipped_timestamp_ms: Option<i64>,
     /// Seconds since the oldest commit not yet on the replica was seen (0 when caught up).
     pub lag_seconds: f64,
     pub consecutive_errors: u32,
@@ -313,6 +315,7 @@ impl Loop {
                     let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
                     st.last_shipped_txid = p.txid;
                     st.last_shipped_at_ms = Some(now_ms());
+                    st.last_shipped_timestamp_ms = Some(p.timestamp_ms);
                     st.consecutive_errors = 0;
                 }
                 log::info!(txid = p.txid, level = 0u8, pages = p.pages, bytes = p.data.len(), snapshot = p.snapshot; "shipped");
@@ -363,6 +366,7 @@ impl Loop {
                 let mut st = shared.status.lock().unwrap_or_else(|e| e.into_inner());
                 st.last_shipped_txid = p.txid;
                 st.last_shipped_at_ms = Some(now_ms());
+                st.last_shipped_timestamp_ms = Some(p.timestamp_ms);
                 log::info!(txid = p.txid, level = 0u8; "shipped (checkpoint)");
                 Ok(())
             })
@@ -443,6 +447,10 @@ async fn sync_loop(
         if changed && l.dirty_since.is_none() {
             l.dirty_since = Some(Instant::now());
         }
+        // Checkpoints run right after a regular upload (so the frames shipped under the
+        // write lock are few, and there is at most one extra PUT per sync interval, like
+        // Litestream's checkpoint sync) or when idle.
+        let mut synced = false;
         let due = forced
             || l.last_upload
                 .is_none_or(|t| t.elapsed() >= l.opts.sync_interval);
@@ -456,6 +464,7 @@ async fn sync_loop(
             };
             match r {
                 Ok(_) if l.pending.is_none() => {
+                    synced = true;
                     l.dirty_since = None;
                     let txid = lock(&l.db).txid();
                     for w in waiters.drain(..) {
@@ -475,7 +484,7 @@ async fn sync_loop(
             .map(|t| t.elapsed().as_secs_f64())
             .unwrap_or(0.0);
         l.shared.metrics.lag_seconds.set(lag);
-        if l.pending.is_none() {
+        if l.pending.is_none() && (synced || !changed) {
             l.maybe_checkpoint().await;
         }
     }
