@@ -139,11 +139,17 @@ impl Default for PipelineConfig {
 pub struct ArbitrationConfig {
     /// Wake events (`POST /v1/wake`) within this many ms of the first one compete.
     pub window_ms: u64,
+    /// Base URL of the barnabee-voice that arbitrates (may be this one); empty = this
+    /// satellite answers every wake word it hears without asking.
+    pub coordinator: String,
 }
 
 impl Default for ArbitrationConfig {
     fn default() -> Self {
-        ArbitrationConfig { window_ms: 300 }
+        ArbitrationConfig {
+            window_ms: 300,
+            coordinator: String::new(),
+        }
     }
 }
 

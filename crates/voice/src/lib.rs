@@ -112,6 +112,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
                             src,
                             sink,
                         );
+                        if !cfg.arbitration.coordinator.is_empty() {
+                            p.coordinator = Some(cfg.arbitration.coordinator.clone());
+                        }
                         if cfg.speaker.enabled {
                             p.speaker = Some(speaker::SpeakerId::new(cfg.speaker.clone()));
                         }

@@ -119,6 +119,9 @@ pub struct Pipeline<S: AudioSource, K: AudioSink> {
     pub shared: Shared,
     /// Speaker identification, when enabled.
     pub speaker: Option<SpeakerId>,
+    /// Wake arbitration coordinator base URL (`POST {url}/v1/wake`), when several satellites
+    /// may hear the same wake word.
+    pub coordinator: Option<String>,
     source: S,
     sink: K,
     http: reqwest::Client,
@@ -156,6 +159,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             hooks: Hooks::default(),
             shared,
             speaker: None,
+            coordinator: None,
             source,
             sink,
             http,
@@ -277,6 +281,25 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         let wake_word = det.str("name").map(str::to_owned);
         // a fresh detector after each request (no stale model state, no re-trigger)
         self.wake = None;
+        if let Some(url) = self.coordinator.clone() {
+            // openWakeWord detections over Wyoming carry no score; 1.0 unless one is sent
+            let confidence = det.f64("score").unwrap_or(1.0).clamp(0.0, 1.0);
+            match self.arbitrate(&url, confidence, wake_word.as_deref()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::info!(event = "stood_down", device_id = self.cfg.device_id.as_str(); "wake word heard, another satellite won the arbitration: standing down");
+                    self.shared
+                        .metrics
+                        .requests
+                        .get_or_create(&vec![("outcome".into(), "stood_down".into())])
+                        .inc();
+                    return None;
+                }
+                Err(e) => {
+                    log::warn!(event = "arbitration_failed"; "wake arbitration at {url} failed ({e}); answering anyway");
+                }
+            }
+        }
         if self.shared.state() == State::Speaking {
             self.sink.stop();
             self.shared.metrics.barge_ins.inc();
@@ -286,7 +309,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let now = self.now_ms();
         log::info!(request_id = id, wake_word = wake_word.as_deref().unwrap_or(""); "wake word {:?} at {:.0} ms", wake_word, now);
-        self.source.discard_pending();
+        // no discard here: audio buffered while arbitrating is the start of the request
         match self.open_capture().await {
             Ok(conn) => {
                 self.shared.set(State::Capturing);
@@ -313,6 +336,31 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                 None
             }
         }
+    }
+
+    /// Ask the coordinator whether this satellite won; `Ok(false)`: stand down.
+    async fn arbitrate(
+        &self,
+        url: &str,
+        confidence: f64,
+        wake_word: Option<&str>,
+    ) -> Result<bool, String> {
+        let url = format!("{}/v1/wake", url.trim_end_matches('/'));
+        let r = self
+            .http
+            .post(&url)
+            .json(&json!({"device_id": self.cfg.device_id, "confidence": confidence, "wake_word": wake_word}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let st = r.status();
+        let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+        if !st.is_success() {
+            return Err(format!("HTTP {st}: {v}"));
+        }
+        v["winner"]
+            .as_bool()
+            .ok_or_else(|| format!("no \"winner\" in {v}"))
     }
 
     async fn open_capture(&self) -> Result<Client, WyomingError> {
@@ -627,7 +675,6 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             addr: c.addr.clone(),
             during: "before any TTS audio".into(),
         })?;
-        self.shared.set(State::Speaking);
         Ok((first, samples as f64 * 1000.0 / rate as f64))
     }
 }

@@ -501,3 +501,77 @@ async fn e2e_with_home_assistant_the_light_is_on_injected_transcript() {
     assert_eq!(o.played.utterances.len(), 1);
     assert!(b[0].total_ms.is_some() && b[0].agents_ms.is_some());
 }
+
+/// Two satellites hear the same wake word: the coordinator (this crate's own HTTP API, served
+/// in-process) picks one; the loser stands down (no capture), the winner answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_arbitration_loser_stands_down_winner_answers() {
+    let wy = free_port();
+    let _inf = inference(wy);
+    let metrics = barnabee_service::metrics::Metrics::new();
+    let shared = Shared::new(20, VoiceMetrics::new(&metrics), None);
+    let arbiter = barnabee_voice::arbitration::Arbiter::new(Duration::from_secs(6));
+    let app = barnabee_voice::api::router(barnabee_voice::api::ApiState {
+        shared: shared.clone(),
+        arbiter,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let coord = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let speech = speak("hey jarvis, turn on the kitchen lights", 1.0);
+    for (rival, we_win) in [(1.0, false), (0.4, true)] {
+        // the rival satellite ("hall") reports first; ties go to the earliest
+        let c = coord.clone();
+        let rival_task = tokio::spawn(async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .post(format!("{c}/v1/wake"))
+                .json(&serde_json::json!({"device_id": "hall", "confidence": rival}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (infc, agc, pc) = configs(wy, "");
+        let pipeline_shared = Shared::new(20, VoiceMetrics::new(&metrics), None);
+        let src = WavSource::from_pcm(
+            speech.clone(),
+            Clock::Manual(ManualClock::free_running()),
+            Duration::from_secs(1),
+        );
+        let mut p = Pipeline::new(
+            infc,
+            agc,
+            pc,
+            pipeline_shared.clone(),
+            src,
+            WavFileSink::new(dir.path()),
+        );
+        p.coordinator = Some(coord.clone());
+        p.hooks.inject_transcript = Some("turn on the kitchen lights".into());
+        p.run(None).await.unwrap();
+        let r = rival_task.await.unwrap();
+        assert_eq!(r["contenders"], 2, "{r}");
+        assert_eq!(r["winner"], !we_win, "{r}");
+        let b = pipeline_shared.breakdowns.last(5);
+        if we_win {
+            assert_eq!(b.len(), 1, "{b:#?}");
+            assert_eq!(b[0].outcome, "answered");
+            assert_eq!(p.sink().played().utterances.len(), 1);
+        } else {
+            assert!(b.is_empty(), "the loser must not capture: {b:#?}");
+            assert!(p.sink().played().utterances.is_empty());
+            let t = pipeline_shared.transitions.lock().unwrap().clone();
+            assert!(!t.contains(&State::Capturing), "{t:?}");
+        }
+    }
+    assert!(
+        metrics
+            .encode()
+            .contains("barnabee_voice_requests_total{outcome=\"stood_down\"} 1")
+    );
+}
