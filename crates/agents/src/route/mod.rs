@@ -140,10 +140,17 @@ impl Router {
                 rules.push(rule);
             }
         }
-        let set = RegexSet::new(&patterns).map_err(|e| RouterError::Parse {
-            origin: "rules".into(),
-            message: e.to_string(),
-        })?;
+        // A larger lazy-DFA cache: with the default rules the default cache (2 MiB) thrashed
+        // and searches fell back to slower engines (release bench: p99 50 us, 100k
+        // decisions/s; with 32 MiB: p99 1.2-1.6 us, ~1M decisions/s). Memory is only used as
+        // states are built.
+        let set = regex::RegexSetBuilder::new(&patterns)
+            .dfa_size_limit(32 << 20)
+            .build()
+            .map_err(|e| RouterError::Parse {
+                origin: "rules".into(),
+                message: e.to_string(),
+            })?;
         Ok(Router { rules, set, owner })
     }
 
