@@ -23,7 +23,11 @@ pub struct Config {
     pub wyoming: WyomingConfig,
     #[serde(default)]
     pub gpu: GpuConfig,
-    #[serde(default)]
+    /// `[models.<name>]` tables (a map, so NixOS settings merge; the name is the key).
+    #[serde(default, rename = "models")]
+    models_by_name: BTreeMap<String, ModelConfig>,
+    /// The models in name order, names filled in, `path`/`sha256` shorthand expanded.
+    #[serde(skip)]
     pub models: Vec<ModelConfig>,
 }
 
@@ -34,6 +38,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             wyoming: WyomingConfig::default(),
             gpu: GpuConfig::default(),
+            models_by_name: BTreeMap::new(),
             models: Vec::new(),
         }
     }
@@ -172,12 +177,18 @@ pub struct FileSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// The table key (`[models.<name>]`).
+    #[serde(skip)]
     pub name: String,
     pub kind: Kind,
+    /// Shorthand for a one-file model: `path` + `sha256` = `files.model`.
+    pub path: Option<PathBuf>,
+    pub sha256: Option<String>,
     /// Role → file. Roles per kind: vad `model`; wake `melspectrogram`, `embedding` and one
     /// role per wake word (the role is the wake word's name); stt `encoder`, `decoder_joint`,
     /// `vocab`; tts `model`, `config` (Piper `.onnx.json`); speaker `model`; text_embedding
     /// `model`, `vocab` (BERT `vocab.txt`).
+    #[serde(default)]
     pub files: BTreeMap<String, FileSpec>,
     /// Decision threshold (vad: speech probability, default 0.5; wake: score, default 0.5;
     /// speaker: cosine, default 0.6).
@@ -199,14 +210,48 @@ pub struct ModelConfig {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let cfg: Config = config::load(path)?;
-        cfg.validate(path)?;
-        Ok(cfg)
+        cfg.finish(path)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let cfg: Config = config::parse(path, text)?;
-        cfg.validate(path)?;
-        Ok(cfg)
+        cfg.finish(path)
+    }
+
+    fn finish(mut self, path: &Path) -> Result<Self, ConfigError> {
+        let field = |field: String, message: String| ConfigError::Field {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let mut models = Vec::new();
+        for (name, mut m) in std::mem::take(&mut self.models_by_name) {
+            m.name = name.clone();
+            match (m.path.take(), m.sha256.take()) {
+                (Some(p), Some(sha256)) => {
+                    if m.files
+                        .insert("model".into(), FileSpec { path: p, sha256 })
+                        .is_some()
+                    {
+                        return Err(field(
+                            format!("models.{name}.path"),
+                            "give either path + sha256 or files.model, not both".into(),
+                        ));
+                    }
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(field(
+                        format!("models.{name}"),
+                        "path and sha256 go together".into(),
+                    ));
+                }
+            }
+            models.push(m);
+        }
+        self.models = models;
+        self.validate(path)?;
+        Ok(self)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -215,14 +260,8 @@ impl Config {
             field,
             message,
         };
-        let mut seen = std::collections::BTreeSet::new();
-        for (i, m) in self.models.iter().enumerate() {
-            if m.name.is_empty() || !seen.insert(m.name.clone()) {
-                return Err(field(
-                    format!("models[{i}].name"),
-                    format!("model name {:?} is empty or used twice", m.name),
-                ));
-            }
+        for m in &self.models {
+            let i = &m.name;
             let need: &[&str] = match m.kind {
                 Kind::Vad | Kind::Speaker => &["model"],
                 Kind::Wake => &["melspectrogram", "embedding"],
@@ -233,7 +272,7 @@ impl Config {
             for role in need {
                 if !m.files.contains_key(*role) {
                     return Err(field(
-                        format!("models[{i}].files.{role}"),
+                        format!("models.{i}.files.{role}"),
                         format!(
                             "model {:?} of kind {} needs a `{role}` file",
                             m.name,
@@ -244,7 +283,7 @@ impl Config {
             }
             if m.kind == Kind::Wake && m.files.len() < 3 {
                 return Err(field(
-                    format!("models[{i}].files"),
+                    format!("models.{i}.files"),
                     format!(
                         "wake model {:?} needs at least one wake-word head besides melspectrogram and embedding",
                         m.name
@@ -254,7 +293,7 @@ impl Config {
             for (role, f) in &m.files {
                 if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(field(
-                        format!("models[{i}].files.{role}.sha256"),
+                        format!("models.{i}.files.{role}.sha256"),
                         "expected 64 hex digits".into(),
                     ));
                 }
@@ -290,18 +329,29 @@ mod tests {
     fn missing_role_and_bad_hash_are_named() {
         let e = Config::parse(
             Path::new("x.toml"),
-            "[[models]]\nname = \"v\"\nkind = \"stt\"\nfiles.encoder = { path = \"a\", sha256 = \"00\" }\n",
+            "[models.v]\nkind = \"stt\"\nfiles.encoder = { path = \"a\", sha256 = \"00\" }\n",
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("models[0].files.decoder_joint"), "{e}");
+        assert!(e.contains("models.v.files.decoder_joint"), "{e}");
         let e = Config::parse(
             Path::new("x.toml"),
-            "[[models]]\nname = \"v\"\nkind = \"vad\"\nfiles.model = { path = \"a\", sha256 = \"zz\" }\n",
+            "[models.v]\nkind = \"vad\"\nfiles.model = { path = \"a\", sha256 = \"zz\" }\n",
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("models[0].files.model.sha256"), "{e}");
+        assert!(e.contains("models.v.files.model.sha256"), "{e}");
+        // the one-file shorthand (what the NixOS module renders)
+        let c = Config::parse(
+            Path::new("x.toml"),
+            &format!(
+                "[models.silero]\nkind = \"vad\"\npath = \"/m.onnx\"\nsha256 = \"{}\"\n",
+                "a".repeat(64)
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.models[0].name, "silero");
+        assert_eq!(c.models[0].files["model"].path, Path::new("/m.onnx"));
         let e = Config::parse(Path::new("x.toml"), "[runtime]\nprovider = \"tpu\"\n")
             .unwrap_err()
             .to_string();

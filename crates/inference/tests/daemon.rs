@@ -37,12 +37,12 @@ fn minimal_config_serves_healthy_or_degraded_without_a_gpu() {
 fn a_bad_model_is_reported_and_the_others_keep_serving() {
     let good = model_toml("silero", "vad", &[("model", &silero())], "");
     let bad = format!(
-        "[[models]]\nname = \"broken\"\nkind = \"vad\"\nfiles.model = {{ path = \"{}\", sha256 = \"{}\" }}\n",
+        "[models.broken]\nkind = \"vad\"\nfiles.model = {{ path = \"{}\", sha256 = \"{}\" }}\n",
         silero().display(),
         "ab".repeat(32)
     );
     let missing = format!(
-        "[[models]]\nname = \"gone\"\nkind = \"speaker\"\nfiles.model = {{ path = \"/nonexistent/spk.onnx\", sha256 = \"{}\" }}\n",
+        "[models.gone]\nkind = \"speaker\"\nfiles.model = {{ path = \"/nonexistent/spk.onnx\", sha256 = \"{}\" }}\n",
         "cd".repeat(32)
     );
     let d = Daemon::start(&format!("{good}{bad}{missing}"), None);

@@ -179,7 +179,7 @@ fn wake_refractory_period_suppresses_repeats() {
 #[test]
 fn hash_mismatch_missing_file_and_wrong_model_are_named() {
     let toml = format!(
-        "[[models]]\nname = \"vad1\"\nkind = \"vad\"\nfiles.model = {{ path = \"{}\", sha256 = \"{}\" }}\n",
+        "[models.vad1]\nkind = \"vad\"\nfiles.model = {{ path = \"{}\", sha256 = \"{}\" }}\n",
         silero().display(),
         "0".repeat(64)
     );
@@ -189,7 +189,7 @@ fn hash_mismatch_missing_file_and_wrong_model_are_named() {
         "{e}"
     );
     let toml = format!(
-        "[[models]]\nname = \"vad2\"\nkind = \"vad\"\nfiles.model = {{ path = \"/nonexistent/x.onnx\", sha256 = \"{}\" }}\n",
+        "[models.vad2]\nkind = \"vad\"\nfiles.model = {{ path = \"/nonexistent/x.onnx\", sha256 = \"{}\" }}\n",
         "0".repeat(64)
     );
     let e = load(&toml).err().unwrap();

@@ -59,7 +59,7 @@ fn cache_dir(cli: &Cli) -> PathBuf {
 }
 
 fn hash_toml(name: &str, kind: &str, files: &[(&str, PathBuf)]) -> anyhow::Result<String> {
-    let mut s = format!("[[models]]\nname = \"{name}\"\nkind = \"{kind}\"\n");
+    let mut s = format!("[models.\"{name}\"]\nkind = \"{kind}\"\n");
     for (role, p) in files {
         let sha = registry::sha256_file(p)
             .map_err(|e| anyhow::anyhow!("{}: {e} (run dev/setup)", p.display()))?;

@@ -139,9 +139,9 @@ pub fn sha(path: &Path) -> String {
     barnabee_inference::registry::sha256_file(path).unwrap()
 }
 
-/// A `[[models]]` TOML entry with hashes computed from the files.
+/// A `[models.<name>]` TOML entry with hashes computed from the files.
 pub fn model_toml(name: &str, kind: &str, files: &[(&str, &Path)], extra: &str) -> String {
-    let mut s = format!("[[models]]\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}\n");
+    let mut s = format!("[models.\"{name}\"]\nkind = \"{kind}\"\n{extra}\n");
     for (role, path) in files {
         s.push_str(&format!(
             "files.{role} = {{ path = \"{}\", sha256 = \"{}\" }}\n",
