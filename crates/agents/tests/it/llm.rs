@@ -279,6 +279,18 @@ fn governor_green_yellow_red_persisting_across_restart() {
         ("From the beast.", "yellow")
     );
     assert_eq!(cloud.requests().len(), 1);
+    // Yellow also rate-limits long questions: one a minute.
+    let v = d.say("s2", "write me a story about a dragon");
+    assert_eq!(v["text"], "From the beast.", "{v}");
+    let v = d.say("s2", "write me a story about a unicorn");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("I'm saving budget today"),
+        "{v}"
+    );
+    assert_eq!(d.say("s2", "why do we yawn")["text"], "From the beast.");
     d.stop();
 
     // Red: the operators lower the daily limit to $0.60 (92 % used): interaction disabled,
