@@ -68,6 +68,21 @@ pub struct InferenceConfig {
     /// Per-event timeout on the Wyoming connections.
     #[serde(with = "seconds")]
     pub timeout: Duration,
+    /// `mode = "local"`: wake word and VAD on this machine's CPU (STT and TTS stay remote).
+    pub local: Option<LocalConfig>,
+}
+
+/// Local wake word and VAD, with barnabee-inference's own model loading and processing code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// ONNX Runtime (`library`, `intra_threads`, …) as in barnabee-inference's `[runtime]`.
+    #[serde(default)]
+    pub runtime: barnabee_inference::config::RuntimeConfig,
+    /// The openWakeWord model set (`kind = "wake"`, files melspectrogram/embedding/<word>).
+    pub wake: barnabee_inference::config::ModelConfig,
+    /// The Silero VAD model (`kind = "vad"`).
+    pub vad: barnabee_inference::config::ModelConfig,
 }
 
 impl Default for InferenceConfig {
@@ -79,6 +94,7 @@ impl Default for InferenceConfig {
             language: "en".into(),
             voice: String::new(),
             timeout: Duration::from_secs(10),
+            local: None,
         }
     }
 }

@@ -10,10 +10,11 @@
 //!
 //! ## Not built yet
 //!
-//! - **Local mode** (wake word and VAD with ort on the beelink CPU). It must share
-//!   barnabee-inference's processing code (`vad`, `wake`), not copy it: the plan is a library
-//!   dependency on those modules, then extracting them into a shared `crates/` library (the
-//!   documented exception to "daemons don't depend on each other"). Only `remote` works today.
+//! - A shared signal-processing library. **Local mode** (`[inference] mode = "local"`: wake
+//!   word and VAD with ort on the beelink CPU; STT/TTS stay remote) uses barnabee-inference's
+//!   own `registry`/`vad`/`wake` code through a library dependency ([`local`]): shared, not
+//!   copied. That is the documented exception to "daemons don't depend on each other"; the
+//!   planned follow-up is extracting those modules into a shared `crates/` library.
 //! - `barnabee voice enroll NAME WAV...` (the CLI side of speaker enrolment).
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod arbitration;
 pub mod audio;
 pub mod config;
 pub mod latency;
+pub mod local;
 pub mod pipeline;
 pub mod speaker;
 pub mod wyoming;
@@ -36,16 +38,16 @@ use crate::latency::VoiceMetrics;
 use crate::pipeline::{Pipeline, Shared};
 
 /// The daemon: health components, the microphone loop (retrying a missing device), the API.
-pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, config_dir: std::path::PathBuf, rt: Runtime) -> anyhow::Result<()> {
     let metrics = VoiceMetrics::new(rt.metrics());
     let health = rt.health();
     let inference = health.component(
         "inference",
         if cfg.inference.wyoming.is_empty() {
             Check::fail("inference not configured ([inference] wyoming is empty)").non_critical()
-        } else if cfg.inference.mode != "remote" {
+        } else if cfg.inference.mode != "remote" && cfg.inference.mode != "local" {
             Check::fail(format!(
-                "inference mode {:?} is not built; only \"remote\" works",
+                "inference mode {:?} is unknown (\"remote\" or \"local\")",
                 cfg.inference.mode
             ))
             .non_critical()
@@ -74,6 +76,32 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
         metrics,
         Some(inference.clone()),
     );
+    // local wake word + VAD: load before serving (a failure is reported, the daemon stays up)
+    let local_models = health.component(
+        "local_models",
+        Check::ok("not used (remote mode)").non_critical(),
+    );
+    let mut local_loaded: Option<local::Local> = None;
+    if cfg.inference.mode == "local" {
+        match &cfg.inference.local {
+            None => local_models.fail("mode = \"local\" but [inference.local] is missing"),
+            Some(lc) => {
+                rt.extend_timeout(Duration::from_secs(60));
+                let base = config_dir.clone();
+                let names = cfg.inference.wake_words.clone();
+                match tokio::task::block_in_place(|| local::Local::load(lc, &base, names)) {
+                    Ok(l) => {
+                        local_models.ok("wake word and VAD loaded on the CPU");
+                        local_loaded = Some(l);
+                    }
+                    Err(e) => {
+                        log::error!(event = "incident"; "{e}");
+                        local_models.fail(e);
+                    }
+                }
+            }
+        }
+    }
     let arbiter = arbitration::Arbiter::new(Duration::from_millis(cfg.arbitration.window_ms));
     if !cfg.audio.enabled {
         audio.ok("disabled ([audio] enabled = false)");
@@ -99,7 +127,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
                             "capture {:?}, playback {:?}",
                             cfg.audio.input_device, cfg.audio.output_device
                         ));
-                        if cfg.inference.wyoming.is_empty() || cfg.inference.mode != "remote" {
+                        let mode_ok = cfg.inference.mode == "remote"
+                            || (cfg.inference.mode == "local" && local_loaded.is_some());
+                        if cfg.inference.wyoming.is_empty() || !mode_ok {
                             // nothing to run the pipeline against; keep the device open
                             stop.wait().await;
                             return;
@@ -112,13 +142,17 @@ pub async fn run(cfg: Config, rt: Runtime) -> anyhow::Result<()> {
                             src,
                             sink,
                         );
+                        // the local models move into the pipeline and back when it stops
+                        p.local = local_loaded.take();
                         if !cfg.arbitration.coordinator.is_empty() {
                             p.coordinator = Some(cfg.arbitration.coordinator.clone());
                         }
                         if cfg.speaker.enabled {
                             p.speaker = Some(speaker::SpeakerId::new(cfg.speaker.clone()));
                         }
-                        match p.run(Some(stop.clone())).await {
+                        let r = p.run(Some(stop.clone())).await;
+                        local_loaded = p.local.take();
+                        match r {
                             Ok(()) => return,
                             Err(e) => e,
                         }

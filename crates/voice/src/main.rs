@@ -13,5 +13,10 @@ async fn main() -> anyhow::Result<()> {
     barnabee_service::logging::init("barnabee-voice", &cfg.service.log)
         .context("cannot start logging")?;
     let rt = Runtime::new("voice", &cfg.service);
-    barnabee_voice::run(cfg, rt).await
+    let dir = args
+        .config
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    barnabee_voice::run(cfg, dir, rt).await
 }

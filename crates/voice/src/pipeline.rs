@@ -122,6 +122,8 @@ pub struct Pipeline<S: AudioSource, K: AudioSink> {
     /// Wake arbitration coordinator base URL (`POST {url}/v1/wake`), when several satellites
     /// may hear the same wake word.
     pub coordinator: Option<String>,
+    /// Local wake word + VAD (`mode = "local"`); `None`: both on the beast over Wyoming.
+    pub local: Option<crate::local::Local>,
     source: S,
     sink: K,
     http: reqwest::Client,
@@ -160,6 +162,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             shared,
             speaker: None,
             coordinator: None,
+            local: None,
             source,
             sink,
             http,
@@ -250,6 +253,20 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                 self.shared.set(State::Idle);
             }
         }
+        if let Some(local) = self.local.as_mut() {
+            let det = match local.wake_push(frame) {
+                Ok(d) => d?,
+                Err(e) => {
+                    log::error!(event = "incident"; "local wake word failed: {e}");
+                    local.wake_reset();
+                    return None;
+                }
+            };
+            local.wake_reset();
+            let (name, score) = det;
+            let ev = Event::new("detection", json!({"name": name, "score": score}));
+            return self.woke(ev).await;
+        }
         if self.wake.is_none() {
             if self.now_ms() < self.retry_at_ms {
                 return None;
@@ -278,9 +295,14 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             }
         };
         let det = events.into_iter().find(|e| e.kind == "detection")?;
-        let wake_word = det.str("name").map(str::to_owned);
         // a fresh detector after each request (no stale model state, no re-trigger)
         self.wake = None;
+        self.woke(det).await
+    }
+
+    /// A wake word was detected (remote or local): arbitrate, barge in, start capturing.
+    async fn woke(&mut self, det: Event) -> Option<Capture> {
+        let wake_word = det.str("name").map(str::to_owned);
         if let Some(url) = self.coordinator.clone() {
             // openWakeWord detections over Wyoming carry no score; 1.0 unless one is sent
             let confidence = det.f64("score").unwrap_or(1.0).clamp(0.0, 1.0);
@@ -310,6 +332,9 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         let now = self.now_ms();
         log::info!(request_id = id, wake_word = wake_word.as_deref().unwrap_or(""); "wake word {:?} at {:.0} ms", wake_word, now);
         // no discard here: audio buffered while arbitrating is the start of the request
+        if let Some(local) = self.local.as_mut() {
+            local.vad_reset();
+        }
         match self.open_capture().await {
             Ok(conn) => {
                 self.shared.set(State::Capturing);
@@ -405,6 +430,27 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         if c.audio.len() < RATE as usize * 30 {
             c.audio.extend_from_slice(frame);
         }
+        let events = match self.local.as_mut() {
+            // local VAD decides; the server's own voice events are ignored
+            Some(local) => match local.vad_push(frame) {
+                Ok(evs) => evs
+                    .into_iter()
+                    .map(|e| match e {
+                        crate::local::VadEvent::Started { ms } => {
+                            Event::new("voice-started", json!({ "timestamp": ms }))
+                        }
+                        crate::local::VadEvent::Stopped { ms } => {
+                            Event::new("voice-stopped", json!({ "timestamp": ms }))
+                        }
+                    })
+                    .collect(),
+                Err(e) => {
+                    log::error!(event = "incident"; "local VAD failed: {e}");
+                    Vec::new()
+                }
+            },
+            None => events,
+        };
         for ev in events {
             let ts = ev.f64("timestamp").map(|t| c.start_ms + t);
             match ev.kind.as_str() {

@@ -575,3 +575,66 @@ async fn wake_arbitration_loser_stands_down_winner_answers() {
             .contains("barnabee_voice_requests_total{outcome=\"stood_down\"} 1")
     );
 }
+
+/// `mode = "local"`: wake word and VAD run in-process with barnabee-inference's own code and
+/// the real models (the inference daemon here has NO wake or VAD model, so only the local
+/// path can have fired); STT (transcript injected: stand-in model) and TTS stay remote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_real_wake_word_and_vad_in_process_injected_transcript() {
+    let wy = free_port();
+    let _inf = inference_with(wy, false);
+    let oww = |n: &str| model(&format!("openwakeword-0.5.1/{n}.onnx"));
+    let file = |role: &str, p: std::path::PathBuf| {
+        format!(
+            "files.{role} = {{ path = \"{}\", sha256 = \"{}\" }}\n",
+            p.display(),
+            sha256(&p)
+        )
+    };
+    let local_toml = format!(
+        "[runtime]\nlibrary = \"{}\"\n[wake]\nkind = \"wake\"\n{}{}{}[vad]\nkind = \"vad\"\n{}",
+        ort_lib().display(),
+        file("melspectrogram", oww("melspectrogram")),
+        file("embedding", oww("embedding_model")),
+        file("hey_jarvis", oww("hey_jarvis_v0.1")),
+        file("model", model("silero-vad-6.2.3/silero_vad.onnx")),
+    );
+    let lc: barnabee_voice::config::LocalConfig = toml::from_str(&local_toml).unwrap();
+    let local = barnabee_voice::local::Local::load(
+        &lc,
+        std::path::Path::new("/"),
+        vec!["hey_jarvis".into()],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (infc, agc, pc) = configs(wy, "");
+    let shared = Shared::new(
+        20,
+        VoiceMetrics::new(&barnabee_service::metrics::Metrics::new()),
+        None,
+    );
+    let src = WavSource::from_pcm(
+        speak("hey jarvis, turn on the kitchen lights", 1.0),
+        Clock::Manual(ManualClock::free_running()),
+        Duration::from_secs(1),
+    );
+    let mut p = Pipeline::new(
+        infc,
+        agc,
+        pc,
+        shared.clone(),
+        src,
+        WavFileSink::new(dir.path()),
+    );
+    p.local = Some(local);
+    p.hooks.inject_transcript = Some("turn on the kitchen lights".into());
+    p.run(None).await.unwrap();
+    let b = shared.breakdowns.last(5);
+    assert_eq!(b.len(), 1, "{b:#?}");
+    assert_eq!(b[0].outcome, "answered", "{b:#?}");
+    assert_eq!(b[0].wake_word.as_deref(), Some("hey_jarvis"));
+    assert!(!b[0].truncated, "the local VAD endpointed: {b:#?}");
+    let w = b[0].wake_to_speech_end_ms.unwrap();
+    assert!((500.0..4000.0).contains(&w), "{w}");
+    assert_eq!(p.sink().played().utterances.len(), 1);
+}

@@ -58,7 +58,7 @@ pub fn ort_lib() -> PathBuf {
     )
 }
 
-fn model(rel: &str) -> PathBuf {
+pub fn model(rel: &str) -> PathBuf {
     need(cache().join("models").join(rel), "model")
 }
 
@@ -86,7 +86,7 @@ pub fn standins() -> &'static Path {
     })
 }
 
-fn sha256(p: &Path) -> String {
+pub fn sha256(p: &Path) -> String {
     let out = Command::new("sha256sum").arg(p).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -96,7 +96,7 @@ fn sha256(p: &Path) -> String {
 }
 
 fn model_toml(name: &str, kind: &str, files: &[(&str, PathBuf)]) -> String {
-    let mut s = format!("[[models]]\nname = \"{name}\"\nkind = \"{kind}\"\n");
+    let mut s = format!("[models.\"{name}\"]\nkind = \"{kind}\"\n");
     for (role, p) in files {
         s.push_str(&format!(
             "files.{role} = {{ path = \"{}\", sha256 = \"{}\" }}\n",
@@ -192,8 +192,13 @@ impl Drop for Proc {
 /// The real barnabee-inference with Silero VAD, openWakeWord (hey_jarvis) and the stand-in
 /// STT/TTS, its Wyoming server on `wyoming_port`.
 pub fn inference(wyoming_port: u16) -> Proc {
+    inference_with(wyoming_port, true)
+}
+
+/// [`inference`]; `wake_vad = false`: no wake word or VAD model on the server (STT/TTS only).
+pub fn inference_with(wyoming_port: u16, wake_vad: bool) -> Proc {
     let s = standins();
-    let models = [
+    let mut models = [
         model_toml(
             "silero",
             "vad",
@@ -239,8 +244,12 @@ pub fn inference(wyoming_port: u16) -> Proc {
                 ("config", s.join("tts/voice.onnx.json")),
             ],
         ),
-    ]
-    .concat();
+    ];
+    if !wake_vad {
+        models[0].clear();
+        models[1].clear();
+    }
+    let models = models.concat();
     let http = free_port();
     let cfg = format!(
         "[service]\nlisten = \"127.0.0.1:{http}\"\n[service.log]\ntarget = \"stderr\"\n[runtime]\nlibrary = \"{}\"\n[wyoming]\nlisten = \"127.0.0.1:{wyoming_port}\"\n{models}",
