@@ -152,6 +152,10 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
+    /// This provider's own daily budget in USD (a tier's share of the daily limit); once
+    /// spent today, the next provider is used. Absent: only the global limits apply.
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
 }
 
 fn default_llm_timeout() -> Duration {

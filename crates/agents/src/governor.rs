@@ -146,6 +146,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// What `provider` spent today (local day), USD.
+    pub fn provider_today(&self, clock: &dyn Clock, provider: &str) -> Result<f64, LedgerError> {
+        let day = clock.now().format("%Y-%m-%d").to_string();
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_spend WHERE day = ?1 AND provider = ?2",
+            params![day, provider],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
     /// (today, this month) in USD, by the clock's local day.
     pub fn totals(&self, clock: &dyn Clock) -> Result<(f64, f64), LedgerError> {
         let now = clock.now();
@@ -193,6 +205,25 @@ impl Governor {
             completion_tokens,
             cost_usd,
         )
+    }
+}
+
+impl Governor {
+    /// May `p` be used now, given the budget state and its own daily budget?
+    pub fn allows(&self, p: &crate::config::ProviderConfig, state: BudgetState) -> bool {
+        if state == BudgetState::Red || (state == BudgetState::Yellow && !p.local) {
+            return false;
+        }
+        match p.daily_budget_usd {
+            None => true,
+            Some(budget) => match self.ledger.provider_today(self.clock.as_ref(), &p.name) {
+                Ok(spent) => spent < budget,
+                Err(e) => {
+                    log::error!(event = "incident"; "cost ledger unreadable: {e}");
+                    p.local
+                }
+            },
+        }
     }
 }
 

@@ -80,13 +80,12 @@ impl InteractionAgent {
                 content: text.to_owned(),
             },
         ];
-        let local_only = state == BudgetState::Yellow;
         let c = self
             .llm
             .complete(
                 &messages,
                 false,
-                |p| !local_only || p.local,
+                |p| self.governor.allows(p, state),
                 |a| self.metrics.llm_request(a.provider, a.model, a.outcome),
             )
             .await
@@ -130,14 +129,13 @@ impl InteractionAgent {
                 content: question.to_owned(),
             },
         ];
-        let local_only = state == BudgetState::Yellow;
         let start = Instant::now();
         let c = self
             .llm
             .complete(
                 &messages,
                 self.stream,
-                |p| !local_only || p.local,
+                |p| self.governor.allows(p, state),
                 |a| self.metrics.llm_request(a.provider, a.model, a.outcome),
             )
             .await
@@ -208,14 +206,13 @@ impl InteractionAgent {
             role: "user",
             content: text.to_owned(),
         });
-        let local_only = state == BudgetState::Yellow;
         let start = Instant::now();
         let result = self
             .llm
             .complete(
                 &messages,
                 self.stream,
-                |p| !local_only || p.local,
+                |p| self.governor.allows(p, state),
                 |a| self.metrics.llm_request(a.provider, a.model, a.outcome),
             )
             .await;

@@ -352,3 +352,27 @@ fn llm_classifier_routes_what_no_rule_matched() {
     assert!(m.contains("barnabee_llm_fallback_rate 0.5"), "{m}");
     assert!(m.contains("barnabee_daily_cost_usd 0.001"), "{m}");
 }
+
+#[test]
+fn a_providers_own_daily_budget_moves_work_to_the_next_tier() {
+    let cloud = FakeLlm::start(answer("From the cloud.", 200)); // $0.20 a call
+    let beast = FakeLlm::start(answer("From the beast.", 10));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &format!(
+            "{}daily_budget_usd = 0.1\n{}{PRICES}",
+            provider("cloud", &cloud.base, false, 5.0),
+            provider("beast", &beast.base, true, 5.0)
+        ),
+    );
+    assert_eq!(d.say("s", "tell me a joke")["text"], "From the cloud.");
+    // The cloud tier spent $0.20 of its $0.10 today (20 % of the global limit: still green).
+    let v = d.say("s", "tell me another joke");
+    assert_eq!(
+        (v["text"].as_str().unwrap(), v["budget"].as_str().unwrap()),
+        ("From the beast.", "green"),
+        "{v}"
+    );
+    assert_eq!((cloud.requests().len(), beast.requests().len()), (1, 1));
+}
