@@ -1,6 +1,7 @@
 # barnabee-inference: ONNX Runtime's shared library (from the PyPI wheel, loaded by `ort`
 # load-dynamic), the real Silero VAD and openWakeWord 0.5.1 models (from their wheels; the
-# openWakeWord models are CC BY-NC-SA 4.0, test use only), espeak-ng for test speech, the
+# openWakeWord models are CC BY-NC-SA 4.0, test use only), onnx-asr 0.12.0's feature
+# extractors as ONNX graphs (MIT; the reference our NeMo mel and fbank code is checked against), espeak-ng for test speech, the
 # onnx/numpy/onnxruntime tools in the project venv, and one small venv per wyoming version
 # (the Home Assistant pins) for the Wyoming conformance tests. Everything version-keyed under
 # $CACHE/inference; tests find it there or via ORT_DYLIB_PATH / BARNABEE_INFERENCE_CACHE.
@@ -19,7 +20,7 @@ _inference_setup() {
     ln -sf "libonnxruntime.so.$ver" "$d/onnxruntime-$ver.tmp/libonnxruntime.so"
     rm -rf "$d/onnxruntime-$ver" && mv "$d/onnxruntime-$ver.tmp" "$d/onnxruntime-$ver"
   fi
-  for w in silero-vad==6.2.3 openwakeword==0.5.1; do
+  for w in silero-vad==6.2.3 openwakeword==0.5.1 onnx-asr==0.12.0; do
     v="${w/==/-}"
     [ -d "$d/models/$v" ] && continue
     say "unpacking the models of $w into $d/models/$v"

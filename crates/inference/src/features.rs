@@ -1,11 +1,15 @@
 //! Audio features shared by STT and speaker embedding.
 //!
 //! - [`nemo_mel`]: NeMo's `AudioToMelSpectrogramPreprocessor` as Parakeet uses it: pre-emphasis
-//!   0.97, 25 ms Hann window (400 samples) in a 512-point FFT, 10 ms hop, centred frames
-//!   (reflect padding), power spectrum, Slaney-normalised mel filters (librosa's default),
-//!   `ln(mel + 2^-24)`, then per-feature normalisation (mean/std over time per mel bin).
-//! - [`fbank`]: Kaldi-style log-mel filterbank (25 ms Povey window, 10 ms hop, 512 FFT, HTK mel
-//!   scale, no energy) with cepstral mean normalisation, as WeSpeaker / 3D-Speaker models take.
+//!   0.97, 25 ms Hann window (400 samples) in a 512-point FFT, 10 ms hop, centred frames (zero
+//!   padding), power spectrum, Slaney-normalised mel filters (librosa's default),
+//!   `ln(mel + 2^-24)`, per-feature normalisation (mean/std over the `len / 160` valid frames per
+//!   mel bin), frames past the valid length zeroed.
+//! - [`fbank`]: Kaldi `compute-fbank-feats` as WeSpeaker runs it (torchaudio `kaldi.fbank`,
+//!   Hamming window, snip edges, DC removal, pre-emphasis 0.97, Kaldi mel banks from 20 Hz,
+//!   no energy, no dither) plus cepstral mean normalisation.
+//!
+//! Both are checked against onnx-asr's reference feature graphs in the tests.
 
 use std::sync::Arc;
 
@@ -50,6 +54,9 @@ fn mel_to_hz_htk(m: f64) -> f64 {
 /// Triangular mel filters `[n_mels][N_FFT/2 + 1]`.
 fn filters(n_mels: usize, slaney: bool) -> Vec<Vec<f32>> {
     type Scale = fn(f64) -> f64;
+    if !slaney {
+        return kaldi_filters(n_mels);
+    }
     let (to_mel, to_hz): (Scale, Scale) = if slaney {
         (hz_to_mel_slaney, mel_to_hz_slaney)
     } else {
@@ -81,18 +88,54 @@ fn filters(n_mels: usize, slaney: bool) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Kaldi's mel banks: triangles in the mel domain, 20 Hz .. Nyquist, the Nyquist bin unused.
+fn kaldi_filters(n_mels: usize) -> Vec<Vec<f32>> {
+    let bins = N_FFT / 2 + 1;
+    let (lo, hi) = (hz_to_mel_htk(20.0), hz_to_mel_htk(RATE as f64 / 2.0));
+    let delta = (hi - lo) / (n_mels + 1) as f64;
+    (0..n_mels)
+        .map(|m| {
+            let left = lo + m as f64 * delta;
+            let (center, right) = (left + delta, left + 2.0 * delta);
+            (0..bins)
+                .map(|k| {
+                    if k == bins - 1 {
+                        return 0.0;
+                    }
+                    let mel = hz_to_mel_htk(k as f64 * RATE as f64 / N_FFT as f64);
+                    if mel <= left || mel >= right {
+                        0.0
+                    } else if mel <= center {
+                        ((mel - left) / (center - left)) as f32
+                    } else {
+                        ((right - mel) / (right - center)) as f32
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Window {
+    Hann,
+    Hamming,
+}
+
 struct Stft {
     fft: Arc<dyn Fft<f32>>,
     window: Vec<f32>,
 }
 
 impl Stft {
-    fn new(povey: bool) -> Stft {
+    fn new(kind: Window) -> Stft {
         let window = (0..WIN)
             .map(|n| {
-                let hann =
-                    0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (WIN - 1) as f64).cos();
-                (if povey { hann.powf(0.85) } else { hann }) as f32
+                let c = (2.0 * std::f64::consts::PI * n as f64 / (WIN - 1) as f64).cos();
+                (match kind {
+                    Window::Hann => 0.5 - 0.5 * c,
+                    Window::Hamming => 0.54 - 0.46 * c,
+                }) as f32
             })
             .collect();
         Stft {
@@ -116,6 +159,11 @@ impl Stft {
 
 /// NeMo log-mel features, `[n_mels][frames]` (row-major, mel-major like NeMo's `[B, n_mels, T]`).
 /// `samples` are floats in [-1, 1] at 16 kHz. Returns (features, frames).
+/// The frames NeMo counts as valid (the encoder's `length`): `len / 160`.
+pub fn nemo_valid_frames(samples: usize) -> usize {
+    samples / HOP
+}
+
 pub fn nemo_mel(samples: &[f32], n_mels: usize) -> (Vec<f32>, usize) {
     nemo_mel_inner(samples, n_mels, true)
 }
@@ -127,26 +175,19 @@ fn nemo_mel_inner(samples: &[f32], n_mels: usize, normalise: bool) -> (Vec<f32>,
         x.push(if i == 0 { s } else { s - 0.97 * prev });
         prev = s;
     }
-    // centre: reflect-pad N_FFT/2 on each side; frames = len / HOP + 1
+    // centre: zero-pad N_FFT/2 on each side; frames = len / HOP + 1
     let pad = N_FFT / 2;
     let n = x.len();
     let get = |i: isize| -> f32 {
-        if n == 0 {
-            return 0.0;
-        }
-        let n = n as isize;
-        let mut j = i;
-        if j < 0 {
-            j = -j;
-        }
-        if j >= n {
-            j = 2 * (n - 1) - j;
-        }
-        x[j.clamp(0, n - 1) as usize]
+        usize::try_from(i)
+            .ok()
+            .and_then(|j| x.get(j))
+            .copied()
+            .unwrap_or(0.0)
     };
     let frames = n / HOP + 1;
     let fb = filters(n_mels, true);
-    let stft = Stft::new(false);
+    let stft = Stft::new(Window::Hann);
     let mut feats = vec![0.0f32; n_mels * frames];
     let mut frame = vec![0.0f32; WIN];
     let mut power = Vec::new();
@@ -164,30 +205,31 @@ fn nemo_mel_inner(samples: &[f32], n_mels: usize, normalise: bool) -> (Vec<f32>,
     if !normalise {
         return (feats, frames);
     }
-    // per-feature normalisation over the valid frames
-    let valid = (n / HOP).max(1).min(frames);
+    // per-feature normalisation over the valid frames; the rest is zeroed
+    let valid = nemo_valid_frames(n).max(1).min(frames);
     for m in 0..n_mels {
         let row = &mut feats[m * frames..(m + 1) * frames];
         let mean = row[..valid].iter().sum::<f32>() / valid as f32;
         let var = row[..valid].iter().map(|v| (v - mean).powi(2)).sum::<f32>()
             / (valid.max(2) - 1) as f32;
         let std = var.sqrt() + 1e-5;
-        for v in row.iter_mut() {
-            *v = (*v - mean) / std;
+        for (t, v) in row.iter_mut().enumerate() {
+            *v = if t < valid { (*v - mean) / std } else { 0.0 };
         }
     }
     (feats, frames)
 }
 
 /// Kaldi-style log-mel fbank `[frames][n_mels]` (frame-major) with mean normalisation.
-/// `samples` are floats in int16 scale or [-1, 1] (the mean normalisation removes the gain).
+/// `samples` should be in int16 scale, as Kaldi and WeSpeaker take them (the mean
+/// normalisation removes a constant gain anyway, except in the log floor).
 pub fn fbank(samples: &[f32], n_mels: usize) -> (Vec<f32>, usize) {
     if samples.len() < WIN {
         return (Vec::new(), 0);
     }
     let frames = (samples.len() - WIN) / HOP + 1;
     let fb = filters(n_mels, false);
-    let stft = Stft::new(true);
+    let stft = Stft::new(Window::Hamming);
     let mut out = vec![0.0f32; frames * n_mels];
     let mut frame = vec![0.0f32; WIN];
     let mut power = Vec::new();

@@ -130,8 +130,11 @@ impl Stt {
             let mut s = lock(&self.encoder);
             let x = Tensor::from_array(([1usize, self.n_mels, frames], feats))
                 .map_err(engine::ort_err)?;
-            let len =
-                Tensor::from_array(([1usize], vec![frames as i64])).map_err(engine::ort_err)?;
+            let len = Tensor::from_array((
+                [1usize],
+                vec![features::nemo_valid_frames(samples.len()) as i64],
+            ))
+            .map_err(engine::ort_err)?;
             let out = s
                 .run(ort::inputs!["audio_signal" => x, "length" => len])
                 .map_err(|e| format!("encoder: {e}"))?;

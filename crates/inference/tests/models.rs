@@ -564,3 +564,72 @@ fn a_missing_espeak_ng_is_a_clear_tts_load_error() {
         "{err}"
     );
 }
+
+/// Run an onnx-asr feature extractor (waveforms [1,N], waveforms_lens [1] → features).
+fn reference_features(name: &str, samples: &[f32]) -> (Vec<i64>, Vec<f32>) {
+    use ort::value::Tensor;
+    let path = need_file(cache().join(format!("models/onnx-asr-0.12.0/{name}.onnx")));
+    let (mut s, _) = engine().session(&path, false).unwrap();
+    let w = Tensor::from_array(([1usize, samples.len()], samples.to_vec())).unwrap();
+    let l = Tensor::from_array(([1usize], vec![samples.len() as i64])).unwrap();
+    let out = s
+        .run(ort::inputs!["waveforms" => w, "waveforms_lens" => l])
+        .unwrap();
+    barnabee_inference::engine::output_f32(&out, "features").unwrap()
+}
+
+#[test]
+fn nemo_mel_features_match_the_onnx_asr_reference() {
+    let audio = pcm_to_f32(&speak("turn on the kitchen lights", "en-us", 160, 0.3));
+    let (want_shape, want) = reference_features("nemo128", &audio);
+    let (got, frames) = barnabee_inference::features::nemo_mel(&audio, 128);
+    assert_eq!(want_shape, vec![1, 128, frames as i64], "frame count");
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let mean = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / got.len() as f32;
+    eprintln!(
+        "NeMo mel vs onnx-asr nemo128: max |diff| {max:.4}, mean {mean:.5} over {} values",
+        got.len()
+    );
+    assert!(mean < 1e-4 && max < 1e-2, "max {max} mean {mean}");
+}
+
+#[test]
+fn fbank_features_match_the_onnx_asr_wespeaker_reference() {
+    let audio = pcm_to_f32(&speak("what is the weather like today", "en-gb", 160, 0.3));
+    // WeSpeaker (like Kaldi) takes int16-scale samples
+    let scaled: Vec<f32> = audio.iter().map(|s| s * 32768.0).collect();
+    let (want_shape, mut want) = reference_features("wespeaker", &scaled);
+    // onnx-asr applies WeSpeaker's cepstral mean normalisation after the features; so do we
+    let frames_ref = want_shape[1] as usize;
+    for m in 0..80 {
+        let mean = (0..frames_ref).map(|t| want[t * 80 + m]).sum::<f32>() / frames_ref as f32;
+        (0..frames_ref).for_each(|t| want[t * 80 + m] -= mean);
+    }
+    let (got, frames) = barnabee_inference::features::fbank(&scaled, 80);
+    assert_eq!(want_shape, vec![1, frames as i64, 80], "frame count");
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let mean = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / got.len() as f32;
+    eprintln!(
+        "fbank vs onnx-asr wespeaker: max |diff| {max:.4}, mean {mean:.5} over {} values",
+        got.len()
+    );
+    assert!(mean < 1e-4 && max < 1e-2, "max {max} mean {mean}");
+}
