@@ -510,7 +510,7 @@ async fn wake_arbitration_loser_stands_down_winner_answers() {
     let _inf = inference(wy);
     let metrics = barnabee_service::metrics::Metrics::new();
     let shared = Shared::new(20, VoiceMetrics::new(&metrics), None);
-    let arbiter = barnabee_voice::arbitration::Arbiter::new(Duration::from_secs(6));
+    let arbiter = barnabee_voice::arbitration::Arbiter::new(Duration::from_secs(10));
     let app = barnabee_voice::api::router(barnabee_voice::api::ApiState {
         shared: shared.clone(),
         arbiter,
