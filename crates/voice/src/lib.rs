@@ -15,7 +15,8 @@
 //!   own `registry`/`vad`/`wake` code through a library dependency ([`local`]): shared, not
 //!   copied. That is the documented exception to "daemons don't depend on each other"; the
 //!   planned follow-up is extracting those modules into a shared `crates/` library.
-//! - `barnabee voice enroll NAME WAV...` (the CLI side of speaker enrolment).
+//! - The CLI command `barnabee voice enroll NAME WAV...` (crates/cli): [`speaker::enroll`] is
+//!   the library function it should call.
 
 pub mod api;
 pub mod arbitration;

@@ -71,6 +71,10 @@ pub fn identify(embedding: &[f32], profiles: &[Profile], threshold: f64, margin:
 pub struct Profile {
     pub name: String,
     pub centroid: Vec<f32>,
+    /// The embedding model the centroid was made with (we store the inference model's name);
+    /// profiles of another model are skipped (a model change means re-enrolment).
+    #[serde(default)]
+    pub embedding_model_hash: String,
 }
 
 /// Talks to the inference and memory daemons; caches the profiles for `refresh`.
@@ -115,31 +119,17 @@ impl SpeakerId {
 
     /// Identify the speaker of 16 kHz mono PCM.
     pub async fn identify(&mut self, pcm: &[i16]) -> Result<Decision, String> {
-        let url = format!(
-            "{}/v1/embed/speaker",
-            self.cfg.inference_url.trim_end_matches('/')
-        );
-        let body = wav_bytes(pcm);
-        let r = self
-            .http
-            .post(&url)
-            .header("content-type", "audio/wav")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let st = r.status();
-        let v: serde_json::Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
-        if !st.is_success() {
-            return Err(format!("{url}: HTTP {st}: {v}"));
-        }
-        let emb: Vec<f32> = v["embedding"]
-            .as_array()
-            .ok_or_else(|| format!("{url}: no embedding in {v}"))?
-            .iter()
-            .filter_map(|x| x.as_f64().map(|f| f as f32))
+        let (model, emb) = embed(&self.http, &self.cfg.inference_url, pcm).await?;
+        let profiles: Vec<Profile> = self
+            .profiles()
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.embedding_model_hash.is_empty()
+                    || model.is_empty()
+                    || p.embedding_model_hash == model
+            })
             .collect();
-        let profiles = self.profiles().await?;
         Ok(identify(
             &emb,
             &profiles,
@@ -147,6 +137,99 @@ impl SpeakerId {
             self.cfg.margin,
         ))
     }
+}
+
+/// The embedding of one utterance: (model name, vector).
+pub async fn embed(
+    http: &reqwest::Client,
+    inference_url: &str,
+    pcm: &[i16],
+) -> Result<(String, Vec<f32>), String> {
+    let url = format!("{}/v1/embed/speaker", inference_url.trim_end_matches('/'));
+    let r = http
+        .post(&url)
+        .header("content-type", "audio/wav")
+        .body(wav_bytes(pcm))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let st = r.status();
+    let v: serde_json::Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+    if !st.is_success() {
+        return Err(format!("{url}: HTTP {st}: {v}"));
+    }
+    let emb = v["embedding"]
+        .as_array()
+        .ok_or_else(|| format!("{url}: no embedding in {v}"))?
+        .iter()
+        .filter_map(|x| x.as_f64().map(|f| f as f32))
+        .collect();
+    Ok((v["model"].as_str().unwrap_or("").to_owned(), emb))
+}
+
+/// The centroid of several embeddings: the mean of the L2-normalised vectors, re-normalised.
+pub fn centroid(embeddings: &[Vec<f32>]) -> Option<Vec<f32>> {
+    let dim = embeddings.first()?.len();
+    if dim == 0 || embeddings.iter().any(|e| e.len() != dim) {
+        return None;
+    }
+    let mut c = vec![0f64; dim];
+    for e in embeddings {
+        let n = e
+            .iter()
+            .map(|x| (*x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        for (a, x) in c.iter_mut().zip(e) {
+            *a += *x as f64 / n;
+        }
+    }
+    let n = c.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    Some(c.into_iter().map(|x| (x / n) as f32).collect())
+}
+
+/// Enrol `name` from 16 kHz mono utterances (for `barnabee voice enroll NAME WAV...`): embed
+/// each with barnabee-inference, store the centroid in barnabee-memory
+/// (`PUT /v1/speakers/{name}`). Returns the number of utterances used.
+pub async fn enroll(
+    inference_url: &str,
+    memory_url: &str,
+    name: &str,
+    utterances: &[Vec<i16>],
+) -> Result<usize, String> {
+    if utterances.is_empty() {
+        return Err("enrolment needs at least one utterance".into());
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut model = String::new();
+    let mut embs = Vec::new();
+    for (i, u) in utterances.iter().enumerate() {
+        let (m, e) = embed(&http, inference_url, u)
+            .await
+            .map_err(|e| format!("utterance {}: {e}", i + 1))?;
+        model = m;
+        embs.push(e);
+    }
+    let c = centroid(&embs).ok_or("the embeddings have different dimensions")?;
+    let url = format!("{}/v1/speakers/{name}", memory_url.trim_end_matches('/'));
+    let r = http
+        .put(&url)
+        .json(&serde_json::json!({"embedding_model_hash": model, "centroid": c, "sample_count": embs.len()}))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !r.status().is_success() {
+        let st = r.status();
+        return Err(format!(
+            "{url}: HTTP {st}: {}",
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    Ok(embs.len())
 }
 
 /// 16 kHz mono 16-bit WAV bytes.
@@ -180,6 +263,7 @@ mod tests {
         Profile {
             name: name.into(),
             centroid: c.to_vec(),
+            embedding_model_hash: String::new(),
         }
     }
 
@@ -205,6 +289,14 @@ mod tests {
             identify(&[1.0, 0.0], &[p("x", &[1.0])], 0.1, 0.0).speaker,
             GUEST
         );
+    }
+
+    #[test]
+    fn centroid_is_the_normalised_mean_of_normalised_vectors() {
+        let c = centroid(&[vec![2.0, 0.0], vec![0.0, 5.0]]).unwrap();
+        assert!((c[0] - c[1]).abs() < 1e-6 && (c[0] - 0.70710677).abs() < 1e-6);
+        assert!(centroid(&[vec![1.0], vec![1.0, 2.0]]).is_none());
+        assert!(centroid(&[]).is_none());
     }
 
     #[test]

@@ -388,7 +388,25 @@ async fn speaker_id_wiring_inference_embedding_memory_centroids_stand_in_model_i
     let ag = agents();
     let command = "turn on the kitchen lights";
     let alice = |t: &str| speak_as("en-us+f2", t, 0.0);
-    enrol(&inf, &mem, "alice", &alice(command), false).await;
+    // alice through the library's enrolment (what `barnabee voice enroll` calls)
+    let n = barnabee_voice::speaker::enroll(
+        &format!("http://{}", inf.http.unwrap()),
+        &format!("http://{}", mem.addr),
+        "alice",
+        &[alice(command), alice(command)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let e = barnabee_voice::speaker::enroll(
+        &format!("http://{}", inf.http.unwrap()),
+        &format!("http://127.0.0.1:{}", free_port()),
+        "carol",
+        &[alice(command)],
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("/v1/speakers/carol"), "{e}");
     enrol(&inf, &mem, "bob", &alice(command), true).await;
     let pcm = [
         silence(1.0),
