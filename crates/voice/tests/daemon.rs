@@ -164,3 +164,20 @@ async fn wake_arbitration_over_http_and_bad_input_names_the_field() {
     let h = get(&v, "/health").await.1;
     assert_eq!(h["checks"]["audio"]["ok"], true, "{h}");
 }
+
+#[test]
+fn bad_config_exits_1_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("voice.toml");
+    std::fs::write(&cfg, "[pipeline]\nmax_utterance = 3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_barnabee-voice"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("voice.toml:2:1"), "{err}");
+    assert!(err.contains("pipeline.max_utterance"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
