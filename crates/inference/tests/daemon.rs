@@ -292,3 +292,36 @@ fn http_wake_endpoint_with_the_real_openwakeword_models() {
     assert_eq!(st, 400);
     assert!(String::from_utf8_lossy(&body).contains("alexa"));
 }
+
+#[test]
+fn bench_runs_and_prints_rust_python_ratios() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--vad-frames",
+            "20",
+            "--wake-steps",
+            "5",
+            "--text-rounds",
+            "1",
+            "--repeat",
+            "1",
+        ])
+        .env("BARNABEE_INFERENCE_CACHE", cache())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    for row in ["Silero VAD", "openWakeWord", "MiniLM-L6"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row} missing: {text}"));
+        let ratio: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(ratio.is_finite() && ratio > 0.0, "{line}");
+    }
+}

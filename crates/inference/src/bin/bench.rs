@@ -107,10 +107,15 @@ fn main() -> anyhow::Result<()> {
     ]
     .concat();
     let cfg = Config::parse(Path::new("bench.toml"), &toml)?;
-    let load = |i: usize| {
-        registry::load(&engine, &cfg.models[i], Path::new("/")).map_err(|e| anyhow::anyhow!("{e}"))
+    let load = |name: &str| {
+        let m = cfg
+            .models
+            .iter()
+            .find(|m| m.name == name)
+            .context("model missing from the bench config")?;
+        registry::load(&engine, m, Path::new("/")).map_err(|e| anyhow::anyhow!("{e}"))
     };
-    let (vad_m, wake_m, text_m) = (load(0)?, load(1)?, load(2)?);
+    let (vad_m, wake_m, text_m) = (load("silero")?, load("oww")?, load("minilm")?);
     let (Inner::Vad(vad), Inner::Wake(wake), Inner::TextEmbedding(text)) =
         (&vad_m.inner, &wake_m.inner, &text_m.inner)
     else {
