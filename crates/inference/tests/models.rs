@@ -340,7 +340,7 @@ fn speaker_embeddings_are_unit_vectors_that_separate_voices() {
     assert!((norm - 1.0).abs() < 1e-4);
     let (same, other) = (cosine(&a1, &a2), cosine(&a1, &b1));
     eprintln!("same voice {same:.3}, other voice {other:.3}");
-    assert!(same > other, "same {same} other {other}");
+    assert!(same > other + 0.15, "same {same} other {other}");
     assert!(s.embed(&[0.0; 100]).unwrap_err().contains("0.5 s"));
 }
 

@@ -15,7 +15,7 @@ pre/post-processing against small generated graphs that behave predictably:
   -> output f32 [1,1,N*256]: per phoneme id a 256-sample tone whose pitch follows the id.
 - tts/voice.onnx.json: Piper config (22050 Hz, espeak voice en-us, an IPA phoneme_id_map).
 - speaker/speaker.onnx (WeSpeaker-style): feats f32 [1,T,80] -> embs f32 [1,64]:
-  mean and std over time of the fbank, through a fixed random projection.
+  mean and band-centred std over time of the fbank, through a fixed random projection.
 - text/model.onnx (BERT-style): input_ids, attention_mask, token_type_ids i64 [1,L]
   -> last_hidden_state f32 [1,L,32] (a fixed embedding table lookup); text/vocab.txt.
 
@@ -182,7 +182,11 @@ spk = helper.make_graph(
         helper.make_node("Mul", ["c", "c"], ["c2"]),
         helper.make_node("ReduceMean", ["c2"], ["var"], axes=[1], keepdims=0),
         helper.make_node("Sqrt", ["var"], ["std"]),
-        helper.make_node("Concat", ["mean", "std"], ["ms"], axis=1),  # [1,160]
+        # fbank arrives mean-normalised, so the voice shows in how each band varies: centre
+        # the per-band std across bands (spectral shape of the variability), then project
+        helper.make_node("ReduceMean", ["std"], ["stdm"], axes=[1], keepdims=1),
+        helper.make_node("Sub", ["std", "stdm"], ["stdc"]),
+        helper.make_node("Concat", ["mean", "stdc"], ["ms"], axis=1),  # [1,160]
         helper.make_node("MatMul", ["ms", "P"], ["embs"]),
     ],
     "speaker",
