@@ -62,7 +62,6 @@ enum Mode {
 
 struct Audio {
     rate: u32,
-    width: u32,
     channels: u32,
     samples: Vec<i16>,
 }
@@ -327,7 +326,6 @@ impl Conn {
         }
         self.audio = Some(Audio {
             rate,
-            width,
             channels,
             samples: Vec::new(),
         });
@@ -354,7 +352,6 @@ impl Conn {
         let Some(a) = self.audio.as_mut() else {
             return vec![];
         };
-        let _ = a.width;
         let pcm16 = wav::to_mono_rate(
             &wav::Pcm {
                 rate: a.rate,

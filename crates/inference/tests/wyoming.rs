@@ -162,6 +162,22 @@ fn malformed_frames_get_an_error_and_the_server_keeps_serving() {
             "connection closed"
         );
     }
+    // an application error (unsupported audio format) keeps the connection open
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"{\"type\":\"audio-start\",\"data\":{\"rate\":16000,\"width\":4,\"channels\":1}}\n{\"type\":\"ping\"}\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut header = String::new();
+    r.read_line(&mut header).unwrap();
+    let h: serde_json::Value = serde_json::from_str(&header).unwrap();
+    assert_eq!(h["type"], "error");
+    let mut data = vec![0u8; h["data_length"].as_u64().unwrap() as usize];
+    std::io::Read::read_exact(&mut r, &mut data).unwrap();
+    assert!(String::from_utf8_lossy(&data).contains("width 4"));
+    header.clear();
+    r.read_line(&mut header).unwrap();
+    assert!(header.contains("\"pong\""), "{header}");
     // a well-formed describe on a new connection still works
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"{\"type\":\"describe\"}\n").unwrap();
