@@ -113,7 +113,76 @@ impl Db {
             pos: None,
         };
         db.begin_read()?;
+        db.resume();
         Ok(db)
+    }
+
+    /// `.<name>-barnabee-replicator.pos` next to the database: where the last shipped file
+    /// ended, so a restart continues incrementally instead of writing a full snapshot.
+    fn state_path(&self) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.path
+            .with_file_name(format!(".{name}-barnabee-replicator.pos"))
+    }
+
+    fn persist(&self) {
+        let Some(p) = self.pos else { return };
+        let text = format!(
+            "{} {} {} {} {} {}\n",
+            self.txid, p.salt1, p.salt2, p.checkpoint_seq, p.offset, p.commit
+        );
+        let path = self.state_path();
+        let tmp = path.with_extension("pos.tmp");
+        if std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .is_err()
+        {
+            log::warn!(path = path.display().to_string().as_str(); "cannot record the replication position");
+        }
+    }
+
+    /// Continue from the recorded position if it matches the replica and the WAL still holds
+    /// exactly the frames we shipped (same salts, valid checksum chain up to the offset).
+    fn resume(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.state_path()) else {
+            return;
+        };
+        let v: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [txid, salt1, salt2, seq, offset, commit] = v[..] else {
+            return;
+        };
+        if txid != self.txid || txid == 0 {
+            return;
+        }
+        let Ok(walb) = self.read_wal() else { return };
+        let Ok(h) = WalHeader::decode(&walb) else {
+            return;
+        };
+        if u64::from(h.salt1) != salt1
+            || u64::from(h.salt2) != salt2
+            || (offset as usize) > walb.len()
+        {
+            return;
+        }
+        match wal::read_committed(&walb[..offset as usize], WAL_HEADER_SIZE) {
+            Ok((_, r)) if r.end == offset => {}
+            _ => return,
+        }
+        self.pos = Some(Position {
+            salt1: h.salt1,
+            salt2: h.salt2,
+            checkpoint_seq: seq as u32,
+            offset,
+            commit: commit as u32,
+        });
+        log::info!(txid = txid, offset = offset; "resuming from the recorded WAL position");
     }
 
     pub fn path(&self) -> &Path {
@@ -392,6 +461,7 @@ impl Db {
     pub fn mark_shipped(&mut self, p: &Pending) {
         self.txid = p.txid;
         self.pos = Some(p.position);
+        self.persist();
     }
 
     /// Number of valid frames of the current WAL generation that we have read (a checkpoint
@@ -490,6 +560,7 @@ impl Db {
                         offset: WAL_HEADER_SIZE,
                         commit: before.commit,
                     });
+                    self.persist();
                     Ok(true)
                 }
                 _ => {

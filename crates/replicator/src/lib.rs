@@ -26,7 +26,10 @@
 //! (PASSIVE) only after everything committed is shipped, and restarts the WAL under its own
 //! write lock by rewriting `PRAGMA user_version` with its current value. Any WAL restart it
 //! cannot prove gap-free makes the next level-0 file a full snapshot, so TXIDs never have gaps.
-//! On start it continues after the replica's highest TXID with a full snapshot.
+//! The position of the last shipped file is kept in `.<db name>-barnabee-replicator.pos`
+//! next to the database; on start, if it matches the replica's highest TXID and the WAL still
+//! holds those frames, replication resumes incrementally, otherwise it continues after the
+//! replica's highest TXID with a full snapshot.
 //!
 //! Sync policy: the WAL is probed every `monitor_interval` (25 ms); a commit in a quiet
 //! period ships at once, and under load at most one level-0 upload happens per

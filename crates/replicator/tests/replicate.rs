@@ -206,10 +206,17 @@ async fn failed_uploads_are_retried_without_txid_gaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_continues_after_replica_position_with_a_snapshot() {
+async fn restart_resumes_incrementally_or_with_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
     let app = common::app_db(&db);
+    for i in 0..200 {
+        app.execute(
+            "INSERT INTO kv(k, v) VALUES (?1, ?2)",
+            (i + 1000, "y".repeat(300)),
+        )
+        .unwrap();
+    }
     let replica = dir.path().join("replica");
     for round in 0..3 {
         let repl =
@@ -221,17 +228,44 @@ async fn restart_continues_after_replica_position_with_a_snapshot() {
         repl.sync_now().await.unwrap();
         repl.shutdown(Duration::from_secs(5)).await.unwrap();
     }
-    let image = common::source_image(&db);
     let client = FileClient::new(&replica);
     let l0 = client.list(0, false).await.unwrap();
     for (i, f) in l0.iter().enumerate() {
         assert_eq!(f.min_txid, i as u64 + 1);
     }
+    // TXID 1 is the full snapshot; the restarts resumed from the recorded position, so their
+    // files hold only the changed pages.
+    assert!(l0.len() >= 3);
+    for f in &l0[1..] {
+        assert!(
+            f.size * 4 < l0[0].size,
+            "TXID {} is {} bytes, snapshot {}",
+            f.min_txid,
+            f.size,
+            l0[0].size
+        );
+    }
+    let image = common::source_image(&db);
     let out = dir.path().join("out.db");
     restore::restore(&client, &out, Target::Latest)
         .await
         .unwrap();
     assert!(std::fs::read(&out).unwrap() == image);
+    // A position that does not match the replica (replica reset) falls back to a snapshot.
+    let replica2 = dir.path().join("replica2");
+    let repl =
+        Replication::start_with_client(&db, Client::File(FileClient::new(&replica2)), fast())
+            .await
+            .unwrap();
+    app.execute("INSERT INTO kv(k, v) VALUES (99, 'z')", [])
+        .unwrap();
+    repl.sync_now().await.unwrap();
+    repl.shutdown(Duration::from_secs(5)).await.unwrap();
+    let out2 = dir.path().join("out2.db");
+    restore::restore(&FileClient::new(&replica2), &out2, Target::Latest)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out2).unwrap() == common::source_image(&db));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
