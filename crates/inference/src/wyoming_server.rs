@@ -73,6 +73,8 @@ struct Conn {
     vad: Option<(Arc<Model>, vad::VadStream)>,
     wake: Option<(Arc<Model>, wake::WakeStream, bool)>,
     streaming: Option<(Option<String>, String)>,
+    /// Where events go; synthesis writes each sentence's audio as soon as it exists.
+    w: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
 }
 
 fn error_event(text: &str, code: &str) -> Event {
@@ -83,7 +85,7 @@ async fn connection(sock: TcpStream, app: Arc<App>) -> std::io::Result<()> {
     let _ = sock.set_nodelay(true);
     let (r, w) = sock.into_split();
     let mut r = BufReader::new(r);
-    let mut w = BufWriter::new(w);
+    let w = BufWriter::new(w);
     let limits = Limits {
         header: app.cfg.wyoming.max_header_bytes,
         payload: app.cfg.wyoming.max_payload_bytes,
@@ -95,6 +97,7 @@ async fn connection(sock: TcpStream, app: Arc<App>) -> std::io::Result<()> {
         vad: None,
         wake: None,
         streaming: None,
+        w,
     };
     loop {
         let ev = match read_event(&mut r, limits).await {
@@ -103,16 +106,12 @@ async fn connection(sock: TcpStream, app: Arc<App>) -> std::io::Result<()> {
             Err(e) => {
                 let text = format!("malformed Wyoming frame: {e}; closing the connection");
                 log::warn!(event = "wyoming_malformed"; "{text}");
-                let _ = write_event(&mut w, &error_event(&text, "malformed-frame")).await;
-                let _ = w.flush().await;
+                let _ = c.send(&[error_event(&text, "malformed-frame")]).await;
                 return Ok(());
             }
         };
         let out = c.handle(ev).await;
-        for e in &out {
-            write_event(&mut w, e).await?;
-        }
-        w.flush().await?;
+        c.send(&out).await?;
     }
 }
 
@@ -216,6 +215,13 @@ pub fn info(app: &App) -> Event {
 }
 
 impl Conn {
+    async fn send(&mut self, events: &[Event]) -> std::io::Result<()> {
+        for e in events {
+            write_event(&mut self.w, e).await?;
+        }
+        self.w.flush().await
+    }
+
     async fn handle(&mut self, ev: Event) -> Vec<Event> {
         match ev.kind.as_str() {
             "describe" => vec![info(&self.app)],
@@ -473,7 +479,10 @@ impl Conn {
         }
     }
 
-    async fn synthesize(&self, text: &str, voice: Option<&str>) -> Vec<Event> {
+    /// Synthesise `text` sentence by sentence, sending each sentence's audio as soon as it is
+    /// ready (one `audio-start` … `audio-stop` around all of it). Returns the events still to
+    /// send (an error).
+    async fn synthesize(&mut self, text: &str, voice: Option<&str>) -> Vec<Event> {
         let t0 = std::time::Instant::now();
         let m = match self.app.model(Kind::Tts, voice) {
             Ok(m) => m,
@@ -482,7 +491,6 @@ impl Conn {
                 Err(e) => return vec![api_error(&e)],
             },
         };
-        let mut out = Vec::new();
         let mut first = true;
         for s in tts::sentences(text) {
             let r = self
@@ -497,6 +505,7 @@ impl Conn {
                 Err(e) => return vec![api_error(&e)],
             };
             let fmt = json!({"rate": rate, "width": 2, "channels": 1});
+            let mut out = Vec::new();
             if first {
                 self.app
                     .metrics
@@ -508,6 +517,10 @@ impl Conn {
             for c in a.pcm.chunks(CHUNK_SAMPLES) {
                 out.push(Event::new("audio-chunk", fmt.clone()).with_payload(wav::to_s16le(c)));
             }
+            if let Err(e) = self.send(&out).await {
+                log::warn!("Wyoming client went away during synthesis: {e}");
+                return vec![];
+            }
         }
         if first {
             return vec![error_event(
@@ -515,8 +528,7 @@ impl Conn {
                 "bad-input",
             )];
         }
-        out.push(Event::new("audio-stop", json!({})));
-        out
+        vec![Event::new("audio-stop", json!({}))]
     }
 }
 

@@ -187,3 +187,56 @@ fn malformed_frames_get_an_error_and_the_server_keeps_serving() {
     let (st, _) = d.health();
     assert_eq!(st, 200);
 }
+
+/// The first sentence's audio leaves before the later sentences are synthesised: espeak-ng is
+/// wrapped so that phonemising the second sentence takes 1.5 s.
+#[test]
+fn synthesis_streams_the_first_sentence_before_the_rest_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("slow-espeak-ng");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$*\" in *Slowly*) sleep 1.5;; esac\nexec espeak-ng \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let port = free_port();
+    let d = Daemon::start_with_env(
+        &standin_toml(),
+        Some(port),
+        &[("BARNABEE_ESPEAK_NG", wrapper.to_str().unwrap())],
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let t0 = std::time::Instant::now();
+    s.write_all(b"{\"type\":\"synthesize\",\"data\":{\"text\":\"Quick first sentence. Slowly the second one.\"}}\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let (mut first_audio, mut stop) = (None, None);
+    while stop.is_none() {
+        let mut header = String::new();
+        r.read_line(&mut header).unwrap();
+        let h: serde_json::Value =
+            serde_json::from_str(&header).unwrap_or_else(|_| panic!("{header:?} {}", d.stderr()));
+        let skip =
+            h["data_length"].as_u64().unwrap_or(0) + h["payload_length"].as_u64().unwrap_or(0);
+        std::io::copy(&mut std::io::Read::take(&mut r, skip), &mut std::io::sink()).unwrap();
+        match h["type"].as_str().unwrap() {
+            "audio-chunk" if first_audio.is_none() => first_audio = Some(t0.elapsed()),
+            "audio-stop" => stop = Some(t0.elapsed()),
+            "error" => panic!("{header}"),
+            _ => {}
+        }
+    }
+    let (first, stop) = (first_audio.unwrap(), stop.unwrap());
+    eprintln!("first audio after {first:?}, audio-stop after {stop:?}");
+    assert!(stop >= Duration::from_millis(1500), "{stop:?}");
+    assert!(
+        first + Duration::from_millis(1000) < stop,
+        "first audio {first:?} should leave well before {stop:?}"
+    );
+}

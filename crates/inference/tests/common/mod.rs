@@ -232,6 +232,10 @@ pub struct Daemon {
 impl Daemon {
     /// `body` is appended after `[service]`/`[runtime]`/`[wyoming]` sections we write.
     pub fn start(extra: &str, wyoming_port: Option<u16>) -> Daemon {
+        Self::start_with_env(extra, wyoming_port, &[])
+    }
+
+    pub fn start_with_env(extra: &str, wyoming_port: Option<u16>, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -250,6 +254,7 @@ impl Daemon {
             .arg("--config")
             .arg(&path)
             .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
