@@ -1,7 +1,5 @@
 //! Reads and fully verifies LTX files (both page encodings, page index, trailer, checksums).
 
-use std::io::Read;
-
 use super::LtxError;
 use super::checksum::{CHECKSUM_FLAG, Crc64};
 use super::header::{
@@ -130,17 +128,9 @@ pub fn decode(b: &[u8]) -> Result<DecodedFile, LtxError> {
                 out
             }
             0 => {
-                let n = lz4_frame_len(&b[pos..]).map_err(|e| perr(format!("LZ4 frame: {e}")))?;
-                let mut dec = lz4_flex::frame::FrameDecoder::new(&b[pos..pos + n]);
-                let mut out = Vec::with_capacity(ps);
-                dec.read_to_end(&mut out)
+                let mut out = vec![0u8; ps];
+                let n = super::lz4frame::decode(&b[pos..], &mut out)
                     .map_err(|e| perr(format!("LZ4 frame: {e}")))?;
-                if out.len() != ps {
-                    return Err(perr(format!(
-                        "LZ4 frame decompressed to {} bytes, expected {ps}",
-                        out.len()
-                    )));
-                }
                 pos += n;
                 out
             }
@@ -268,46 +258,4 @@ fn uvarint(b: &[u8], pos: &mut usize, end: usize) -> Result<u64, LtxError> {
             return Err(LtxError::Index("varint overflows u64".into()));
         }
     }
-}
-
-/// Length in bytes of the LZ4 frame at the start of `b` (header, blocks, end mark, checksum).
-fn lz4_frame_len(b: &[u8]) -> Result<usize, String> {
-    let need = |n: usize| {
-        if b.len() < n {
-            Err(format!("truncated at byte {}", b.len()))
-        } else {
-            Ok(())
-        }
-    };
-    need(7)?;
-    if b[..4] != [0x04, 0x22, 0x4D, 0x18] {
-        return Err(format!("bad magic {:02x?}", &b[..4]));
-    }
-    let flg = b[4];
-    if flg >> 6 != 1 {
-        return Err(format!("unsupported frame version in FLG {flg:#04x}"));
-    }
-    let block_checksum = flg & 0x10 != 0;
-    let content_size = flg & 0x08 != 0;
-    let content_checksum = flg & 0x04 != 0;
-    let dict = flg & 0x01 != 0;
-    let mut pos = 6 + if content_size { 8 } else { 0 } + if dict { 4 } else { 0 } + 1;
-    loop {
-        need(pos + 4)?;
-        let v = u32::from_le_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
-        pos += 4;
-        if v == 0 {
-            break;
-        }
-        let n = (v & 0x7fff_ffff) as usize;
-        pos = pos
-            .saturating_add(n)
-            .saturating_add(if block_checksum { 4 } else { 0 });
-        need(pos)?;
-    }
-    if content_checksum {
-        pos += 4;
-        need(pos)?;
-    }
-    Ok(pos)
 }

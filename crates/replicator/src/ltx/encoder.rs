@@ -1,7 +1,5 @@
 //! Writes LTX files in memory: header, page frames, terminator, page index, trailer.
 
-use std::io::Write;
-
 use super::LtxError;
 use super::checksum::{CHECKSUM_FLAG, Crc64};
 use super::header::{HEADER_SIZE, Header, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, lock_page};
@@ -105,23 +103,7 @@ impl Encoder {
                 self.crc.update(&len);
                 self.buf.extend_from_slice(&compressed);
             }
-            PageEncoding::Frame => {
-                let info = lz4_flex::frame::FrameInfo::new()
-                    .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                    .block_mode(lz4_flex::frame::BlockMode::Independent)
-                    .content_checksum(true);
-                let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
-                let framed = enc
-                    .write_all(data)
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| enc.finish().map_err(|e| e.to_string()))
-                    .map_err(|what| LtxError::Page {
-                        pgno,
-                        offset: offset as usize,
-                        what,
-                    })?;
-                self.buf.extend_from_slice(&framed);
-            }
+            PageEncoding::Frame => super::lz4frame::encode(data, &mut self.buf),
         }
         self.crc.update(data);
         self.index

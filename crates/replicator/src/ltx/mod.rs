@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod decoder;
 pub mod encoder;
 pub mod header;
+pub mod lz4frame;
 
 pub use checksum::{CHECKSUM_FLAG, Crc64, crc64, database_checksum, page_checksum};
 pub use decoder::{DecodedFile, IndexEntry, decode, decode_header};
