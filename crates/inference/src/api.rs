@@ -3,8 +3,10 @@
 //! - `POST /v1/transcribe[?model=NAME]` — body WAV (16-bit PCM, any rate/channels) or raw
 //!   s16le 16 kHz mono (`Content-Type: audio/pcm` or anything not RIFF) → `{text, model,
 //!   timings_ms: {decode, features, encoder, decoder, total}}`.
-//! - `POST /v1/synthesize` — `{"text": "...", "voice": NAME?}` → `audio/wav`; per-stage timings
-//!   in the `x-barnabee-timings` header (JSON).
+//! - `POST /v1/synthesize` — `{"text": "...", "voice": NAME?, "speaker": ID?}` → `audio/wav`,
+//!   streamed: the first sentence is synthesised before the answer (so errors get a status),
+//!   the rest follows sentence by sentence (WAV sizes 0xFFFFFFFF, the streaming convention);
+//!   the first sentence's timings in the `x-barnabee-timings` header (JSON).
 //! - `POST /v1/embed/text` — `{"texts": [...]}` (or `"text"`) → `{model, dim, embeddings,
 //!   timings_ms}`.
 //! - `POST /v1/embed/speaker[?model=NAME]` — WAV/PCM body → `{model, embedding, timings_ms}`.
@@ -129,35 +131,50 @@ async fn synthesize(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
     let t0 = Instant::now();
     let req: SynthesizeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadInput(format!("request body: {e}")))?;
-    if req.text.trim().is_empty() {
+    let mut sentences = tts::sentences(&req.text).into_iter();
+    let Some(first) = sentences.next() else {
         return Err(ApiError::BadInput("`text` is empty".into()));
-    }
+    };
     let model = app.model(Kind::Tts, req.voice.as_deref())?;
-    let mut pcm = Vec::new();
-    let mut rate = 0;
-    let (mut phon, mut infer) = (0.0, 0.0);
-    let mut first = None;
-    for sentence in tts::sentences(&req.text) {
-        let sp = req.speaker;
-        let audio = app
-            .run_model(model.clone(), move |m| match &m.inner {
-                Inner::Tts(t) => t.sentence(&sentence, sp).map(|a| (a, t.rate)),
-                _ => Err("not a TTS model".into()),
-            })
-            .await?;
-        if first.is_none() {
-            let f = ms(t0);
-            app.metrics.tts_latency.observe(f);
-            first = Some(f);
+    let sp = req.speaker;
+    let run = move |app: Arc<App>, model: Arc<crate::registry::Model>, sentence: String| async move {
+        app.run_model(model, move |m| match &m.inner {
+            Inner::Tts(t) => t.sentence(&sentence, sp).map(|a| (a, t.rate)),
+            _ => Err("not a TTS model".into()),
+        })
+        .await
+    };
+    // The first sentence before answering (so errors get their status); the rest streams.
+    let (audio, rate) = run(app.clone(), model.clone(), first).await?;
+    let first_ms = ms(t0);
+    app.metrics.tts_latency.observe(first_ms);
+    let timings = json!({"first_sentence": {"phonemize": audio.phonemize_ms, "model": audio.model_ms, "total": first_ms}});
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let mut head = wav::streaming_header(rate);
+    head.extend(wav::to_s16le(&audio.pcm));
+    let rest: Vec<String> = sentences.collect();
+    tokio::spawn(async move {
+        if tx.send(Ok(Bytes::from(head))).await.is_err() {
+            return;
         }
-        phon += audio.0.phonemize_ms;
-        infer += audio.0.model_ms;
-        rate = audio.1;
-        pcm.extend(audio.0.pcm);
-    }
-    let timings =
-        json!({"phonemize": phon, "model": infer, "first_sentence": first, "total": ms(t0)});
-    let mut resp = wav::write(&pcm, rate).into_response();
+        for s in rest {
+            let item = match run(app.clone(), model.clone(), s).await {
+                Ok((a, _)) => Ok(Bytes::from(wav::to_s16le(&a.pcm))),
+                Err(e) => {
+                    log::warn!("synthesis failed mid-stream: {e}");
+                    Err(std::io::Error::other(e.to_string()))
+                }
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = axum::body::Body::from_stream(stream).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
     if let Ok(v) = HeaderValue::from_str(&timings.to_string()) {

@@ -102,6 +102,15 @@ pub fn to_mono_rate(pcm: &Pcm, rate: u32) -> Vec<i16> {
         .collect()
 }
 
+/// A 16-bit mono WAV header for a stream of unknown length (RIFF and data sizes 0xFFFFFFFF,
+/// which players and [`parse`] read as "until the end").
+pub fn streaming_header(rate: u32) -> Vec<u8> {
+    let mut h = write(&[], rate);
+    h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    h[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    h
+}
+
 /// A 16-bit mono WAV file.
 pub fn write(samples: &[i16], rate: u32) -> Vec<u8> {
     let data = to_s16le(samples);

@@ -126,6 +126,21 @@ fn http_api_transcribe_synthesize_embed_with_timings() {
     let w = barnabee_inference::wav::parse(&body).unwrap();
     assert_eq!(w.rate, 22050);
     assert!(w.samples.len() > 256 * 20);
+    assert_eq!(w.samples.len() % 256, 0, "whole sentences only");
+    // both sentences arrived through the stream, not just the first
+    let (_, _, one) = http(
+        d.addr,
+        "POST",
+        "/v1/synthesize",
+        "application/json",
+        json!({"text": "Hello there."}).to_string().as_bytes(),
+    );
+    let one = barnabee_inference::wav::parse(&one).unwrap().samples.len();
+    assert!(
+        w.samples.len() > one + 256 * 10,
+        "{} vs {one}",
+        w.samples.len()
+    );
     assert!(head.to_lowercase().contains("x-barnabee-timings"), "{head}");
     let (st, v) = json(d.addr, "POST", "/v1/synthesize", &json!({"txt": "x"}));
     assert_eq!(st, 400);
@@ -163,7 +178,7 @@ fn http_api_transcribe_synthesize_embed_with_timings() {
     let (_, _, metrics) = http(d.addr, "GET", "/metrics", "text/plain", b"");
     let m = String::from_utf8_lossy(&metrics);
     assert!(m.contains("barnabee_stt_latency_ms_count 2"), "{m}");
-    assert!(m.contains("barnabee_tts_latency_ms_count 1"), "{m}");
+    assert!(m.contains("barnabee_tts_latency_ms_count 2"), "{m}");
     assert!(
         m.contains("barnabee_inference_model_load_ms{model=\"parakeet\""),
         "{m}"
