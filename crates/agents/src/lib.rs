@@ -47,6 +47,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Serve(#[from] barnabee_service::ServeError),
+    #[error("cannot build an HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 /// Build the agents from the config: everything but the HTTP server and the WebSocket worker.
@@ -76,7 +78,7 @@ pub fn build(
             Ok(token) => {
                 ha_health.fail(format!("connecting to {}", h.url));
                 (
-                    Ok(ha::HaClient::new(&h.url, token, h.timeout)),
+                    Ok(ha::HaClient::new(&h.url, token, h.timeout)?),
                     h.confirm_timeout,
                 )
             }
@@ -143,7 +145,7 @@ pub fn build(
         clock: clock.clone(),
     };
     let interaction = InteractionAgent::new(
-        LlmClient::new(providers, cfg.llm.prices.clone()),
+        LlmClient::new(providers, cfg.llm.prices.clone())?,
         governor,
         metrics.clone(),
         cfg.llm.system_prompt.clone(),
@@ -181,13 +183,9 @@ pub fn build(
         &cfg.memory.url,
         cfg.memory.timeout,
         &cfg.memory.default_speaker,
-    );
+    )?;
     let mem_url = memory.base().to_owned();
-    let probe_http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .no_proxy()
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    let probe_http = barnabee_service::http_client::loopback(Duration::from_secs(1))?;
     health.probe("memory", move || {
         let (http, url) = (probe_http.clone(), mem_url.clone());
         async move {

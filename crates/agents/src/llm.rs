@@ -82,16 +82,16 @@ pub struct Attempt<'a> {
 }
 
 impl LlmClient {
-    pub fn new(providers: Vec<Provider>, prices: BTreeMap<String, Price>) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+    pub fn new(
+        providers: Vec<Provider>,
+        prices: BTreeMap<String, Price>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = barnabee_service::http_client::build(|b| b.no_proxy())?;
+        Ok(Self {
             http,
             providers,
             prices,
-        }
+        })
     }
 
     pub fn cost(&self, model: &str, usage: Usage) -> f64 {
@@ -309,7 +309,7 @@ mod tests {
                 output: 4.0,
             },
         );
-        let c = LlmClient::new(Vec::new(), prices);
+        let c = LlmClient::new(Vec::new(), prices).unwrap();
         let cost = c.cost(
             "m",
             Usage {

@@ -43,15 +43,11 @@ impl Outcome {
     }
 }
 
-/// An HTTP client for loopback daemons: no proxy (a proxy variable in the environment must
-/// not route 127.0.0.1 elsewhere), short timeouts.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+/// An HTTP client for loopback daemons (no proxy, short timeouts).
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(barnabee_service::http_client::loopback(
+        Duration::from_secs(5),
+    )?)
 }
 
 pub async fn fetch(client: &reqwest::Client, base_url: &str) -> Outcome {
@@ -74,9 +70,5 @@ pub async fn fetch(client: &reqwest::Client, base_url: &str) -> Outcome {
 }
 
 fn root_cause(err: &dyn std::error::Error) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
+    barnabee_service::error_chain(err)
 }

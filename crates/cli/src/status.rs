@@ -40,8 +40,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let client = health::client()?;
     let outcomes = runtime.block_on(async {
-        let client = health::client();
         let mut out = Vec::new();
         for (role, url) in &targets {
             out.push((role.clone(), url.clone(), health::fetch(&client, url).await));

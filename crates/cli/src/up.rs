@@ -210,7 +210,7 @@ async fn supervise_all(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let client = health::client();
+    let client = health::client()?;
 
     let mut running = Vec::new();
     for plan in plans {

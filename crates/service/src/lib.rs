@@ -23,6 +23,7 @@ pub mod args;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod http_client;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
@@ -34,3 +35,18 @@ pub mod testing;
 pub use args::Args;
 pub use health::{Check, Health};
 pub use runtime::{Heartbeat, Runtime, ServeError, Shutdown};
+
+/// `err` and its sources, joined by ": " (reqwest and hyper hide the useful part in sources).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -19,6 +19,8 @@ pub enum GateOutcome {
     RolledBack { failing: Vec<String>, dry_run: bool },
     /// Timed out, and the rollback command itself failed.
     RollbackFailed { failing: Vec<String>, error: String },
+    /// The gate could not probe at all (no HTTP client); nothing was rolled back.
+    CannotProbe { error: String },
 }
 
 impl GateOutcome {
@@ -27,7 +29,7 @@ impl GateOutcome {
         match self {
             GateOutcome::Healthy { .. } => 0,
             GateOutcome::RolledBack { .. } => 1,
-            GateOutcome::RollbackFailed { .. } => 2,
+            GateOutcome::RollbackFailed { .. } | GateOutcome::CannotProbe { .. } => 2,
         }
     }
 }
@@ -90,7 +92,14 @@ pub async fn run_gate<S: SystemdApi>(
     timeout: Duration,
     dry_run: bool,
 ) -> GateOutcome {
-    let http = crate::probe::client();
+    let http = match crate::probe::client() {
+        Ok(http) => http,
+        Err(err) => {
+            let error = format!("cannot build the HTTP client for health probes: {err}");
+            log::error!(event = "gate_error"; "{error}");
+            return GateOutcome::CannotProbe { error };
+        }
+    };
     let start = Instant::now();
     let deadline = start + timeout;
     let failing = loop {

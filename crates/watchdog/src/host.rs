@@ -420,7 +420,7 @@ mod tests {
             t,
             Incidents::new(log.clone()),
             HostMetrics::default(),
-            crate::probe::client(),
+            crate::probe::client().unwrap(),
         );
         (m, log, dir)
     }
@@ -517,7 +517,7 @@ mod tests {
             Thresholds::default(),
             Incidents::new(log.clone()),
             HostMetrics::default(),
-            crate::probe::client(),
+            crate::probe::client().unwrap(),
         );
         m.report("disk:/", "disk_low", Level::Ok, "fine".into());
         m.report("disk:/", "disk_low", Level::Warn, "15 %".into());

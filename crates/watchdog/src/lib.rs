@@ -36,6 +36,8 @@ pub enum RunError {
     IncidentLog(#[from] IncidentLogError),
     #[error(transparent)]
     Serve(#[from] barnabee_service::ServeError),
+    #[error("cannot build the HTTP client for health probes: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// How long a single D-Bus call may take before the connection counts as lost.
@@ -102,7 +104,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
 
     let sup_metrics = SupervisorMetrics::default();
     sup_metrics.register(rt.metrics());
-    let http = probe::client();
+    let http = probe::client().map_err(RunError::HttpClient)?;
     let view = UnitsView::default();
     let supervisor = Arc::new(Supervisor {
         systemd,

@@ -14,11 +14,10 @@ pub async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Re
     }
 }
 
-/// A client for probes: no proxies (probes are local), no redirects.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
+/// A client for probes: no proxies (probes are local), no redirects. Built without needing
+/// the system's CA certificates (probes are plain HTTP on loopback).
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    barnabee_service::http_client::build(|b| {
+        b.no_proxy().redirect(reqwest::redirect::Policy::none())
+    })
 }

@@ -46,18 +46,18 @@ pub struct Reply {
 }
 
 impl MemoryAgent {
-    pub fn new(base: &str, timeout: Duration, default_speaker: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        default_speaker: &str,
+    ) -> Result<Self, reqwest::Error> {
+        let http = barnabee_service::http_client::build(|b| b.timeout(timeout).no_proxy())?;
+        Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             default_speaker: default_speaker.to_owned(),
             store_failing: Default::default(),
-        }
+        })
     }
 
     pub fn base(&self) -> &str {

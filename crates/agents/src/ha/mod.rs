@@ -32,19 +32,18 @@ pub struct HaClient {
 }
 
 impl HaClient {
-    pub fn new(base: &str, token: Secret, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .no_proxy()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+    pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = barnabee_service::http_client::build(|b| {
+            b.timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(2)))
+                .no_proxy()
+        })?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token: Arc::new(token),
             http,
             index: Arc::new(RwLock::new(Index::default())),
-        }
+        })
     }
 
     pub fn token(&self) -> &str {
