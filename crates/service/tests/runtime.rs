@@ -29,11 +29,19 @@ fn config() -> ServiceConfig {
 
 /// A plain HTTP/1.1 GET with std only, so the client never shares the server's runtime.
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(addr, path, &[])
+}
+
+fn http_get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -275,12 +283,30 @@ fn child_log_to_journal() {
     if !is_child("child_log_to_journal") {
         return;
     }
-    let config = LogConfig {
+    let log_config = LogConfig {
         level: "info".into(),
         target: LogTarget::Auto,
     };
-    barnabee_service::logging::init("barnabee-test", &config).unwrap();
+    barnabee_service::logging::init("barnabee-test", &log_config).unwrap();
     log::info!(request_id = "r-42", latency_ms = 17; "served memory search");
+    // One request through the real HTTP stack: the middleware logs it with its fields.
+    let tokio_rt = tokio::runtime::Runtime::new().unwrap();
+    tokio_rt.block_on(async {
+        let rt = Runtime::new("test", &config()).with_notifier(Notifier::disabled());
+        let shutdown = rt.shutdown();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes = Router::new().route("/v1/things", get(|| async { "ok" }));
+        let server = tokio::spawn(rt.serve_on(listener, routes));
+        let (code, _) = tokio::task::spawn_blocking(move || {
+            http_get_with(addr, "/v1/things", &[("X-Request-Id", "voice-7")])
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 200);
+        shutdown.trigger();
+        server.await.unwrap().unwrap();
+    });
     log::debug!("not shown at info");
     log::warn!(event = "incident", severity = "P2", unit = "barnabee-memory.service"; "restarted after health failures");
     std::process::exit(0);
@@ -312,6 +338,14 @@ fn journald_receives_structured_fields() {
         served["PRIORITY"], "5",
         "log::Level::Info is journald notice"
     );
+    let request = capture.expect_message("GET /v1/things 200", Duration::from_secs(2));
+    assert_eq!(
+        request["REQUEST_ID"], "voice-7",
+        "the caller's X-Request-Id is kept"
+    );
+    assert_eq!(request["PATH"], "/v1/things");
+    assert_eq!(request["STATUS"], "200");
+    assert!(request["LATENCY_MS"].parse::<f64>().is_ok(), "{request:?}");
     let incident = capture.expect_message("restarted after", Duration::from_secs(2));
     assert_eq!(incident["EVENT"], "incident");
     assert_eq!(incident["SEVERITY"], "P2");
