@@ -47,7 +47,8 @@ scenario_boot() {
     check "barnabee-$role: GET http://127.0.0.1:$port/health = 200"
   done
 
-  # Structured journald fields: EVENT=ready with LISTEN, EVENT=database_open with SCHEMA_VERSION.
+  # Structured journald fields: EVENT=ready with LISTEN, EVENT=database_open with SCHEMA_VERSION,
+  # and the per-request record (REQUEST_ID, LATENCY_MS) of the POST below.
   local id
   id="$(memory_post "boot scenario memory")" || { fail "POST /v1/memories failed"; return 1; }
   check "POST /v1/memories -> id $id; GET returns '$(memory_get "$id")'"
@@ -63,8 +64,10 @@ def find(event, *fields):
 ready = find("ready", "LISTEN", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE")
 db = find("database_open", "SCHEMA_VERSION")
 print(f"    ok   journal -o json: EVENT=ready LISTEN={ready['LISTEN']} SYSLOG_IDENTIFIER={ready['SYSLOG_IDENTIFIER']} CODE_FILE={ready['CODE_FILE']}; EVENT=database_open SCHEMA_VERSION={db['SCHEMA_VERSION']}")
-req = [r for r in recs if "REQUEST_ID" in r]
-print("    note REQUEST_ID: " + (f"{len(req)} records" if req else "none (this memory build logs no per-request records)"))
+req = [r for r in recs if "REQUEST_ID" in r and "LATENCY_MS" in r and r.get("PATH") == "/v1/memories" and r.get("METHOD") == "POST"]
+if not req:
+    raise SystemExit("no per-request record (REQUEST_ID, LATENCY_MS, METHOD=POST, PATH=/v1/memories) for the POST")
+print(f"    ok   journal -o json: POST /v1/memories logged with REQUEST_ID={req[0]['REQUEST_ID']} LATENCY_MS={req[0]['LATENCY_MS']} STATUS={req[0].get('STATUS')}")
 P
 
   # Hardening as systemd 252 sees it with the host drop-ins.
