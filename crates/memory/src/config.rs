@@ -228,13 +228,36 @@ pub struct ReplicationConfig {
     pub access_key_id: Option<String>,
     /// File holding the secret key (relative: `$CREDENTIALS_DIRECTORY`).
     pub secret_access_key_file: Option<PathBuf>,
-    /// How often WAL frames are shipped.
+    /// How often WAL frames are shipped (at most one upload per interval under load; a
+    /// commit in a quiet period ships at once).
     #[serde(default = "default_sync_interval", with = "seconds")]
     pub sync_interval: Duration,
+    /// On start, when the database file is missing and the replica holds data, restore it
+    /// before opening, migrating and serving.
+    #[serde(default = "yes")]
+    pub restore_if_missing: bool,
+    /// At shutdown (after the HTTP drain), how long shipping what is committed may take.
+    #[serde(default = "default_shutdown_timeout", with = "seconds")]
+    pub shutdown_timeout: Duration,
+    /// `/health` reports replication failing after this many consecutive failed uploads.
+    #[serde(default = "default_fail_after_errors")]
+    pub fail_after_errors: u32,
 }
 
 fn default_sync_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_fail_after_errors() -> u32 {
+    3
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +331,9 @@ impl ReplicationConfig {
         if self.sync_interval.is_zero() {
             return bad("sync_interval", "must be more than 0 seconds");
         }
+        if self.fail_after_errors == 0 {
+            return bad("fail_after_errors", "must be at least 1");
+        }
         Ok(())
     }
 }
@@ -349,6 +375,9 @@ mod tests {
         let r = cfg.replication.unwrap();
         assert_eq!(r.kind, ReplicaType::S3);
         assert_eq!(r.sync_interval, Duration::from_secs(2));
+        assert!(r.restore_if_missing);
+        assert_eq!(r.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(r.fail_after_errors, 3);
         let cfg = parse("[replication]\ntype = \"file\"\n").unwrap();
         let err = cfg.validate().unwrap_err();
         assert_eq!(err.field, "replication.path");

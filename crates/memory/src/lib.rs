@@ -66,10 +66,23 @@ pub fn open_store(cfg: &Config) -> Result<Store, RunError> {
     )?)
 }
 
-/// The daemon: open and migrate the database, start replication and maintenance, serve.
+/// The daemon: restore from the replica if the database is missing, open and migrate it,
+/// start replication and maintenance, serve; after the drain, ship what is committed.
 /// READY=1 is sent only once all of that is done.
 pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
+    let db = cfg.database.resolved_path()?;
+    if let Some(r) = cfg.replication.as_ref().filter(|r| r.restore_if_missing)
+        && !db.exists()
+    {
+        // A restore downloads the whole database: give systemd time (TimeoutStartSec).
+        rt.status(&format!(
+            "restoring database from replica {}",
+            replication::describe(r)
+        ));
+        rt.extend_timeout(Duration::from_secs(900));
+    }
+    replication::restore_if_missing(cfg.replication.as_ref(), &db).await?;
     rt.status("opening database");
     // Migrations and snapshots of a large database can take a while.
     rt.extend_timeout(Duration::from_secs(300));
@@ -81,11 +94,14 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     log::info!(event = "database_open", schema_version = opened.to; "database {} open: schema {} -> {} (min reader {}){}", store.path().display(), opened.from, opened.to, opened.min_reader, opened.snapshot.as_ref().map(|s| format!(", snapshot {}", s.display())).unwrap_or_default());
     let store = Arc::new(store);
 
-    let replication = Replication::start(cfg.replication.as_ref(), store.path())?;
+    let replication = Replication::start(cfg.replication.as_ref(), store.path()).await?;
 
     let health = rt.health().clone();
-    let replication_check = replication.check();
-    health.component("replication", replication_check);
+    let replication_check = replication.checker();
+    health.probe("replication", move || {
+        let c = replication_check();
+        async move { c }
+    });
     health.component(
         "embeddings",
         match &cfg.embeddings {
@@ -147,6 +163,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         schema_gauge,
     );
     gauges.refresh(&store);
+    replication.register_metrics(metrics);
 
     let heartbeat = rt.heartbeat(
         "maintenance",
@@ -168,9 +185,20 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         retrieval_latency: retrieval,
     };
     let shutdown = rt.shutdown();
-    let served = rt.serve(api::router(state)).await;
+    let listener = rt.bind().await?;
+    if let (Some(replica), Ok(addr)) = (replication.replica(), listener.local_addr()) {
+        // `serve_on` sends READY=1 with STATUS="serving on ..."; then name the replica too.
+        let line = format!("serving on http://{addr}; replicating to {replica}");
+        let notifier = rt.notifier().clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = notifier.status(&line);
+        });
+    }
+    let served = rt.serve_on(listener, api::router(state)).await;
     shutdown.trigger();
     let _ = worker.await;
+    // After the drain every acknowledged write is committed: ship it (bounded), then stop.
     replication.shutdown().await;
     served?;
     Ok(())

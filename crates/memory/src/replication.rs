@@ -1,65 +1,315 @@
-//! The replication seam: where the daemon will embed `barnabee-replicator`.
+//! Continuous replication: the daemon embeds `barnabee-replicator`.
 //!
-//! The daemon calls [`Replication::start`] after the database is open and migrated, reports
-//! [`Replication::check`] in `/health`, and calls [`Replication::shutdown`] after the HTTP
-//! server has drained. In this build the replicator library is not wired in yet:
-//! - no `[replication]` section: a documented no-op, `/health` says "not configured";
-//! - a `[replication]` section: [`ReplicationError::NotBuilt`], and the daemon refuses to
-//!   start rather than run without the backup the operator asked for.
+//! Order in [`crate::run`]:
+//! 1. [`restore_if_missing`] before the database is opened: when the file is missing and the
+//!    replica holds data (and `restore_if_missing = true`, the default), the latest state is
+//!    restored first, so a new or wiped machine comes back with the family's memories;
+//! 2. the database is opened and migrated with `wal_autocheckpoint=0` and
+//!    `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE` (`OpenOptions::replication_owns_checkpoints`): the
+//!    daemon's own connections never checkpoint, the replicator checkpoints (PASSIVE) only
+//!    frames it has shipped;
+//! 3. [`Replication::start`]; `/health` reads [`Replication::check`] (non-critical: a family
+//!    may run without an off-site copy), `/metrics` gets `barnabee_replication_*`;
+//! 4. [`Replication::shutdown`] after the HTTP server drained: ships what is committed, within
+//!    `shutdown_timeout`.
 //!
-//! When replication is configured the database is opened with `wal_autocheckpoint=0`
-//! (`Config::replication_owns_checkpoints`): the replicator must ship WAL frames before they
-//! are checkpointed, so it owns checkpoints.
+//! Without a `[replication]` section all of this is a no-op and `/health` says "not configured".
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use barnabee_replicator::{Options, ReplicaConfig};
 use barnabee_service::Check;
+use barnabee_service::metrics::Metrics;
 
-use crate::config::ReplicationConfig;
+use crate::config::{ReplicaType, ReplicationConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
-    #[error(
-        "[replication] is configured but replication support not built yet in this barnabee-memory; remove the section or use a build with the replicator"
-    )]
-    NotBuilt,
+    #[error("replication: cannot restore {db} from replica {replica}: {source}")]
+    Restore {
+        db: String,
+        replica: String,
+        source: Box<barnabee_replicator::ReplicationError>,
+    },
+    #[error("replication: cannot start replicating {db} to {replica}: {source}")]
+    Start {
+        db: String,
+        replica: String,
+        source: Box<barnabee_replicator::ReplicationError>,
+    },
+}
+
+/// The replicator's view of memory's `[replication]` section. The secret stays a file
+/// (`secret_access_key_file`, relative to `$CREDENTIALS_DIRECTORY`); the replicator reads it
+/// with `barnabee_service::secret::read` when it builds the client.
+pub fn replica_config(cfg: &ReplicationConfig) -> ReplicaConfig {
+    ReplicaConfig {
+        kind: Some(
+            match cfg.kind {
+                ReplicaType::File => "file",
+                ReplicaType::S3 => "s3",
+            }
+            .to_owned(),
+        ),
+        url: cfg.url.clone(),
+        bucket: cfg.bucket.clone(),
+        path: cfg.path.clone(),
+        endpoint: cfg.endpoint.clone(),
+        region: cfg.region.clone(),
+        force_path_style: cfg.force_path_style.then_some(true),
+        access_key_id: cfg.access_key_id.clone(),
+        secret_access_key_file: cfg.secret_access_key_file.clone(),
+        ..Default::default()
+    }
+}
+
+/// The replicator's tuning from the section.
+pub fn options(cfg: &ReplicationConfig) -> Options {
+    Options {
+        sync_interval: cfg.sync_interval,
+        ..Options::default()
+    }
+}
+
+/// A short description of the replica for logs, `STATUS=` and `/health`.
+pub fn describe(cfg: &ReplicationConfig) -> String {
+    if let Some(url) = &cfg.url {
+        return strip_query(url).to_owned();
+    }
+    match cfg.kind {
+        ReplicaType::File => format!("file://{}", cfg.path.as_deref().unwrap_or("")),
+        ReplicaType::S3 => format!(
+            "s3://{}/{}",
+            cfg.bucket.as_deref().unwrap_or(""),
+            cfg.path.as_deref().unwrap_or("").trim_matches('/')
+        ),
+    }
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(u, _)| u)
+}
+
+/// What [`restore_if_missing`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// No `[replication]`, or `restore_if_missing = false`.
+    Disabled,
+    /// The database file exists: nothing to do.
+    Present,
+    /// The database was missing and the replica empty: a fresh database will be created.
+    ReplicaEmpty,
+    /// Restored the replica's latest state.
+    Restored {
+        txid: u64,
+        pages: u32,
+        bytes_downloaded: u64,
+        millis: u64,
+    },
+}
+
+/// Before the database is opened: restore it from the replica if the file is missing.
+pub async fn restore_if_missing(
+    cfg: Option<&ReplicationConfig>,
+    db: &Path,
+) -> Result<Restore, ReplicationError> {
+    let Some(cfg) = cfg.filter(|c| c.restore_if_missing) else {
+        return Ok(Restore::Disabled);
+    };
+    if db.exists() {
+        return Ok(Restore::Present);
+    }
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The replicator writes `<db>.tmp` next to the file; the state directory may be new.
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let replica = describe(cfg);
+    log::info!(event = "restore_start", db = db.display().to_string().as_str(), replica = replica.as_str(); "database {} missing; restoring from replica {replica} if it holds data", db.display());
+    let started = std::time::Instant::now();
+    let restored = barnabee_replicator::restore_if_missing(db, &replica_config(cfg))
+        .await
+        .map_err(|source| ReplicationError::Restore {
+            db: db.display().to_string(),
+            replica: replica.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(match restored {
+        None => {
+            log::info!(event = "restore_skipped", db = db.display().to_string().as_str(), replica = replica.as_str(); "replica {replica} holds no database; starting with a new one");
+            Restore::ReplicaEmpty
+        }
+        Some(r) => {
+            let millis = started.elapsed().as_millis() as u64;
+            log::info!(event = "restored", db = db.display().to_string().as_str(), replica = replica.as_str(), txid = r.txid, pages = r.pages, bytes_downloaded = r.bytes_downloaded, duration_ms = millis; "restored {} from replica {replica} at TXID {} ({} pages, {} bytes downloaded, {millis} ms)", db.display(), r.txid, r.pages, r.bytes_downloaded);
+            Restore::Restored {
+                txid: r.txid,
+                pages: r.pages,
+                bytes_downloaded: r.bytes_downloaded,
+                millis,
+            }
+        }
+    })
 }
 
 /// The daemon's handle on replication.
-#[derive(Debug)]
 pub struct Replication {
     state: State,
 }
 
-#[derive(Debug)]
 enum State {
     NotConfigured,
+    Running {
+        inner: Arc<barnabee_replicator::Replication>,
+        replica: String,
+        fail_after: u32,
+        shutdown_timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.state {
+            State::NotConfigured => f.write_str("Replication(not configured)"),
+            State::Running { replica, .. } => write!(f, "Replication({replica})"),
+        }
+    }
 }
 
 impl Replication {
-    /// Start replicating `db` (already open and migrated) as `cfg` says.
-    pub fn start(cfg: Option<&ReplicationConfig>, _db: &Path) -> Result<Self, ReplicationError> {
-        match cfg {
-            None => Ok(Self {
+    /// Start replicating `db` (already open and migrated) as `cfg` says, on the caller's
+    /// tokio runtime.
+    pub async fn start(
+        cfg: Option<&ReplicationConfig>,
+        db: &Path,
+    ) -> Result<Self, ReplicationError> {
+        let Some(cfg) = cfg else {
+            return Ok(Self {
                 state: State::NotConfigured,
-            }),
-            Some(_) => Err(ReplicationError::NotBuilt),
+            });
+        };
+        let replica = describe(cfg);
+        let inner = barnabee_replicator::Replication::start(db, &replica_config(cfg), options(cfg))
+            .await
+            .map_err(|source| ReplicationError::Start {
+                db: db.display().to_string(),
+                replica: replica.clone(),
+                source: Box::new(source),
+            })?;
+        log::info!(event = "replication_started", replica = replica.as_str(), txid = inner.status().last_shipped_txid; "replicating {} to {replica}", db.display());
+        Ok(Self {
+            state: State::Running {
+                inner: Arc::new(inner),
+                replica,
+                fail_after: cfg.fail_after_errors,
+                shutdown_timeout: cfg.shutdown_timeout,
+            },
+        })
+    }
+
+    /// Whether a replica is configured and running.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+
+    /// The replica, e.g. `file:///backup/memory` (None when not configured).
+    pub fn replica(&self) -> Option<&str> {
+        match &self.state {
+            State::NotConfigured => None,
+            State::Running { replica, .. } => Some(replica),
+        }
+    }
+
+    /// The replicator's status (None when not configured).
+    pub fn status(&self) -> Option<barnabee_replicator::Status> {
+        match &self.state {
+            State::NotConfigured => None,
+            State::Running { inner, .. } => Some(inner.status()),
+        }
+    }
+
+    /// Register `barnabee_replication_*` on the daemon's registry (no-op when not configured).
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        if let State::Running { inner, .. } = &self.state {
+            inner.register_metrics(metrics);
         }
     }
 
     /// The `/health` check: non-critical, since a family may run without an off-site copy.
+    /// Failing after `fail_after_errors` consecutive failed uploads.
     pub fn check(&self) -> Check {
-        match self.state {
+        match &self.state {
             State::NotConfigured => Check::ok("not configured").non_critical(),
+            State::Running {
+                inner,
+                replica,
+                fail_after,
+                ..
+            } => status_check(replica, &inner.status(), *fail_after),
         }
     }
 
-    /// Flush what is pending and stop (after the HTTP server drained).
-    pub async fn shutdown(self) {
-        match self.state {
-            State::NotConfigured => {}
+    /// A cheap closure-friendly handle for a `/health` probe.
+    pub fn checker(&self) -> impl Fn() -> Check + Send + Sync + 'static {
+        let state = match &self.state {
+            State::NotConfigured => None,
+            State::Running {
+                inner,
+                replica,
+                fail_after,
+                ..
+            } => Some((inner.clone(), replica.clone(), *fail_after)),
+        };
+        move || match &state {
+            None => Check::ok("not configured").non_critical(),
+            Some((inner, replica, fail_after)) => {
+                status_check(replica, &inner.status(), *fail_after)
+            }
         }
     }
+
+    /// Ship what is committed (bounded by `shutdown_timeout`) and stop; called after the
+    /// HTTP server drained, so every acknowledged write is in the WAL.
+    pub async fn shutdown(self) {
+        if let State::Running {
+            inner,
+            replica,
+            shutdown_timeout,
+            ..
+        } = self.state
+        {
+            match inner.shutdown(shutdown_timeout).await {
+                Ok(txid) => {
+                    log::info!(event = "replication_stopped", replica = replica.as_str(), txid = txid; "replication to {replica} stopped at TXID {txid}")
+                }
+                Err(e) => {
+                    log::error!(event = "incident", replica = replica.as_str(), error = e.to_string().as_str(); "replication to {replica} did not ship everything before stopping: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// `/health` detail from the replicator's status.
+pub fn status_check(replica: &str, st: &barnabee_replicator::Status, fail_after: u32) -> Check {
+    let mut detail = format!(
+        "replica {replica}: last shipped TXID {}, lag {:.1} s",
+        st.last_shipped_txid, st.lag_seconds
+    );
+    if st.consecutive_errors > 0 {
+        detail.push_str(&format!(
+            ", {} consecutive errors (last: {})",
+            st.consecutive_errors,
+            st.last_error.as_deref().unwrap_or("?")
+        ));
+    }
+    let check = if st.consecutive_errors >= fail_after {
+        Check::fail(detail)
+    } else {
+        Check::ok(detail)
+    };
+    check.non_critical()
 }
 
 #[cfg(test)]
@@ -67,17 +317,105 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn absent_is_a_no_op_present_is_refused() {
-        let r = Replication::start(None, Path::new("/x.db")).unwrap();
+    fn cfg(text: &str) -> ReplicationConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn absent_is_a_no_op() {
+        let r = Replication::start(None, Path::new("/x.db")).await.unwrap();
+        assert!(!r.is_running());
         assert!(r.check().ok);
         assert_eq!(r.check().detail, "not configured");
-        let cfg: ReplicationConfig =
-            toml::from_str("type = \"file\"\npath = \"/backup\"\n").unwrap();
-        let err = Replication::start(Some(&cfg), Path::new("/x.db")).unwrap_err();
+        assert_eq!(
+            restore_if_missing(None, Path::new("/nonexistent/x.db"))
+                .await
+                .unwrap(),
+            Restore::Disabled
+        );
+        r.shutdown().await;
+    }
+
+    #[test]
+    fn config_maps_onto_the_replicator() {
+        let c = cfg(
+            "type = \"s3\"\nbucket = \"b\"\npath = \"memory\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nforce_path_style = true\naccess_key_id = \"GK1\"\nsecret_access_key_file = \"s3-secret\"\nsync_interval = 2\n",
+        );
+        let r = replica_config(&c);
+        assert_eq!(r.kind.as_deref(), Some("s3"));
+        assert_eq!(r.bucket.as_deref(), Some("b"));
+        assert_eq!(r.path.as_deref(), Some("memory"));
+        assert_eq!(r.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(r.force_path_style, Some(true));
+        assert_eq!(r.access_key_id.as_deref(), Some("GK1"));
+        assert_eq!(
+            r.secret_access_key_file.as_deref(),
+            Some(Path::new("s3-secret"))
+        );
+        assert_eq!(r.secret_access_key, None);
+        assert_eq!(options(&c).sync_interval, Duration::from_secs(2));
+        assert_eq!(describe(&c), "s3://b/memory");
+        let c = cfg("type = \"file\"\nurl = \"s3://b/p?endpoint=http://x\"\n");
+        assert_eq!(describe(&c), "s3://b/p");
+    }
+
+    #[test]
+    fn health_fails_after_consecutive_errors_but_stays_non_critical() {
+        let mut st = barnabee_replicator::Status {
+            last_shipped_txid: 42,
+            lag_seconds: 0.25,
+            ..Default::default()
+        };
+        let c = status_check("file:///r", &st, 3);
+        assert!(c.ok);
+        assert_eq!(
+            c.detail,
+            "replica file:///r: last shipped TXID 42, lag 0.2 s"
+        );
+        st.consecutive_errors = 3;
+        st.last_error = Some("connection refused".into());
+        let c = status_check("file:///r", &st, 3);
+        assert!(!c.ok);
         assert!(
-            err.to_string()
-                .contains("replication support not built yet")
+            c.detail
+                .contains("3 consecutive errors (last: connection refused)")
+        );
+        assert!(!c.critical);
+    }
+
+    #[tokio::test]
+    async fn file_replica_ships_and_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let c = cfg(&format!(
+            "type = \"file\"\npath = \"{}\"\n",
+            dir.path().join("replica").display()
+        ));
+        assert_eq!(
+            restore_if_missing(Some(&c), &db).await.unwrap(),
+            Restore::ReplicaEmpty
+        );
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES (7);",
+        )
+        .unwrap();
+        let r = Replication::start(Some(&c), &db).await.unwrap();
+        r.shutdown().await;
+        drop(conn);
+        let other = dir.path().join("restored/m.db");
+        assert!(matches!(
+            restore_if_missing(Some(&c), &other).await.unwrap(),
+            Restore::Restored { .. }
+        ));
+        let x: i64 = rusqlite::Connection::open(&other)
+            .unwrap()
+            .query_row("SELECT x FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, 7);
+        assert_eq!(
+            restore_if_missing(Some(&c), &other).await.unwrap(),
+            Restore::Present
         );
     }
 }

@@ -73,7 +73,8 @@ pub struct OpenOptions {
     pub snapshot_dir: PathBuf,
     pub busy_timeout: Duration,
     pub synchronous: Synchronous,
-    /// The replicator owns checkpoints: set `wal_autocheckpoint=0`.
+    /// The replicator owns checkpoints: set `wal_autocheckpoint=0` and
+    /// `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE` (this daemon never checkpoints).
     pub replication_owns_checkpoints: bool,
 }
 
@@ -261,6 +262,13 @@ pub fn configure(conn: &Connection, db: &Path, opts: &OpenOptions) -> Result<(),
     if opts.replication_owns_checkpoints {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sq(db, "disable wal_autocheckpoint"))?;
+        // Nor on close: the last connection closing would otherwise checkpoint (and delete)
+        // the WAL behind the replicator's back, forcing a full snapshot on the next start.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(sq(db, "disable checkpoint on close"))?;
     }
     Ok(())
 }
@@ -567,6 +575,10 @@ mod tests {
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ac, 0);
+        // Closing does not checkpoint either: the WAL (the replicator's input) survives.
+        drop(conn);
+        let wal = std::fs::metadata(dir.path().join("m.db-wal")).unwrap();
+        assert!(wal.len() > 0, "the last close checkpointed the WAL");
     }
 
     #[test]

@@ -9,3 +9,4 @@ mod api;
 mod compat;
 mod crash;
 mod import;
+mod replication;

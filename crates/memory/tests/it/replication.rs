@@ -1,0 +1,281 @@
+//! Replication embedded: the real daemon with a file replica in a tempdir.
+//! - memories written over HTTP reach the replica; wiping the state directory and starting
+//!   again restores from the replica before serving;
+//! - kill -9 during a write load, restart: nothing acknowledged is lost, and
+//!   `barnabee-replicator restore` of the replica equals the database, row for row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Daemon, client, small_dims, vector};
+
+/// Config for a daemon whose database lives in `state/` and replicates to `replica/`.
+fn setup(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let state = dir.join("state");
+    let replica = dir.join("replica");
+    std::fs::create_dir_all(&state).unwrap();
+    let extra = format!(
+        "{}[replication]\ntype = \"file\"\npath = \"{}\"\nsync_interval = 0.1\nshutdown_timeout = 5\n",
+        small_dims(),
+        replica.display()
+    );
+    (state, replica, extra)
+}
+
+/// `barnabee-replicator restore -o OUT file://REPLICA`: the CLI's own parser and code, run
+/// in-process (the binary's `main` only adds logging), so this needs no other crate built.
+async fn cli_restore(replica: &Path, out: &Path) {
+    use barnabee_replicator::cli::{Cli, normalize_args, run};
+    let args = [
+        "barnabee-replicator".to_owned(),
+        "restore".to_owned(),
+        "-o".to_owned(),
+        out.display().to_string(),
+        format!("file://{}", replica.display()),
+    ];
+    let cli = Cli::try_parse_from(normalize_args(args)).unwrap();
+    let code = run(cli).await.unwrap();
+    assert_eq!(code, 0, "barnabee-replicator restore exited {code}");
+}
+
+/// Every row of every table, as text (comparable across two files).
+fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = BTreeMap::new();
+    for t in tables {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid"))
+            .or_else(|_| conn.prepare(&format!("SELECT * FROM \"{t}\"")))
+            .unwrap();
+        let n = stmt.column_count();
+        let rows: Vec<String> = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        out.insert(t, rows);
+    }
+    out
+}
+
+fn memories(db: &Path) -> usize {
+    dump(db)["memories"].len()
+}
+
+async fn health(d: &Daemon) -> Value {
+    client()
+        .get(d.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn post(d: &Daemon, summary: &str) -> i64 {
+    let r = client()
+        .post(d.url("/v1/memories"))
+        .json(&json!({"summary": summary, "memory_type": "fact", "owner": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_reach_the_replica_and_a_wiped_state_dir_is_restored_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, replica, extra) = setup(dir.path());
+    let mut d = Daemon::start(&state, &extra);
+    let mut ids = HashMap::new();
+    for i in 0..20 {
+        let s = format!("memory {i}: the boiler is serviced in March");
+        ids.insert(post(&d, &s).await, s);
+    }
+    // /health: the replication check reports the shipped TXID, non-critical.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let h = health(&d).await;
+        let detail = h["checks"]["replication"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if h["checks"]["replication"]["ok"] == true && !detail.contains("TXID 0,") {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "replication never shipped: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let check = &h["checks"]["replication"];
+    assert_eq!(check["critical"], false, "{h}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("replica file://{}", replica.display()))
+            && detail.contains("last shipped TXID")
+            && detail.contains("lag"),
+        "{detail}"
+    );
+    let metrics = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("barnabee_replication_"),
+        "no replication metrics:\n{metrics}"
+    );
+
+    // The replica already holds every acknowledged memory while the daemon runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        let out = dir.path().join(format!("probe-{attempt}.db"));
+        cli_restore(&replica, &out).await;
+        if memories(&out) == 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never held 20 memories"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Stop, wipe the state directory, start again: restored before serving.
+    d.stop();
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let d = Daemon::start(&state, &extra);
+    let log = d.stderr.lock().unwrap().clone();
+    let restored = log.find("restored ").expect("no restore logged");
+    let serving = log.find("serving on").unwrap();
+    assert!(restored < serving, "restored after serving:\n{log}");
+    let c = client();
+    for (id, summary) in &ids {
+        let r = c
+            .get(d.url(&format!("/v1/memories/{id}?requester=a")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "memory {id} not restored\n{log}"
+        );
+        assert_eq!(&r.json::<Value>().await.unwrap()["summary"], summary);
+    }
+    // And it keeps replicating after the restore.
+    let id = post(&d, "written after the restore").await;
+    drop(d);
+    let out = dir.path().join("after.db");
+    cli_restore(&replica, &out).await;
+    let rows = dump(&out);
+    assert!(
+        rows["memories"]
+            .iter()
+            .any(|r| r.starts_with(&format!("Integer({id})|"))),
+        "the memory written after the restore is not on the replica"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_writes_with_replication_loses_nothing_and_restore_equals_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, replica, extra) = setup(dir.path());
+    let mut d = Daemon::start(&state, &extra);
+    let acked: Arc<Mutex<HashMap<i64, String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let url = d.url("/v1/memories");
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            let c = client();
+            for i in 0.. {
+                let summary = format!("writer {w} memory {i} about the garden");
+                let body = json!({"summary": summary, "memory_type": "fact", "owner": "a", "embedding": vector(w, 7, 0.01 * (i % 50) as f32)});
+                match c.post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        let Ok(v) = r.json::<Value>().await else {
+                            return;
+                        };
+                        acked.lock().unwrap().insert(v["id"].as_i64().unwrap(), summary);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.kill9();
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "only {} writes acknowledged", acked.len());
+
+    // Restart on the same state: the database is there (no restore), nothing acked is lost.
+    let mut d = Daemon::start(&state, &extra);
+    assert!(
+        !d.stderr.lock().unwrap().contains("restored "),
+        "restored although the database exists"
+    );
+    let c = client();
+    for (id, summary) in &acked {
+        let r = c
+            .get(d.url(&format!("/v1/memories/{id}?requester=a")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "acknowledged memory {id} lost");
+        assert_eq!(&r.json::<Value>().await.unwrap()["summary"], summary);
+    }
+    post(&d, "one more after the crash").await;
+    // A clean stop ships what is committed; then the replica equals the database.
+    d.stop();
+    let out = dir.path().join("restored.db");
+    cli_restore(&replica, &out).await;
+    let db = state.join("memory.db");
+    let (ours, theirs) = (dump(&db), dump(&out));
+    assert!(ours["memories"].len() > acked.len());
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in &ours {
+        assert!(
+            rows == &theirs[table],
+            "table {table}: database has {} rows, restore {}",
+            rows.len(),
+            theirs[table].len()
+        );
+    }
+    let ok: String = rusqlite::Connection::open(&out)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
