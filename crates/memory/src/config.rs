@@ -357,6 +357,26 @@ mod tests {
     }
 
     #[test]
+    fn example_replication_section_parses_when_uncommented() {
+        let text = include_str!("../memory.example.toml");
+        let start = text.find("# [replication]").unwrap();
+        let section: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let cfg = parse(&section).unwrap();
+        cfg.validate().unwrap();
+        let r = cfg.replication.unwrap();
+        assert!(r.restore_if_missing);
+        assert_eq!(r.fail_after_errors, 3);
+        assert_eq!(
+            r.secret_access_key_file.as_deref(),
+            Some(Path::new("s3-secret"))
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = parse("[database]\npaht = \"/x\"\n").unwrap_err();
         assert!(

@@ -138,8 +138,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(db) = db {
                 cfg.database.path = Some(db);
             }
-            // The importer never starts replication; the daemon ships the rows later.
-            cfg.replication = None;
+            // The importer never starts replication; the daemon ships the rows later. A
+            // configured [replication] still means "never checkpoint" (open_store sets
+            // wal_autocheckpoint=0 and no checkpoint on close): the replicator owns that.
             let store = barnabee_memory::open_store(&cfg).context("opening the database")?;
             let report = import::import_dir(&store, &dir, &default_owner)
                 .with_context(|| format!("importing {}", dir.display()))?;
