@@ -42,11 +42,18 @@ impl Daemon {
     }
 
     pub fn start_with(config: PathBuf) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Start with extra environment variables (e.g. `CREDENTIALS_DIRECTORY`).
+    pub fn start_with_env(config: PathBuf, env: &[(&str, &Path)]) -> Daemon {
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&config)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("STATE_DIRECTORY")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env("NO_PROXY", "127.0.0.1,localhost")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

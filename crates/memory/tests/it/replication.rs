@@ -279,3 +279,192 @@ async fn kill_9_during_writes_with_replication_loses_nothing_and_restore_equals_
         .unwrap();
     assert_eq!(ok, "ok");
 }
+
+const S3_KEY: &str = "GK0123456789abcdef01234567";
+const S3_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// s3s-fs 0.14.1 (checks signatures) on a free loopback port; killed on drop.
+struct S3s {
+    child: std::process::Child,
+    bin: PathBuf,
+    args: Vec<String>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl S3s {
+    fn start(bucket: &str) -> S3s {
+        let bin = std::env::var_os("S3S_FS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let cache = std::env::var_os("BARNABEE_CACHE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        std::env::var_os("XDG_CACHE_HOME")
+                            .map(PathBuf::from)
+                            .unwrap_or_else(|| {
+                                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                                    .join(".cache")
+                            })
+                            .join("barnabee")
+                    });
+                cache.join("tools/s3s-fs-0.14.1/bin/s3s-fs")
+            });
+        assert!(
+            bin.exists(),
+            "{} missing: run dev/setup (dev/setup.d/30-litestream.sh builds s3s-fs 0.14.1) or set S3S_FS",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(bucket)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            S3_KEY,
+            "--secret-key",
+            S3_SECRET,
+            &dir.path().display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let child = Self::spawn(&bin, &args, port);
+        S3s {
+            child,
+            bin,
+            args,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(bin: &Path, args: &[String], port: u16) -> std::process::Child {
+        let child = std::process::Command::new(bin)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn start_again(&mut self) {
+        self.child = Self::spawn(&self.bin, &self.args, self.port);
+    }
+}
+
+impl Drop for S3s {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_replication_ok(d: &Daemon, want: bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = health(d).await;
+        if h["checks"]["replication"]["ok"] == want {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replication ok never became {want}: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = S3s::start("barnabee");
+    let creds = dir.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    let secret = creds.join("s3-secret");
+    std::fs::write(&secret, format!("{S3_SECRET}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let extra = format!(
+        "{}[replication]\ntype = \"s3\"\nbucket = \"barnabee\"\npath = \"memory\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"us-east-1\"\nforce_path_style = true\naccess_key_id = \"{S3_KEY}\"\nsecret_access_key_file = \"s3-secret\"\nsync_interval = 0.1\nfail_after_errors = 2\n",
+        small_dims(),
+        s3.port
+    );
+    let config = crate::common::write_config(&state, &extra);
+    let env = [("CREDENTIALS_DIRECTORY", creds.as_path())];
+    let mut d = Daemon::start_with_env(config, &env);
+    let mut ids = HashMap::new();
+    for i in 0..5 {
+        let s = format!("s3 memory {i}");
+        ids.insert(post(&d, &s).await, s);
+    }
+    let h = wait_replication_ok(&d, true).await;
+    assert!(
+        h["checks"]["replication"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("replica s3://barnabee/memory: last shipped TXID"),
+        "{h}"
+    );
+
+    // The replica goes away: writes still succeed, /health degrades (200), never unhealthy.
+    s3.stop();
+    let s = "written while the replica was down".to_owned();
+    ids.insert(post(&d, &s).await, s);
+    let h = wait_replication_ok(&d, false).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        h["checks"]["replication"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("consecutive errors"),
+        "{h}"
+    );
+    // It comes back: shipping resumes and the check recovers.
+    s3.start_again();
+    wait_replication_ok(&d, true).await;
+
+    d.stop();
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let config = crate::common::write_config(&state, &extra);
+    let d = Daemon::start_with_env(config, &env);
+    let log = d.stderr.lock().unwrap().clone();
+    assert!(log.contains("restored "), "no restore:\n{log}");
+    let c = client();
+    for (id, summary) in &ids {
+        let r = c
+            .get(d.url(&format!("/v1/memories/{id}?requester=a")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "memory {id} not restored\n{log}"
+        );
+        assert_eq!(&r.json::<Value>().await.unwrap()["summary"], summary);
+    }
+}
