@@ -94,7 +94,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     log::info!(event = "database_open", schema_version = opened.to; "database {} open: schema {} -> {} (min reader {}){}", store.path().display(), opened.from, opened.to, opened.min_reader, opened.snapshot.as_ref().map(|s| format!(", snapshot {}", s.display())).unwrap_or_default());
     let store = Arc::new(store);
 
-    let replication = Replication::start(cfg.replication.as_ref(), store.path()).await?;
+    let replication =
+        Replication::start(cfg.replication.as_ref(), store.path(), rt.metrics()).await?;
 
     let health = rt.health().clone();
     let replication_check = replication.checker();
@@ -163,7 +164,6 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         schema_gauge,
     );
     gauges.refresh(&store);
-    replication.register_metrics(metrics);
 
     let heartbeat = rt.heartbeat(
         "maintenance",

@@ -16,7 +16,7 @@
 //! Without a `[replication]` section all of this is a no-op and `/health` says "not configured".
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use barnabee_replicator::{Options, ReplicaConfig};
@@ -160,29 +160,72 @@ pub struct Replication {
 
 enum State {
     NotConfigured,
-    Running {
-        inner: Arc<barnabee_replicator::Replication>,
-        replica: String,
-        fail_after: u32,
-        shutdown_timeout: Duration,
-    },
+    Configured(Arc<Shared>),
+}
+
+struct Shared {
+    replica: String,
+    fail_after: u32,
+    shutdown_timeout: Duration,
+    metrics: Metrics,
+    /// Set once the replicator runs (at start, or later by the retry task).
+    inner: Mutex<Option<Arc<barnabee_replicator::Replication>>>,
+    /// Why it is not running yet.
+    start_error: Mutex<Option<String>>,
+    retry: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn running(&self) -> Option<Arc<barnabee_replicator::Replication>> {
+        lock(&self.inner).clone()
+    }
+
+    fn started(&self, inner: barnabee_replicator::Replication, db: &Path) {
+        inner.register_metrics(&self.metrics);
+        log::info!(event = "replication_started", replica = self.replica.as_str(), txid = inner.status().last_shipped_txid; "replicating {} to {}", db.display(), self.replica);
+        *lock(&self.inner) = Some(Arc::new(inner));
+        *lock(&self.start_error) = None;
+    }
+
+    fn check(&self) -> Check {
+        match self.running() {
+            Some(inner) => status_check(&self.replica, &inner.status(), self.fail_after),
+            None => Check::fail(format!(
+                "replica {}: not started ({}); retrying",
+                self.replica,
+                lock(&self.start_error).as_deref().unwrap_or("starting")
+            ))
+            .non_critical(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Replication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.state {
             State::NotConfigured => f.write_str("Replication(not configured)"),
-            State::Running { replica, .. } => write!(f, "Replication({replica})"),
+            State::Configured(s) => write!(f, "Replication({})", s.replica),
         }
     }
 }
 
 impl Replication {
     /// Start replicating `db` (already open and migrated) as `cfg` says, on the caller's
-    /// tokio runtime.
+    /// tokio runtime; `barnabee_replication_*` are registered on `metrics` once it runs.
+    ///
+    /// A replica the replicator refuses (configuration: a relative path, an unreadable secret
+    /// file) is an error: the daemon does not run without the backup it was asked for. A
+    /// replica that cannot be reached now (S3 down) is not: the daemon serves, `/health`
+    /// reports replication failing (non-critical), and starting is retried in the background
+    /// (1 s doubling to 60 s). The WAL keeps every frame meanwhile (nobody else checkpoints).
     pub async fn start(
         cfg: Option<&ReplicationConfig>,
         db: &Path,
+        metrics: &Metrics,
     ) -> Result<Self, ReplicationError> {
         let Some(cfg) = cfg else {
             return Ok(Self {
@@ -190,102 +233,131 @@ impl Replication {
             });
         };
         let replica = describe(cfg);
-        let inner = barnabee_replicator::Replication::start(db, &replica_config(cfg), options(cfg))
-            .await
-            .map_err(|source| ReplicationError::Start {
-                db: db.display().to_string(),
-                replica: replica.clone(),
-                source: Box::new(source),
-            })?;
-        log::info!(event = "replication_started", replica = replica.as_str(), txid = inner.status().last_shipped_txid; "replicating {} to {replica}", db.display());
+        let rc = replica_config(cfg);
+        let refuse = |source: barnabee_replicator::ReplicationError| ReplicationError::Start {
+            db: db.display().to_string(),
+            replica: replica.clone(),
+            source: Box::new(source),
+        };
+        // Configuration problems (and the secret file) surface here, before any network.
+        rc.client()
+            .map_err(|e| refuse(barnabee_replicator::ReplicationError::Config(e)))?;
+        let shared = Arc::new(Shared {
+            replica: replica.clone(),
+            fail_after: cfg.fail_after_errors,
+            shutdown_timeout: cfg.shutdown_timeout,
+            metrics: metrics.clone(),
+            inner: Mutex::new(None),
+            start_error: Mutex::new(None),
+            retry: Mutex::new(None),
+        });
+        let opts = options(cfg);
+        match barnabee_replicator::Replication::start(db, &rc, opts.clone()).await {
+            Ok(inner) => shared.started(inner, db),
+            Err(e @ barnabee_replicator::ReplicationError::Config(_)) => return Err(refuse(e)),
+            Err(e) => {
+                let msg = e.to_string();
+                log::error!(event = "incident", replica = replica.as_str(), error = msg.as_str(); "cannot start replicating to {replica}: {msg}; serving anyway and retrying");
+                *lock(&shared.start_error) = Some(msg);
+                let task = tokio::spawn(retry_start(shared.clone(), db.to_owned(), rc, opts));
+                *lock(&shared.retry) = Some(task);
+            }
+        }
         Ok(Self {
-            state: State::Running {
-                inner: Arc::new(inner),
-                replica,
-                fail_after: cfg.fail_after_errors,
-                shutdown_timeout: cfg.shutdown_timeout,
-            },
+            state: State::Configured(shared),
         })
     }
 
-    /// Whether a replica is configured and running.
+    /// Whether a replica is configured and the replicator runs.
     pub fn is_running(&self) -> bool {
-        matches!(self.state, State::Running { .. })
+        match &self.state {
+            State::NotConfigured => false,
+            State::Configured(s) => s.running().is_some(),
+        }
     }
 
     /// The replica, e.g. `file:///backup/memory` (None when not configured).
     pub fn replica(&self) -> Option<&str> {
         match &self.state {
             State::NotConfigured => None,
-            State::Running { replica, .. } => Some(replica),
+            State::Configured(s) => Some(&s.replica),
         }
     }
 
-    /// The replicator's status (None when not configured).
+    /// The replicator's status (None when not configured or not started yet).
     pub fn status(&self) -> Option<barnabee_replicator::Status> {
         match &self.state {
             State::NotConfigured => None,
-            State::Running { inner, .. } => Some(inner.status()),
-        }
-    }
-
-    /// Register `barnabee_replication_*` on the daemon's registry (no-op when not configured).
-    pub fn register_metrics(&self, metrics: &Metrics) {
-        if let State::Running { inner, .. } = &self.state {
-            inner.register_metrics(metrics);
+            State::Configured(s) => s.running().map(|r| r.status()),
         }
     }
 
     /// The `/health` check: non-critical, since a family may run without an off-site copy.
-    /// Failing after `fail_after_errors` consecutive failed uploads.
+    /// Failing after `fail_after_errors` consecutive failed uploads, or while not started.
     pub fn check(&self) -> Check {
         match &self.state {
             State::NotConfigured => Check::ok("not configured").non_critical(),
-            State::Running {
-                inner,
-                replica,
-                fail_after,
-                ..
-            } => status_check(replica, &inner.status(), *fail_after),
+            State::Configured(s) => s.check(),
         }
     }
 
-    /// A cheap closure-friendly handle for a `/health` probe.
+    /// The same check as a closure for a `/health` probe.
     pub fn checker(&self) -> impl Fn() -> Check + Send + Sync + 'static {
-        let state = match &self.state {
+        let shared = match &self.state {
             State::NotConfigured => None,
-            State::Running {
-                inner,
-                replica,
-                fail_after,
-                ..
-            } => Some((inner.clone(), replica.clone(), *fail_after)),
+            State::Configured(s) => Some(s.clone()),
         };
-        move || match &state {
+        move || match &shared {
             None => Check::ok("not configured").non_critical(),
-            Some((inner, replica, fail_after)) => {
-                status_check(replica, &inner.status(), *fail_after)
-            }
+            Some(s) => s.check(),
         }
     }
 
     /// Ship what is committed (bounded by `shutdown_timeout`) and stop; called after the
     /// HTTP server drained, so every acknowledged write is in the WAL.
     pub async fn shutdown(self) {
-        if let State::Running {
-            inner,
-            replica,
-            shutdown_timeout,
-            ..
-        } = self.state
-        {
-            match inner.shutdown(shutdown_timeout).await {
-                Ok(txid) => {
-                    log::info!(event = "replication_stopped", replica = replica.as_str(), txid = txid; "replication to {replica} stopped at TXID {txid}")
-                }
-                Err(e) => {
-                    log::error!(event = "incident", replica = replica.as_str(), error = e.to_string().as_str(); "replication to {replica} did not ship everything before stopping: {e}")
-                }
+        let State::Configured(s) = self.state else {
+            return;
+        };
+        let retry = lock(&s.retry).take();
+        if let Some(task) = retry {
+            task.abort();
+            let _ = task.await;
+        }
+        let Some(inner) = s.running() else {
+            log::error!(event = "incident", replica = s.replica.as_str(); "stopping with replication to {} never started: recent writes are only local", s.replica);
+            return;
+        };
+        match inner.shutdown(s.shutdown_timeout).await {
+            Ok(txid) => {
+                log::info!(event = "replication_stopped", replica = s.replica.as_str(), txid = txid; "replication to {} stopped at TXID {txid}", s.replica)
+            }
+            Err(e) => {
+                log::error!(event = "incident", replica = s.replica.as_str(), error = e.to_string().as_str(); "replication to {} did not ship everything before stopping: {e}", s.replica)
+            }
+        }
+    }
+}
+
+async fn retry_start(
+    shared: Arc<Shared>,
+    db: std::path::PathBuf,
+    rc: ReplicaConfig,
+    opts: Options,
+) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        match barnabee_replicator::Replication::start(&db, &rc, opts.clone()).await {
+            Ok(inner) => {
+                shared.started(inner, &db);
+                return;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                log::warn!(replica = shared.replica.as_str(), error = msg.as_str(); "replication to {} still not started: {msg}", shared.replica);
+                *lock(&shared.start_error) = Some(msg);
+                wait = (wait * 2).min(Duration::from_secs(60));
             }
         }
     }
@@ -323,7 +395,9 @@ mod tests {
 
     #[tokio::test]
     async fn absent_is_a_no_op() {
-        let r = Replication::start(None, Path::new("/x.db")).await.unwrap();
+        let r = Replication::start(None, Path::new("/x.db"), &Metrics::default())
+            .await
+            .unwrap();
         assert!(!r.is_running());
         assert!(r.check().ok);
         assert_eq!(r.check().detail, "not configured");
@@ -400,7 +474,9 @@ mod tests {
             "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES (7);",
         )
         .unwrap();
-        let r = Replication::start(Some(&c), &db).await.unwrap();
+        let metrics = Metrics::default();
+        let r = Replication::start(Some(&c), &db, &metrics).await.unwrap();
+        assert!(r.is_running());
         r.shutdown().await;
         drop(conn);
         let other = dir.path().join("restored/m.db");

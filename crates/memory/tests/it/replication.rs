@@ -467,4 +467,39 @@ async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores()
         );
         assert_eq!(&r.json::<Value>().await.unwrap()["summary"], summary);
     }
+
+    // The replica is unreachable at start (the database exists, so no restore is needed):
+    // the daemon serves anyway, /health degrades, and replication starts once S3 is back.
+    let mut d = d;
+    d.stop();
+    s3.stop();
+    let config = crate::common::write_config(&state, &extra);
+    let mut d = Daemon::start_with_env(config, &env);
+    let h = wait_replication_ok(&d, false).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        h["checks"]["replication"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not started"),
+        "{h}"
+    );
+    let late = post(&d, "written before replication could start").await;
+    s3.start_again();
+    wait_replication_ok(&d, true).await;
+    d.stop();
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let config = crate::common::write_config(&state, &extra);
+    let d = Daemon::start_with_env(config, &env);
+    let r = client()
+        .get(d.url(&format!("/v1/memories/{late}?requester=a")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "memory {late} not on the replica"
+    );
 }
