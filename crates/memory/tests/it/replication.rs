@@ -169,7 +169,35 @@ async fn memories_reach_the_replica_and_a_wiped_state_dir_is_restored_before_ser
     d.stop();
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::create_dir_all(&state).unwrap();
-    let d = Daemon::start(&state, &extra);
+    // Listen as systemd would: the restore must extend the start timeout before READY=1.
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let config = crate::common::write_config(&state, &extra);
+    let d = Daemon::start_with_env(config, &[("NOTIFY_SOCKET", sock_path.as_path())]);
+    let mut notes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !notes.iter().any(|n: &String| n.contains("replicating to")) {
+        let n = sock.recv(&mut buf).expect("no STATUS naming the replica");
+        notes.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let pos = |needle: &str| {
+        notes
+            .iter()
+            .position(|n| n.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {notes:?}"))
+    };
+    assert!(pos("STATUS=restoring database from replica file://") < pos("READY=1"));
+    // 15 minutes for the restore (opening adds its own 5 minutes later).
+    assert!(
+        pos("EXTEND_TIMEOUT_USEC=900000000") < pos("READY=1"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[pos("replicating to")]
+            .contains(&format!("; replicating to file://{}", replica.display())),
+        "{notes:?}"
+    );
     let log = d.stderr.lock().unwrap().clone();
     let restored = log.find("restored ").expect("no restore logged");
     let serving = log.find("serving on").unwrap();
