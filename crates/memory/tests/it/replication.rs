@@ -306,6 +306,18 @@ async fn kill_9_during_writes_with_replication_loses_nothing_and_restore_equals_
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(ok, "ok");
+
+    // A clean stop leaves the WAL in place (the daemon never checkpoints, not even on close),
+    // so the next start resumes incrementally: no full snapshot is shipped.
+    let mut d = Daemon::start(&state, &extra);
+    post(&d, "after a clean restart").await;
+    d.stop();
+    let log = d.stderr.lock().unwrap().clone();
+    assert!(log.contains("shipped"), "nothing shipped:\n{log}");
+    assert!(
+        !log.contains("snapshot=true"),
+        "a full snapshot after a clean restart:\n{log}"
+    );
 }
 
 const S3_KEY: &str = "GK0123456789abcdef01234567";
