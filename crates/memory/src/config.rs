@@ -320,6 +320,21 @@ impl ReplicationConfig {
                 _ => {}
             }
         }
+        if self.url.is_none()
+            && self.kind == ReplicaType::File
+            && let Some(p) = &self.path
+            && !p.starts_with('/')
+        {
+            return bad("path", "a file replica path must be absolute");
+        }
+        if let Some(u) = &self.url
+            && !(u.starts_with("s3://") || u.starts_with("file:///") || u.starts_with('/'))
+        {
+            return bad(
+                "url",
+                "use s3://bucket/path[?endpoint=..&region=..] or file:///absolute/dir",
+            );
+        }
         if self.kind == ReplicaType::S3
             && self.access_key_id.is_some() != self.secret_access_key_file.is_some()
         {
@@ -401,6 +416,12 @@ mod tests {
         let cfg = parse("[replication]\ntype = \"file\"\n").unwrap();
         let err = cfg.validate().unwrap_err();
         assert_eq!(err.field, "replication.path");
+        let cfg = parse("[replication]\ntype = \"file\"\npath = \"backup\"\n").unwrap();
+        let err = cfg.validate().unwrap_err();
+        assert_eq!(err.field, "replication.path");
+        assert!(err.message.contains("absolute"));
+        let cfg = parse("[replication]\ntype = \"s3\"\nurl = \"http://x/b\"\n").unwrap();
+        assert_eq!(cfg.validate().unwrap_err().field, "replication.url");
     }
 
     #[test]

@@ -27,17 +27,19 @@ use crate::config::{ReplicaType, ReplicationConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
-    #[error("replication: cannot restore {db} from replica {replica}: {source}")]
+    #[error("replication: cannot restore {db} from replica {replica}: {error}")]
     Restore {
         db: String,
         replica: String,
-        source: Box<barnabee_replicator::ReplicationError>,
+        /// Not a `#[source]`: the message already carries it (no repeat in the chain).
+        error: Box<barnabee_replicator::ReplicationError>,
     },
-    #[error("replication: cannot start replicating {db} to {replica}: {source}")]
+    #[error("replication: cannot start replicating {db} to {replica}: {error}")]
     Start {
         db: String,
         replica: String,
-        source: Box<barnabee_replicator::ReplicationError>,
+        /// Not a `#[source]`: the message already carries it (no repeat in the chain).
+        error: Box<barnabee_replicator::ReplicationError>,
     },
 }
 
@@ -133,7 +135,7 @@ pub async fn restore_if_missing(
         .map_err(|source| ReplicationError::Restore {
             db: db.display().to_string(),
             replica: replica.clone(),
-            source: Box::new(source),
+            error: Box::new(source),
         })?;
     Ok(match restored {
         None => {
@@ -237,7 +239,7 @@ impl Replication {
         let refuse = |source: barnabee_replicator::ReplicationError| ReplicationError::Start {
             db: db.display().to_string(),
             replica: replica.clone(),
-            source: Box::new(source),
+            error: Box::new(source),
         };
         // Configuration problems (and the secret file) surface here, before any network.
         rc.client()

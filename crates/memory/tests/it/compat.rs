@@ -165,24 +165,32 @@ fn check_compat_on_missing_database_is_ok_and_creates_nothing() {
 #[test]
 fn replication_section_is_checked() {
     let dir = tempfile::tempdir().unwrap();
-    // A relative file replica path passes the shape check but the replicator refuses it at
-    // start, naming the path; the daemon exits rather than run without the asked-for backup.
+    // A relative file replica path is refused by --check-config, naming the key.
     let config = write_config(
         dir.path(),
         "[replication]\ntype = \"file\"\npath = \"relative/replica\"\n",
     );
     let (code, _, err) = run_cli(&["--config", config.to_str().unwrap(), "--check-config"]);
-    assert_eq!(code, 0, "the section's shape is valid: {err}");
-    let (code, _, err) = run_cli(&["--config", config.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("relative/replica") && err.contains("absolute"),
+        err.contains("replication.path") && err.contains("absolute"),
         "{err}"
     );
     let config = write_config(dir.path(), "[replication]\ntype = \"s3\"\n");
     let (code, _, err) = run_cli(&["--config", config.to_str().unwrap(), "--check-config"]);
     assert_ne!(code, 0);
     assert!(err.contains("replication.bucket"), "{err}");
+    // A secret file the replicator cannot read passes the shape check but stops the daemon
+    // at start, naming the file: it never runs without the backup it was asked for.
+    let config = write_config(
+        dir.path(),
+        "[replication]\ntype = \"s3\"\nbucket = \"b\"\npath = \"memory\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"GK1\"\nsecret_access_key_file = \"/nonexistent/s3-secret\"\n",
+    );
+    let (code, _, err) = run_cli(&["--config", config.to_str().unwrap(), "--check-config"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_cli(&["--config", config.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent/s3-secret"), "{err}");
 }
 
 /// Build B (this binary, built with `--features test-schema-next`, schema 2) on a database
