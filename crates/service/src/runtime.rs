@@ -236,13 +236,22 @@ impl Runtime {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reported_stale: Option<String> = None;
+        // The server's graceful shutdown waits on the same signal as this loop, so after a
+        // trigger both can be ready and the server's end may be seen first: that end is the
+        // requested stop, not a failure, and its result is kept rather than polled again.
+        let mut server_result = None;
         let reason = loop {
             tokio::select! {
+                biased;
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sigint.recv() => break "SIGINT",
                 _ = self.shutdown.wait() => break "shutdown requested",
                 result = &mut server => {
-                    // The server only ends by itself on an I/O failure.
+                    if self.shutdown.is_triggered() {
+                        server_result = Some(result);
+                        break "shutdown requested";
+                    }
+                    // Otherwise the server only ends by itself on an I/O failure.
                     return Err(ServeError::Server(match result {
                         Ok(Err(err)) => err,
                         Ok(Ok(())) => std::io::Error::other("server stopped unexpectedly"),
@@ -258,7 +267,11 @@ impl Runtime {
             log::warn!("cannot send STOPPING to systemd: {err}");
         }
         self.shutdown.trigger();
-        match tokio::time::timeout(self.config.drain_timeout, &mut server).await {
+        let drained = match server_result {
+            Some(result) => Ok(result),
+            None => tokio::time::timeout(self.config.drain_timeout, &mut server).await,
+        };
+        match drained {
             Ok(Ok(Ok(()))) => log::info!(event = "stopped"; "stopped cleanly"),
             Ok(Ok(Err(err))) => return Err(ServeError::Server(err)),
             Ok(Err(join)) => {
