@@ -24,6 +24,9 @@ in {
         onnxruntime = lib.mkPackageOption pkgs "onnxruntime" {
           extraDescription = "The beast role sets a CUDA build (`onnxruntime.override { cudaSupport = true; }`) when the GPU is on.";
         };
+        espeakNg = lib.mkPackageOption pkgs "espeak-ng" {
+          extraDescription = "TTS phonemes: run as a subprocess (`[runtime] espeak_ng`), never linked (GPL-3.0).";
+        };
         models = models.option "inference";
         gpu.enable = mkOption {
           type = types.bool;
@@ -43,7 +46,10 @@ in {
       };
       extraConfig = cfg: {
         assertions = models.assertions "inference" cfg.models;
-        services.barnabee.inference.settings.models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
+        services.barnabee.inference.settings = {
+          models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
+          runtime.espeak_ng = lib.mkDefault (lib.getExe' cfg.espeakNg "espeak-ng");
+        };
         networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
           (lib.toInt (lib.last (lib.splitString ":" cfg.settings.service.listen)))
           cfg.wyomingPort

@@ -8,6 +8,7 @@
   inherit (lib) mkOption types;
   cfg = config.services.barnabee.memory;
   repl = cfg.settings.replication;
+  fileReplica = repl != null && repl.type == "file" && repl.path != null && lib.hasPrefix "/" repl.path;
 in {
   imports = [
     (blib.mkDaemon {
@@ -54,7 +55,13 @@ in {
               path = mkOption {
                 type = types.nullOr types.str;
                 default = null;
-                description = "S3 key prefix, or the replica directory for type = file.";
+                description = ''
+                  S3 key prefix, or, for type = file, the replica directory: an absolute path,
+                  made writable in the unit (ReadWritePaths=, RequiresMountsFor=) since
+                  ProtectSystem=strict hides everything else. The directory must exist and be
+                  writable by the daemon's DynamicUser: under /var/lib/ it is created and owned
+                  for you (an extra StateDirectory=); elsewhere (a backup disk) create it yourself.
+                '';
               };
               endpoint = mkOption {
                 type = types.nullOr types.str;
@@ -90,6 +97,32 @@ in {
                 default = 1;
                 description = "Seconds between WAL shipments.";
               };
+              restore_if_missing = mkOption {
+                type = types.nullOr types.bool;
+                default = null;
+                description = ''
+                  On start, when the database file is missing and the replica has data, restore
+                  it before serving (a replacement beelink comes up with the old one's memories).
+                  null: the daemon's default, true.
+                '';
+              };
+              shutdown_timeout = mkOption {
+                type = types.nullOr (types.either types.ints.unsigned types.float);
+                default = null;
+                description = ''
+                  Seconds, after the HTTP drain on SIGTERM, to ship what is already committed.
+                  Keep drain_timeout + shutdown_timeout below the unit's TimeoutStopSec.
+                  null: the daemon's default, 5.
+                '';
+              };
+              fail_after_errors = mkOption {
+                type = types.nullOr types.ints.positive;
+                default = null;
+                description = ''
+                  /health's `replication` check fails (non-critical: degraded) after this many
+                  failed uploads in a row. null: the daemon's default, 3.
+                '';
+              };
             };
           });
         };
@@ -116,23 +149,40 @@ in {
         };
       };
       extraConfig = cfg: {
-        assertions = lib.optionals (repl != null && repl.type == "s3") [
-          {
-            assertion = repl.url != null || repl.bucket != null;
-            message = "services.barnabee.memory.settings.replication: an S3 replica needs `bucket` (or `url = \"s3://bucket/path\"`).";
+        assertions =
+          lib.optional (repl != null && repl.type == "file") {
+            assertion = repl.path != null && lib.hasPrefix "/" repl.path;
+            message = "services.barnabee.memory.settings.replication.path must be an absolute directory for a type = \"file\" replica (it is made writable with ReadWritePaths=); got ${builtins.toJSON repl.path}.";
           }
-          {
-            assertion = repl.access_key_id != null;
-            message = "services.barnabee.memory.settings.replication.access_key_id is not set: give the S3 access key id (the secret half goes in services.barnabee.memory.replication.secretAccessKeyFile).";
-          }
-          {
-            assertion = cfg.replication.secretAccessKeyFile != null || repl.secret_access_key_file != null;
-            message = "services.barnabee.memory.replication.secretAccessKeyFile is not set: point it at the S3 secret key file (e.g. config.sops.secrets.\"s3/secret_access_key\".path).";
-          }
-        ];
+          ++ lib.optionals (repl != null && repl.type == "s3") [
+            {
+              assertion = repl.url != null || repl.bucket != null;
+              message = "services.barnabee.memory.settings.replication: an S3 replica needs `bucket` (or `url = \"s3://bucket/path\"`).";
+            }
+            {
+              assertion = repl.access_key_id != null;
+              message = "services.barnabee.memory.settings.replication.access_key_id is not set: give the S3 access key id (the secret half goes in services.barnabee.memory.replication.secretAccessKeyFile).";
+            }
+            {
+              assertion = cfg.replication.secretAccessKeyFile != null || repl.secret_access_key_file != null;
+              message = "services.barnabee.memory.replication.secretAccessKeyFile is not set: point it at the S3 secret key file (e.g. config.sops.secrets.\"s3/secret_access_key\".path).";
+            }
+          ];
         services.barnabee.memory = lib.mkIf (cfg.replication.secretAccessKeyFile != null) {
           credentials.s3-secret-access-key = cfg.replication.secretAccessKeyFile;
           settings.replication.secret_access_key_file = lib.mkDefault "s3-secret-access-key";
+        };
+        # A file replica lives outside the StateDirectory: under ProtectSystem=strict the
+        # daemon may write there only when the drop-in says so.
+        systemd.services.barnabee-memory = lib.mkIf fileReplica {
+          unitConfig.RequiresMountsFor = [repl.path];
+          serviceConfig =
+            {ReadWritePaths = [repl.path];}
+            // lib.optionalAttrs (lib.hasPrefix "/var/lib/" repl.path) {
+              # DynamicUser: systemd creates and chowns a StateDirectory; the unit's own
+              # barnabee-memory entry stays (list settings add lines to the drop-in).
+              StateDirectory = [(lib.removePrefix "/var/lib/" repl.path)];
+            };
         };
         system.preSwitchChecks = lib.mkIf cfg.preSwitchCheck {
           barnabee-memory-schema = ''

@@ -17,10 +17,22 @@ in {
         models = models.option "voice";
       };
       extraConfig = cfg: {
-        assertions = models.assertions "voice" cfg.models;
-        services.barnabee.voice.settings.models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
-        # ALSA devices are already allowed by the packaged unit (DeviceAllow=char-alsa, audio
-        # group); on NixOS the sound card needs the ALSA state service and nothing else.
+        assertions =
+          models.assertions "voice" cfg.models
+          ++ [
+            {
+              assertion = lib.all (n: lib.elem n ["wake" "vad"]) (lib.attrNames cfg.models);
+              message = "services.barnabee.voice.models: only `wake` and `vad` run locally (`[inference.local.wake|vad]`, mode = \"local\"); STT and TTS stay on the beast. Got: ${lib.concatStringsSep ", " (lib.attrNames cfg.models)}.";
+            }
+          ];
+        # mode = "local": the wake word and VAD models in barnabee-inference's format.
+        services.barnabee.voice.settings.inference.local = lib.mkIf (cfg.models != {}) (
+          models.render pkgs cfg.models
+          // {runtime.library = "${cfg.onnxruntime}/lib/libonnxruntime.so";}
+        );
+        # ALSA: the packaged unit (crates/voice/systemd/barnabee-voice.service) already has
+        # PrivateDevices=no, DevicePolicy=closed, DeviceAllow=char-alsa rw and
+        # SupplementaryGroups=audio; the drop-in adds nothing and weakens nothing.
         systemd.services.barnabee-voice.environment.ORT_DYLIB_PATH = "${cfg.onnxruntime}/lib/libonnxruntime.so";
       };
     })

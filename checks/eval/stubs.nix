@@ -29,6 +29,7 @@ in {
     }: "/nix/store/${builtins.substring 0 32 sha256}-${name}";
     coreutils = pkg "coreutils";
     onnxruntime = pkg "onnxruntime";
+    espeak-ng = pkg "espeak-ng";
     barnabee-memory = pkg "barnabee-memory";
     barnabee-agents = pkg "barnabee-agents";
     barnabee-voice = pkg "barnabee-voice";

@@ -64,6 +64,52 @@
     }
   ];
   cpu = eval [{services.barnabee.inference.enable = true;}];
+  memoryFile = path:
+    eval [
+      {
+        services.barnabee.memory = {
+          enable = true;
+          settings.replication = {
+            type = "file";
+            inherit path;
+            restore_if_missing = false;
+            shutdown_timeout = 5;
+            fail_after_errors = 3;
+          };
+        };
+      }
+    ];
+  zeros = lib.fixedWidthString 64 "0" "";
+  ones = lib.fixedWidthString 64 "1" "";
+  withModels = eval [
+    {
+      services.barnabee.inference = {
+        enable = true;
+        models = {
+          silero = {
+            kind = "vad";
+            url = "https://example.invalid/silero_vad.onnx";
+            sha256 = zeros;
+            threshold = 0.5;
+          };
+          wake = {
+            kind = "wake";
+            refractory = 2.0;
+            files = {
+              melspectrogram = {
+                url = "https://example.invalid/melspectrogram.onnx";
+                sha256 = zeros;
+              };
+              embedding = {
+                url = "https://example.invalid/embedding_model.onnx";
+                sha256 = ones;
+              };
+            };
+          };
+        };
+      };
+    }
+  ];
 in [
   {
     name = "memory: [service] defaults (port 7701, log target auto)";
@@ -284,6 +330,126 @@ in [
         }
       ]));
     expected = true;
+  }
+  {
+    name = "memory: a file replica is made writable (ReadWritePaths=, RequiresMountsFor=, StateDirectory= under /var/lib) and its new keys render";
+    expr = let
+      c = memoryFile "/var/lib/barnabee-replica";
+      sc = c.systemd.services.barnabee-memory.serviceConfig;
+    in {
+      rw = sc.ReadWritePaths;
+      state = sc.StateDirectory;
+      mounts = c.systemd.services.barnabee-memory.unitConfig.RequiresMountsFor;
+      keys = lib.attrNames (renderedOf c "memory").replication;
+      failed = failed c;
+    };
+    expected = {
+      rw = ["/var/lib/barnabee-replica"];
+      state = ["barnabee-replica"];
+      mounts = ["/var/lib/barnabee-replica"];
+      keys = ["fail_after_errors" "force_path_style" "path" "restore_if_missing" "shutdown_timeout" "sync_interval" "type"];
+      failed = [];
+    };
+  }
+  {
+    name = "memory: a file replica outside /var/lib gets ReadWritePaths= only; a relative path fails";
+    expr = {
+      state = (memoryFile "/mnt/backup/barnabee").systemd.services.barnabee-memory.serviceConfig ? StateDirectory;
+      relative = lib.any (lib.hasInfix "must be an absolute directory") (failed (memoryFile "replica"));
+    };
+    expected = {
+      state = false;
+      relative = true;
+    };
+  }
+  {
+    name = "inference: one-file models render path/sha256, multi-file models files.<role>, extra keys pass through, espeak-ng set";
+    expr = let
+      r = renderedOf withModels "inference";
+    in {
+      silero = r.models.silero;
+      wake = r.models.wake;
+      espeak = r.runtime.espeak_ng;
+    };
+    expected = {
+      silero = {
+        kind = "vad";
+        threshold = 0.5;
+        path = "/nix/store/${builtins.substring 0 32 zeros}-barnabee-model-silero";
+        sha256 = zeros;
+      };
+      wake = {
+        kind = "wake";
+        refractory = 2.0;
+        files = {
+          melspectrogram = {
+            path = "/nix/store/${builtins.substring 0 32 zeros}-barnabee-model-wake-melspectrogram";
+            sha256 = zeros;
+          };
+          embedding = {
+            path = "/nix/store/${builtins.substring 0 32 ones}-barnabee-model-wake-embedding";
+            sha256 = ones;
+          };
+        };
+      };
+      espeak = "/nix/store/00000000000000000000000000000000-espeak-ng/bin/espeak-ng";
+    };
+  }
+  {
+    name = "models: a multi-file entry without a file's sha256 names that file";
+    expr =
+      lib.any (lib.hasInfix "models.stt.files.encoder.sha256 is not set")
+      (failed (eval [
+        {
+          services.barnabee.inference = {
+            enable = true;
+            models.stt = {
+              kind = "stt";
+              files.encoder.url = "https://example.invalid/encoder.onnx";
+            };
+          };
+        }
+      ]));
+    expected = true;
+  }
+  {
+    name = "voice: wake/vad render into [inference.local] with the ONNX Runtime library; other names fail";
+    expr = let
+      ok = eval [
+        {
+          services.barnabee.voice = {
+            enable = true;
+            models.vad = {
+              kind = "vad";
+              url = "https://example.invalid/silero_vad.onnx";
+              sha256 = zeros;
+            };
+          };
+        }
+      ];
+      bad = eval [
+        {
+          services.barnabee.voice = {
+            enable = true;
+            models.stt = {
+              kind = "stt";
+              url = "https://example.invalid/stt.onnx";
+              sha256 = zeros;
+            };
+          };
+        }
+      ];
+      local = (renderedOf ok "voice").inference.local;
+    in {
+      names = lib.attrNames local;
+      library = local.runtime.library;
+      bad = lib.any (lib.hasInfix "only `wake` and `vad` run locally") (failed bad);
+    };
+    expected = {
+      names = ["runtime" "vad"];
+      library = "/nix/store/00000000000000000000000000000000-onnxruntime/lib/libonnxruntime.so";
+      bad = true;
+    };
   }
   {
     name = "beelink role: unset site values fail with what to set";

@@ -1,6 +1,7 @@
 # vm-backup: memories written on the beelink survive kill -9 and a power cut, are replicated to
-# S3 (Garage), and restore on a fresh node; the real Litestream restores our replica and we
-# restore one Litestream wrote; a corrupted replica object is refused, naming it.
+# S3 (Garage); the real Litestream restores our replica and we restore one Litestream wrote; a
+# replacement node restores and takes over the replica once the old one is dead; a corrupted
+# replica object is refused, naming it.
 {
   testLib,
   pkgs,
@@ -10,7 +11,10 @@ testLib.mkTest {
   nodes = {
     s3 = testLib.s3Node;
     beelink = testLib.beelinkNode {replicaPath = "beelink";};
-    # A brand-new beelink: empty state, same replica. The memory daemon restores before serving.
+    # A replacement beelink: empty state, the same replica path. The memory daemon restores
+    # before serving, then replicates there itself. Two writers on one replica path are unsafe
+    # (Litestream semantics: each would ship its own WAL over the other's), so, as an operator
+    # would, the test starts it only after the old beelink is dead for good (last subtests).
     fresh = testLib.beelinkNode {replicaPath = "beelink";};
   };
 
@@ -97,12 +101,6 @@ testLib.mkTest {
         )
         assert db_summaries(beelink, "/tmp/r.db") == sorted(acked)
 
-    with subtest("a fresh node restores from the replica before serving"):
-        fresh.start()
-        memory_ready(fresh)
-        assert summaries(fresh) == sorted(acked), summaries(fresh)
-        fresh.shutdown()
-
     with subtest("the real Litestream restores our replica, byte-identical to ours"):
         beelink.succeed("systemctl stop barnabee-memory")
         beelink.succeed("rm -f /tmp/ours.db /tmp/theirs.db")
@@ -128,6 +126,23 @@ testLib.mkTest {
         beelink.succeed("systemctl stop litestream-peer")
         assert beelink.succeed("sqlite3 /tmp/peer.db 'SELECT x FROM t ORDER BY x'").split("\n")[0] == "from litestream"
 
+    with subtest("the old beelink dies; its replacement restores, serves and takes over the replica"):
+        # A clean stop ships whatever is committed (shutdown_timeout), then the machine is gone:
+        # from here on the replacement is the only writer of the replica path.
+        beelink.succeed("systemctl stop barnabee-memory")
+        beelink.shutdown()
+        fresh.start()
+        memory_ready(fresh)
+        assert summaries(fresh) == sorted(acked), summaries(fresh)
+        remember(fresh, "written by the replacement")
+        acked.append("written by the replacement")
+        fresh.wait_until_succeeds(
+            f"rm -f /tmp/r.db && barnabee-replicator restore -config {LS} -o /tmp/r.db {DB} "
+            f"&& test $(sqlite3 /tmp/r.db 'SELECT count(*) FROM memories') -eq {len(acked)}",
+            timeout=120,
+        )
+        assert db_summaries(fresh, "/tmp/r.db") == sorted(acked)
+
     with subtest("a corrupted replica object is refused, naming it"):
         objects = [
             line.split()[-1]
@@ -143,12 +158,12 @@ testLib.mkTest {
             "b[len(b)//2]^=0xff; open(p,\"wb\").write(b)' /tmp/victim.ltx"
         )
         aws(s3, f"s3 cp /tmp/victim.ltx s3://{S3_BUCKET}/{victim}")
-        beelink.succeed("systemctl stop barnabee-memory")
-        status, out = beelink.execute(
+        fresh.succeed("systemctl stop barnabee-memory")
+        status, out = fresh.execute(
             f"barnabee-replicator restore -config {LS} -o /tmp/corrupt.db {DB} 2>&1"
         )
         assert status != 0, "restore accepted a corrupted object"
         assert victim.split("/")[-1] in out, out
-        beelink.fail("test -e /tmp/corrupt.db")
+        fresh.fail("test -e /tmp/corrupt.db")
   '';
 }
