@@ -2,12 +2,13 @@
 # assertion saying what to set.
 #
 #   barnabee.operatorKeys = [ "ssh-ed25519 AAAA... alice@laptop" ];
-#   services.barnabee.inference.models = {
-#     stt = { kind = "stt"; url = "https://<pinned release URL>/model.onnx"; sha256 = "<64 hex>"; };
-#     tts = { kind = "tts"; url = "..."; sha256 = "..."; };
-#     vad = { kind = "vad"; url = "..."; sha256 = "..."; };
-#     wake = { kind = "wake"; url = "..."; sha256 = "..."; };
-#     embeddings = { kind = "embedding"; url = "..."; sha256 = "..."; };
+#   services.barnabee.inference.models = {          # docs/nixos.md "Models"
+#     silero = { kind = "vad"; url = "https://<pinned release URL>/silero_vad.onnx"; sha256 = "<64 hex>"; };
+#     wake = { kind = "wake"; files = { melspectrogram = { url = "..."; sha256 = "..."; };
+#                                       embedding = { ... }; hey_barnabee = { ... }; }; };
+#     stt = { kind = "stt"; files = { encoder = { ... }; decoder_joint = { ... }; vocab = { ... }; }; };
+#     tts = { kind = "tts"; files = { model = { ... }; config = { ... }; }; };
+#     embeddings = { kind = "text_embedding"; files = { model = { ... }; vocab = { ... }; }; };
 #   };
 _: {
 }
