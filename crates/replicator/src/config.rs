@@ -21,6 +21,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A `*-file` key whose file cannot be used; the message names the key and the path.
+    #[error(transparent)]
+    Secret(#[from] barnabee_service::secret::SecretError),
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
@@ -204,7 +207,7 @@ impl ReplicaConfig {
 }
 
 fn read_secret(field: &str, p: &Path) -> Result<String, ConfigError> {
-    let s = barnabee_service::secret::read(field, p).map_err(|e| invalid(field, e.to_string()))?;
+    let s = barnabee_service::secret::read(field, p)?;
     Ok(s.expose().trim().to_owned())
 }
 
@@ -373,6 +376,28 @@ fn expand_env(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_secret_file_names_key_and_path_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("s3-secret");
+        let r = ReplicaConfig {
+            kind: Some("s3".into()),
+            bucket: Some("b".into()),
+            path: Some("x".into()),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            access_key_id: Some("GK1".into()),
+            secret_access_key_file: Some(missing.clone()),
+            ..Default::default()
+        };
+        let e = r.client().err().unwrap().to_string();
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+        assert_eq!(e.matches("secret-access-key-file").count(), 1, "{e}");
+        assert!(
+            e.starts_with("secret `secret-access-key-file`: cannot read "),
+            "{e}"
+        );
+    }
 
     #[test]
     fn litestream_yaml_parses() {

@@ -66,6 +66,64 @@ pub struct Db {
     pos: Option<Position>,
 }
 
+/// Closing the last connection to a WAL database would otherwise checkpoint and delete the
+/// WAL: the recorded position would be lost and the next start would ship a full snapshot.
+fn no_checkpoint_on_close(conn: &Connection, path: &Path) -> Result<(), DbError> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map(|_| ())
+    .map_err(sq(path))
+}
+
+/// `.<name>-barnabee-replicator.pos` next to the database `path`.
+pub fn position_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}-barnabee-replicator.pos"))
+}
+
+fn write_position(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("pos.tmp");
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path))
+}
+
+/// The LTX checksum of a database file (page size from its header).
+fn file_checksum(image: &[u8]) -> Option<u64> {
+    if image.len() < 100 {
+        return None;
+    }
+    let page_size = match u16::from_be_bytes([image[16], image[17]]) {
+        1 => 65536,
+        p => u32::from(p),
+    };
+    if page_size < 512 || !image.len().is_multiple_of(page_size as usize) {
+        return None;
+    }
+    Some(crate::ltx::database_checksum(image, page_size))
+}
+
+/// Record that the database file at `path` was just restored to `txid` (with `commit`
+/// pages) and has no WAL, so the next [`Db::open`] continues from `txid` instead of shipping
+/// a full snapshot. The file's checksum is recorded too: if anything checkpoints into the
+/// database before replication starts, the position is not trusted.
+pub fn record_restored(path: &Path, txid: u64, commit: u32) -> Result<(), DbError> {
+    let image = std::fs::read(path).map_err(|source| DbError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let sum = file_checksum(&image).ok_or_else(|| DbError::Invalid {
+        path: path.to_path_buf(),
+        what: "not a database image".into(),
+    })?;
+    let text = format!("{txid} 0 0 0 {WAL_HEADER_SIZE} {commit} {sum}\n");
+    let pos = position_path(path);
+    write_position(&pos, &text).map_err(|source| DbError::Io { path: pos, source })
+}
+
 fn sq(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + '_ {
     move |source| DbError::Sqlite {
         path: path.to_path_buf(),
@@ -89,6 +147,7 @@ impl Db {
             });
         }
         let conn = Connection::open(path).map_err(sq(path))?;
+        no_checkpoint_on_close(&conn, path)?;
         conn.busy_timeout(busy_timeout).map_err(sq(path))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -120,13 +179,7 @@ impl Db {
     /// `.<name>-barnabee-replicator.pos` next to the database: where the last shipped file
     /// ended, so a restart continues incrementally instead of writing a full snapshot.
     fn state_path(&self) -> PathBuf {
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.path
-            .with_file_name(format!(".{name}-barnabee-replicator.pos"))
+        position_path(&self.path)
     }
 
     fn persist(&self) {
@@ -136,11 +189,7 @@ impl Db {
             self.txid, p.salt1, p.salt2, p.checkpoint_seq, p.offset, p.commit
         );
         let path = self.state_path();
-        let tmp = path.with_extension("pos.tmp");
-        if std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .is_err()
-        {
+        if write_position(&path, &text).is_err() {
             log::warn!(path = path.display().to_string().as_str(); "cannot record the replication position");
         }
     }
@@ -155,6 +204,9 @@ impl Db {
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .collect();
+        if let [txid, 0, 0, 0, WAL_HEADER_SIZE, commit, sum] = v[..] {
+            return self.resume_restored(txid, commit, sum);
+        }
         let [txid, salt1, salt2, seq, offset, commit] = v[..] else {
             return;
         };
@@ -183,6 +235,38 @@ impl Db {
             commit: commit as u32,
         });
         log::info!(txid = txid, offset = offset; "resuming from the recorded WAL position");
+    }
+
+    /// Continue after a restore ([`record_restored`]): the database file must still be the
+    /// restored image (nothing checkpointed into it since); every frame of the current WAL
+    /// came after it (see [`Db::sync`] for positions without WAL salts).
+    fn resume_restored(&mut self, txid: u64, commit: u64, sum: u64) {
+        if txid != self.txid || txid == 0 {
+            return;
+        }
+        let Ok(image) = self.read_db_file() else {
+            return;
+        };
+        if file_checksum(&image) != Some(sum) {
+            log::info!(txid = txid; "database changed since the restore; not resuming");
+            return;
+        }
+        // A WAL header with a checkpoint sequence other than 0 was restarted: some of its
+        // frames may have been checkpointed (the checksum says not, but be strict).
+        if let Ok(walb) = self.read_wal()
+            && let Ok(h) = WalHeader::decode(&walb)
+            && h.checkpoint_seq != 0
+        {
+            return;
+        }
+        self.pos = Some(Position {
+            salt1: 0,
+            salt2: 0,
+            checkpoint_seq: 0,
+            offset: WAL_HEADER_SIZE,
+            commit: commit as u32,
+        });
+        log::info!(txid = txid; "resuming after the restore");
     }
 
     pub fn path(&self) -> &Path {
@@ -284,6 +368,11 @@ impl Db {
         };
         let start = if h.salt1 == pos.salt1 && h.salt2 == pos.salt2 {
             pos.offset
+        } else if pos.salt1 == 0 && pos.salt2 == 0 && pos.offset == WAL_HEADER_SIZE {
+            // The position was taken with no WAL (a snapshot of the database file, or a
+            // restore): every frame of the first WAL since then follows it. Our read
+            // transaction keeps anyone from checkpointing or restarting that WAL meanwhile.
+            WAL_HEADER_SIZE
         } else {
             log::warn!(db = self.path.display().to_string().as_str(); "WAL restarted by another connection; taking a snapshot");
             return self.snapshot(&walb, hdr);
@@ -511,6 +600,7 @@ impl Db {
             }
             // 2. Take the write lock with a second connection; nobody can append now.
             let w = Connection::open(&path).map_err(sq(&path))?;
+            no_checkpoint_on_close(&w, &path)?;
             w.busy_timeout(Duration::from_secs(1)).map_err(sq(&path))?;
             w.execute_batch("PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE")
                 .map_err(sq(&path))?;

@@ -122,6 +122,8 @@ pub struct Replication {
     shared: Arc<Shared>,
     cmd: mpsc::Sender<Cmd>,
     stop_maint: watch::Sender<bool>,
+    /// The sync and maintenance tasks; [`Replication::shutdown`] waits for both.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Replication {
@@ -172,18 +174,19 @@ impl Replication {
         let (tx, rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = watch::channel(false);
         let db = Arc::new(Mutex::new(db));
-        tokio::spawn(sync_loop(
+        let sync = tokio::spawn(sync_loop(
             db,
             client.clone(),
             options.clone(),
             shared.clone(),
             rx,
         ));
-        tokio::spawn(maintenance_loop(client, options, shared.clone(), stop_rx));
+        let maint = tokio::spawn(maintenance_loop(client, options, shared.clone(), stop_rx));
         Ok(Self {
             shared,
             cmd: tx,
             stop_maint: stop_tx,
+            tasks: Mutex::new(vec![sync, maint]),
         })
     }
 
@@ -220,15 +223,23 @@ impl Replication {
     }
 
     /// Ship what is committed (within `bound`), then stop the tasks and release the database.
+    /// Returns once both tasks have finished and the replicator's connection is closed.
     pub async fn shutdown(&self, bound: Duration) -> Result<u64, ReplicationError> {
         let _ = self.stop_maint.send(true);
         let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Shutdown(bound, tx))
-            .await
-            .map_err(|_| ReplicationError::Stopped)?;
-        rx.await
-            .map_err(|_| ReplicationError::Stopped)?
+        let sent = self.cmd.send(Cmd::Shutdown(bound, tx)).await;
+        let answer = match sent {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            if let Err(e) = t.await {
+                log::warn!(error = e.to_string().as_str(); "replication task failed");
+            }
+        }
+        answer
+            .ok_or(ReplicationError::Stopped)?
             .map_err(ReplicationError::Shutdown)
     }
 }
@@ -250,10 +261,37 @@ pub async fn restore_if_missing(
     };
     let r = restore::apply(&client, &plan, db_path, |_, _| {}).await?;
     log::info!(db = db_path.display().to_string().as_str(), txid = r.txid; "restored from replica");
+    // So that the first start continues from the restored TXID instead of a full snapshot.
+    let (path, txid, pages) = (db_path.to_path_buf(), r.txid, r.pages);
+    let recorded =
+        tokio::task::spawn_blocking(move || crate::db::record_restored(&path, txid, pages))
+            .await
+            .map_err(|e| ReplicationError::Sync(e.to_string()))?;
+    if let Err(e) = recorded {
+        log::warn!(error = e.to_string().as_str(); "cannot record the restored position; the first sync will be a snapshot");
+    }
     Ok(Some(r))
 }
 
 type DbHandle = Arc<Mutex<Db>>;
+
+/// Drop the database (closing its connection) once no blocking task holds it any more (a
+/// shutdown bound can abandon a running `spawn_blocking`).
+async fn close(db: DbHandle) {
+    let mut db = db;
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(m) => {
+                let _ = tokio::task::spawn_blocking(move || drop(m)).await;
+                return;
+            }
+            Err(shared) => {
+                db = shared;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
 
 fn lock(db: &DbHandle) -> std::sync::MutexGuard<'_, Db> {
     db.lock().unwrap_or_else(|e| e.into_inner())
@@ -434,11 +472,14 @@ async fn sync_loop(
                         Ok(Err(e)) => Err(e),
                         Err(_) => Err(format!("unshipped changes remain after {bound:?}; replica is at TXID {txid}")),
                     };
+                    // Close our connection before answering: the caller may close the last
+                    // application connection next, and the WAL must outlive both.
+                    close(l.db).await;
                     for w in waiters.drain(..) { let _ = w.send(res.clone()); }
                     let _ = tx.send(res);
                     return;
                 }
-                None => return,
+                None => { close(l.db).await; return }
             },
             _ = tokio::time::sleep(l.opts.monitor_interval) => {}
         }

@@ -339,3 +339,170 @@ async fn metrics_register_into_the_daemon_registry() {
     );
     repl.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Like the daemon embedding us: the application closes its connection (with
+/// NO_CKPT_ON_CLOSE) and then shuts replication down, so the replicator's connection is the
+/// last one. Closing it must not checkpoint and delete the WAL, and `shutdown` must return
+/// only after it is closed: every restart then resumes incrementally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_without_checkpoint_and_restarts_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let open_app = || {
+        let c = common::app_db(&db);
+        c.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+        c
+    };
+    let app = open_app();
+    for i in 0..200 {
+        app.execute(
+            "INSERT INTO kv(k, v) VALUES (?1, ?2)",
+            (i + 1000, "y".repeat(300)),
+        )
+        .unwrap();
+    }
+    drop(app);
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    let replica = dir.path().join("replica");
+    for round in 0..5 {
+        let repl =
+            Replication::start_with_client(&db, Client::File(FileClient::new(&replica)), fast())
+                .await
+                .unwrap();
+        let app = open_app();
+        app.execute("INSERT INTO kv(k, v) VALUES (?1, 'r')", [round])
+            .unwrap();
+        repl.sync_now().await.unwrap();
+        app.execute("INSERT INTO kv(k, v) VALUES (?1, 's')", [round + 100])
+            .unwrap();
+        drop(app);
+        repl.shutdown(Duration::from_secs(5)).await.unwrap();
+        // `shutdown` returned only after the replicator's connection was closed.
+        let open: Vec<_> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter(|t| t.starts_with(dir.path()))
+            .collect();
+        assert!(open.is_empty(), "round {round}: still open: {open:?}");
+        // Every connection is closed now: the WAL must still be there, frames included.
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 32, "round {round}: WAL is {len} bytes after shutdown");
+    }
+    let client = FileClient::new(&replica);
+    let l0 = client.list(0, false).await.unwrap();
+    assert!(l0.len() >= 10, "{} L0 files", l0.len());
+    for (i, f) in l0.iter().enumerate() {
+        assert_eq!(f.min_txid, i as u64 + 1);
+    }
+    assert!(full_snapshot(&client, 0, 1).await);
+    for f in &l0[1..] {
+        assert!(
+            !full_snapshot(&client, 0, f.min_txid).await,
+            "TXID {} holds every page: a restart did not resume",
+            f.min_txid
+        );
+    }
+    let out = dir.path().join("out.db");
+    restore::restore(&client, &out, Target::Latest)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == common::source_image(&db));
+}
+
+/// After `restore_if_missing`, the first start continues from the restored TXID (even when
+/// the application wrote before replication started) instead of shipping a full snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_if_missing_then_start_resumes_from_the_restored_txid() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let replica_dir = dir.path().join("replica");
+    let replica = barnabee_replicator::ReplicaConfig::from_url(replica_dir.to_str().unwrap());
+    {
+        let app = common::app_db(&src);
+        for i in 0..200 {
+            app.execute("INSERT INTO kv(k, v) VALUES (?1, ?2)", (i, "y".repeat(300)))
+                .unwrap();
+        }
+        let repl = Replication::start(&src, &replica, fast()).await.unwrap();
+        repl.sync_now().await.unwrap();
+        repl.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let client = FileClient::new(&replica_dir);
+    let before = client.list(0, false).await.unwrap();
+    let restored_txid = before.iter().map(|f| f.max_txid).max().unwrap();
+
+    // A new machine: the database is missing and comes back from the replica.
+    let db = dir.path().join("new.db");
+    let r = barnabee_replicator::restore_if_missing(&db, &replica)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.txid, restored_txid);
+    let app = common::app_db(&db);
+    app.execute("INSERT INTO kv(k, v) VALUES (1000, 'before start')", [])
+        .unwrap();
+    let repl = Replication::start(&db, &replica, fast()).await.unwrap();
+    app.execute("INSERT INTO kv(k, v) VALUES (1001, 'after start')", [])
+        .unwrap();
+    let txid = repl.sync_now().await.unwrap();
+    repl.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert!(txid > restored_txid);
+    let after = client.list(0, false).await.unwrap();
+    let new: Vec<_> = after
+        .iter()
+        .filter(|f| f.min_txid > restored_txid)
+        .collect();
+    assert!(!new.is_empty());
+    assert_eq!(new[0].min_txid, restored_txid + 1);
+    assert!(full_snapshot(&client, 0, 1).await);
+    for f in &new {
+        assert!(
+            !full_snapshot(&client, 0, f.min_txid).await,
+            "TXID {} holds every page: the start after the restore did not resume",
+            f.min_txid
+        );
+    }
+    let out = dir.path().join("out.db");
+    restore::restore(&client, &out, Target::Latest)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == common::source_image(&db));
+
+    // If the database changed under the recorded position (checkpointed before start),
+    // the start falls back to a snapshot and the replica still restores correctly.
+    let db2 = dir.path().join("new2.db");
+    barnabee_replicator::restore_if_missing(&db2, &replica)
+        .await
+        .unwrap()
+        .unwrap();
+    let app2 = common::app_db(&db2);
+    app2.execute("INSERT INTO kv(k, v) VALUES (2000, 'x')", [])
+        .unwrap();
+    app2.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let replica2 = barnabee_replicator::ReplicaConfig::from_url(replica_dir.to_str().unwrap());
+    let repl = Replication::start(&db2, &replica2, fast()).await.unwrap();
+    repl.sync_now().await.unwrap();
+    repl.shutdown(Duration::from_secs(5)).await.unwrap();
+    let out2 = dir.path().join("out2.db");
+    restore::restore(&client, &out2, Target::Latest)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out2).unwrap() == common::source_image(&db2));
+}
+
+/// Whether the L0 file for `txid` carries every page of the database (a full snapshot, what
+/// the replicator ships when it cannot resume) rather than the changed pages only.
+async fn full_snapshot(client: &FileClient, level: u8, txid: u64) -> bool {
+    let bytes = client.get(level, txid, txid).await.unwrap();
+    let d = barnabee_replicator::ltx::decode(&bytes).unwrap();
+    assert!(d.header.commit > 10, "test database too small");
+    d.pages.len() as u32 + 1 >= d.header.commit
+}
