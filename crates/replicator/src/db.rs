@@ -64,6 +64,10 @@ pub struct Db {
     /// Last TXID captured (shipped or pending).
     txid: u64,
     pos: Option<Position>,
+    /// The position is a restored database file with no WAL (see [`Db::resume_restored`]),
+    /// and our read transaction has been held since it was verified: every frame of the
+    /// current WAL came after it. Cleared when the read transaction ends.
+    restored_base: bool,
 }
 
 /// Closing the last connection to a WAL database would otherwise checkpoint and delete the
@@ -170,6 +174,7 @@ impl Db {
             encoding,
             txid: last_txid,
             pos: None,
+            restored_base: false,
         };
         db.begin_read()?;
         db.resume();
@@ -266,6 +271,7 @@ impl Db {
             offset: WAL_HEADER_SIZE,
             commit: commit as u32,
         });
+        self.restored_base = true;
         log::info!(txid = txid; "resuming after the restore");
     }
 
@@ -293,6 +299,7 @@ impl Db {
     }
 
     fn end_read(&mut self) -> Result<(), DbError> {
+        self.restored_base = false;
         if self.in_read_txn {
             self.conn.execute_batch("COMMIT").map_err(sq(&self.path))?;
             self.in_read_txn = false;
@@ -368,10 +375,9 @@ impl Db {
         };
         let start = if h.salt1 == pos.salt1 && h.salt2 == pos.salt2 {
             pos.offset
-        } else if pos.salt1 == 0 && pos.salt2 == 0 && pos.offset == WAL_HEADER_SIZE {
-            // The position was taken with no WAL (a snapshot of the database file, or a
-            // restore): every frame of the first WAL since then follows it. Our read
-            // transaction keeps anyone from checkpointing or restarting that WAL meanwhile.
+        } else if self.restored_base && pos.salt1 == 0 && pos.salt2 == 0 {
+            // The restored database file with no WAL, verified after our read transaction
+            // began: nobody could restart the WAL since, so all its frames follow the restore.
             WAL_HEADER_SIZE
         } else {
             log::warn!(db = self.path.display().to_string().as_str(); "WAL restarted by another connection; taking a snapshot");
@@ -548,6 +554,7 @@ impl Db {
 
     /// Record that `p` reached the replica.
     pub fn mark_shipped(&mut self, p: &Pending) {
+        self.restored_base = false;
         self.txid = p.txid;
         self.pos = Some(p.position);
         self.persist();
