@@ -199,15 +199,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     shutdown.trigger();
     let _ = worker.await;
     // After the drain every acknowledged write is committed: ship it (bounded), then stop.
-    let replicating = replication.is_running();
+    // The replicator returns once its own connection is closed (without checkpointing), so
+    // the next start resumes incrementally.
     replication.shutdown().await;
-    // The replicator's task drops its own connection just after answering the shutdown; let
-    // it go first. Our connections never checkpoint on close, but the last connection to
-    // close would otherwise be the replicator's, which checkpoints and resets the WAL, and
-    // the next start could not resume incrementally (a full snapshot instead).
-    if replicating {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     served?;
     Ok(())
 }
