@@ -205,7 +205,7 @@ impl Store {
     pub fn create_memory(&self, new: NewMemory) -> Result<Memory, StoreError> {
         check_text("summary", &new.summary, MAX_SUMMARY, true)?;
         check_text("owner", &new.owner, MAX_SHORT, true)?;
-        check_keywords(&new.keywords)?;
+        check_word_list("keywords", &new.keywords)?;
         if let Some(s) = &new.source {
             check_text("source", s, MAX_SHORT, false)?;
         }
@@ -291,7 +291,7 @@ impl Store {
             check_text("summary", s, MAX_SUMMARY, true)?;
         }
         if let Some(k) = &patch.keywords {
-            check_keywords(k)?;
+            check_word_list("keywords", k)?;
         }
         if let Some(Some(s)) = &patch.source {
             check_text("source", s, MAX_SHORT, false)?;
@@ -616,7 +616,7 @@ impl Store {
                 check_text(field, v, MAX_SHORT, true)?;
             }
         }
-        check_tags(&new.topic_tags)?;
+        check_word_list("topic_tags", &new.topic_tags)?;
         let started = new.started_at.unwrap_or_else(now_ms);
         let conn = self.writer();
         let id = self.timed("insert_conversation", || -> Result<i64, StoreError> {
@@ -642,7 +642,7 @@ impl Store {
         patch: ConversationPatch,
     ) -> Result<Conversation, StoreError> {
         if let Some(t) = &patch.topic_tags {
-            check_tags(t)?;
+            check_word_list("topic_tags", t)?;
         }
         let current = self.get_conversation(id, false)?;
         let conn = self.writer();
@@ -1057,28 +1057,17 @@ pub fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<()
     Ok(())
 }
 
-fn check_keywords(k: &[String]) -> Result<(), StoreError> {
+/// A list of short words (`keywords`, `topic_tags`): at most [`MAX_KEYWORDS`], each non-empty
+/// and short; errors name the element (`keywords[3]`).
+fn check_word_list(field: &str, k: &[String]) -> Result<(), StoreError> {
     if k.len() > MAX_KEYWORDS {
         return Err(StoreError::invalid(
-            "keywords",
+            field,
             format!("more than {MAX_KEYWORDS}"),
         ));
     }
     for (i, w) in k.iter().enumerate() {
-        check_text(&format!("keywords[{i}]"), w, MAX_SHORT, true)?;
-    }
-    Ok(())
-}
-
-fn check_tags(k: &[String]) -> Result<(), StoreError> {
-    if k.len() > MAX_KEYWORDS {
-        return Err(StoreError::invalid(
-            "topic_tags",
-            format!("more than {MAX_KEYWORDS}"),
-        ));
-    }
-    for (i, w) in k.iter().enumerate() {
-        check_text(&format!("topic_tags[{i}]"), w, MAX_SHORT, true)?;
+        check_text(&format!("{field}[{i}]"), w, MAX_SHORT, true)?;
     }
     Ok(())
 }
