@@ -2,8 +2,10 @@
 
 mod daemons;
 mod health;
+mod incident;
 mod status;
 mod up;
+mod utc;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,8 @@ enum Command {
     Up(up::UpArgs),
     /// Show every daemon's /health; exit 1 if any is unhealthy or unreachable.
     Status(status::StatusArgs),
+    /// Incident tools: `collect` writes one tar.zst bundle for the post-mortem.
+    Incident(incident::IncidentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +32,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Status(args) => status::run(args),
+        Command::Incident(args) => incident::run(args),
     };
     match result {
         Ok(code) => code,

@@ -75,9 +75,19 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn targets(args: &StatusArgs) -> anyhow::Result<Vec<(String, String)>> {
-    if !args.urls.is_empty() {
-        return args
-            .urls
+    discover(&args.urls, args.data_dir.as_deref(), &args.config_dir)
+}
+
+/// The daemons to ask, as `(role, base URL)`: `--url ROLE=URL` if any were given, else those
+/// a running `barnabee up` recorded, else the appliance's configs. Empty when none of these
+/// says anything.
+pub fn discover(
+    urls: &[String],
+    data_dir: Option<&Path>,
+    config_dir: &Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    if !urls.is_empty() {
+        return urls
             .iter()
             .map(|spec| {
                 let (role, url) = spec
@@ -87,11 +97,11 @@ fn targets(args: &StatusArgs) -> anyhow::Result<Vec<(String, String)>> {
             })
             .collect();
     }
-    let data_dir = up::data_dir(args.data_dir.as_deref())?;
+    let data_dir = up::data_dir(data_dir)?;
     if let Some(state) = UpState::read(&data_dir)? {
         return Ok(state.daemons.into_iter().map(|d| (d.role, d.url)).collect());
     }
-    appliance_targets(&args.config_dir)
+    appliance_targets(config_dir)
 }
 
 /// The appliance: each `/etc/barnabee/<role>.toml` names its listener in `[service] listen`.

@@ -1,0 +1,118 @@
+//! Shared helpers for the CLI's integration tests: the `barnabee` binary, the workspace's
+//! daemon binaries beside it (SIGTERM on drop), free ports.
+
+#![allow(dead_code, clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn barnabee() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_barnabee"))
+}
+
+/// A daemon binary of this workspace; it must be built beside `barnabee`.
+pub fn daemon_bin(role: &str) -> PathBuf {
+    let bin = barnabee()
+        .parent()
+        .unwrap()
+        .join(format!("barnabee-{role}"));
+    assert!(
+        bin.is_file(),
+        "{} is not built; run the workspace tests (`cargo nextest run --workspace`) or `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A base URL nothing listens on.
+pub fn closed_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// A real daemon with its config and state in a temp dir; SIGTERM on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Start `barnabee-<role>` with `config` (`@DIR@` → its temp dir, `@LISTEN@` → a free
+    /// loopback address) and wait until it accepts connections.
+    pub fn start(role: &str, config: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let path = dir.path().join(format!("{role}.toml"));
+        std::fs::write(
+            &path,
+            config
+                .replace("@DIR@", &dir.path().display().to_string())
+                .replace("@LISTEN@", &format!("127.0.0.1:{port}")),
+        )
+        .unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = Command::new(daemon_bin(role))
+            .arg("--config")
+            .arg(&path)
+            .env("STATE_DIRECTORY", dir.path())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("barnabee-{role} exited with {st}: {}", d.stderr());
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "barnabee-{role} not listening within 60 s: {}",
+                d.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a pid we started; no memory is shared.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Write an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
