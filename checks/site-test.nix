@@ -19,11 +19,17 @@ in {
       access_key_id = "GK000000000000000000000000";
     };
   };
-  beast = {
+  beast = let
+    placeholder = "not a model: CI evaluation only";
+  in {
     imports = [common];
+    # A one-file model needs `sha256` like any other: barnabee-inference --check-config takes
+    # `path` only together with it (crates/inference/src/config.rs). The hash is the real one
+    # of the file, so only loading it as ONNX would fail, which CI never does.
     services.barnabee.inference.models.ci-placeholder = {
       kind = "vad";
-      file = builtins.toFile "ci-placeholder.onnx" "not a model: CI evaluation only";
+      file = builtins.toFile "ci-placeholder.onnx" placeholder;
+      sha256 = builtins.hashString "sha256" placeholder;
     };
   };
 }

@@ -148,6 +148,9 @@ in {
         })
         (lib.filter (role: config.services.barnabee.${role}.enable)
           ["memory" "agents" "voice" "inference" "watchdog"]);
+      # provision.enable: grafana.nix's own switch for the provisioning files (every use of
+      # provision.dashboards.settings in nixpkgs and downstream sets it).
+      services.grafana.provision.enable = true;
       services.grafana.provision.dashboards.settings.providers = [
         {
           name = "barnabee";

@@ -11,7 +11,9 @@
 # Other keys of an entry (threshold, refractory, languages, espeak_voice, gpu, vram_mb) are
 # passed through as they are.
 # There is no default hash: a file without `sha256` fails evaluation with an assertion saying
-# what to set (compute it with `nix-prefetch-url <url>` or `sha256sum`).
+# what to set (compute it with `nix-prefetch-url <url>` or `sha256sum`). That holds for a local
+# `file` too: barnabee-inference's config (crates/inference/src/config.rs) takes `path` only
+# together with `sha256`, so `--check-config` would refuse a hash-less entry at build time.
 {lib}: let
   inherit (lib) mkOption types;
 
@@ -29,7 +31,7 @@
     file = mkOption {
       type = types.nullOr types.path;
       default = null;
-      description = "A local file instead of `url` (tests); its hash is still checked by the daemon when given.";
+      description = "A local file instead of `url` (tests); `sha256` is still required (the daemon refuses `path` without it and checks the hash at load).";
     };
   };
 
@@ -58,7 +60,7 @@
     inherit (f) sha256;
   };
 
-  hasSource = f: f.file != null || (f.url != null && f.sha256 != null);
+  hasSource = f: (f.file != null || f.url != null) && f.sha256 != null;
 in {
   option = role:
     mkOption {
@@ -90,8 +92,12 @@ in {
     })
     models
     ++ map (f: {
-      assertion = f.file != null || f.sha256 != null;
-      message = "${f.what}.sha256 is not set: set it to the hex SHA-256 of ${toString f.url} (nix-prefetch-url --type sha256 ${toString f.url} | nix hash convert --to base16, or sha256sum of the file).";
+      assertion = f.sha256 != null;
+      message = "${f.what}.sha256 is not set: set it to the hex SHA-256 of ${
+        if f.file != null
+        then toString f.file
+        else toString f.url
+      } (`sha256sum` of the file, or `nix hash convert --hash-algo sha256 --to base16 $(nix-prefetch-url <url>)`).";
     }) (allFiles role models);
 
   render = pkgs: models:

@@ -413,6 +413,53 @@ in [
     expected = true;
   }
   {
+    name = "models: a local file needs sha256 too (the daemon takes path only with sha256), and renders both";
+    expr = let
+      withHash = sha256:
+        eval [
+          {
+            services.barnabee.inference = {
+              enable = true;
+              models.silero =
+                {
+                  kind = "vad";
+                  file = builtins.toFile "silero.onnx" "test";
+                }
+                // lib.optionalAttrs (sha256 != null) {inherit sha256;};
+            };
+          }
+        ];
+      rendered = (renderedOf (withHash ones) "inference").models.silero;
+    in {
+      missing = lib.any (lib.hasInfix "models.silero.sha256 is not set") (failed (withHash null));
+      keys = lib.attrNames rendered;
+      inherit (rendered) sha256;
+    };
+    expected = {
+      missing = true;
+      keys = ["kind" "path" "sha256"];
+      sha256 = ones;
+    };
+  }
+  {
+    name = "voice: local mode needs both wake and vad ([inference.local] requires both)";
+    expr =
+      lib.any (lib.hasInfix "local mode needs both `wake` and `vad`")
+      (failed (eval [
+        {
+          services.barnabee.voice = {
+            enable = true;
+            models.vad = {
+              kind = "vad";
+              url = "https://example.invalid/silero_vad.onnx";
+              sha256 = zeros;
+            };
+          };
+        }
+      ]));
+    expected = true;
+  }
+  {
     name = "voice: wake/vad render into [inference.local] with the ONNX Runtime library; other names fail";
     expr = let
       ok = eval [
@@ -423,6 +470,23 @@ in [
               kind = "vad";
               url = "https://example.invalid/silero_vad.onnx";
               sha256 = zeros;
+            };
+            models.wake = {
+              kind = "wake";
+              files = {
+                melspectrogram = {
+                  url = "https://example.invalid/melspectrogram.onnx";
+                  sha256 = zeros;
+                };
+                embedding = {
+                  url = "https://example.invalid/embedding_model.onnx";
+                  sha256 = zeros;
+                };
+                hey_barnabee = {
+                  url = "https://example.invalid/hey_barnabee.onnx";
+                  sha256 = ones;
+                };
+              };
             };
           };
         }
@@ -443,10 +507,12 @@ in [
     in {
       names = lib.attrNames local;
       library = local.runtime.library;
+      okPasses = failed ok;
       bad = lib.any (lib.hasInfix "only `wake` and `vad` run locally") (failed bad);
     };
     expected = {
-      names = ["runtime" "vad"];
+      names = ["runtime" "vad" "wake"];
+      okPasses = [];
       library = "/nix/store/00000000000000000000000000000000-onnxruntime/lib/libonnxruntime.so";
       bad = true;
     };

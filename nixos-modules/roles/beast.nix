@@ -60,6 +60,9 @@ in {
           "nvidia-persistenced"
         ]
         || lib.hasPrefix "cuda" (lib.getName pkg)
+        # onnxruntime's CUDA build links cuDNN (pkgs/by-name/on/onnxruntime/package.nix:
+        # buildInputs cudaPackages.cudnn), whose name does not start with "cuda".
+        || lib.hasPrefix "cudnn" (lib.getName pkg)
         || lib.hasPrefix "libcu" (lib.getName pkg)
         || lib.hasPrefix "libnv" (lib.getName pkg)
         || lib.hasPrefix "libnpp" (lib.getName pkg);
