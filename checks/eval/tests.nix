@@ -530,6 +530,22 @@ in [
     expected = [true true true];
   }
   {
+    name = "beelink role: voice is wired to the beast (Wyoming, speaker embeddings) and to the local agents and memory";
+    expr = let
+      v = renderedOf (evalRole "beelink" [{barnabee.beelink.inferenceHost = "beast.lan";}]) "voice";
+    in {
+      inherit (v.inference) wyoming;
+      agents = v.agents.url;
+      inherit (v.speaker) inference_url memory_url;
+    };
+    expected = {
+      wyoming = "beast.lan:10300";
+      agents = "http://127.0.0.1:7702";
+      inference_url = "http://beast.lan:7704";
+      memory_url = "http://127.0.0.1:7701";
+    };
+  }
+  {
     name = "beast role without GPU: inference on, no NVIDIA devices, models required";
     expr = let
       c = evalRole "beast" [{barnabee.beast.gpu.enable = false;}];

@@ -6,6 +6,11 @@
   ...
 }: let
   cfg = config.barnabee.beelink;
+  # A local daemon's base URL from its [service] listen (0.0.0.0/[::] -> loopback).
+  localUrl = role:
+    "http://"
+    + builtins.replaceStrings ["0.0.0.0:" "[::]:"] ["127.0.0.1:" "[::1]:"]
+    config.services.barnabee.${role}.settings.service.listen;
 in {
   imports = [../default.nix ../appliance.nix];
 
@@ -14,7 +19,10 @@ in {
       type = lib.types.nullOr lib.types.str;
       default = null;
       example = "beast.lan";
-      description = "Host name or address of the beast (inference over HTTP 7704 and Wyoming 10300).";
+      description = ''
+        Host name or IPv4 address of the beast (an IPv6 address in brackets): the voice daemon's
+        `[inference] wyoming` (port 10300) and `[speaker] inference_url` (HTTP 7704) point there.
+      '';
     };
     replication.enable = lib.mkOption {
       type = lib.types.bool;
@@ -40,6 +48,19 @@ in {
       agents.enable = true;
       voice.enable = true;
       watchdog.enable = true;
+    };
+
+    # Wire the voice pipeline (crates/voice/voice.example.toml): STT/TTS (Wyoming 10300) and the
+    # speaker embeddings (HTTP 7704) on the beast, the agents and memory on this machine. Without
+    # these the daemon starts but stays degraded ("not configured"). mkDefault: a site may point
+    # elsewhere (another satellite's coordinator, a different port).
+    services.barnabee.voice.settings = lib.mkIf (cfg.inferenceHost != null) {
+      inference.wyoming = lib.mkDefault "${cfg.inferenceHost}:10300";
+      agents.url = lib.mkDefault (localUrl "agents");
+      speaker = {
+        inference_url = lib.mkDefault "http://${cfg.inferenceHost}:7704";
+        memory_url = lib.mkDefault (localUrl "memory");
+      };
     };
 
     # Audio: ALSA only; the voice unit gets /dev/snd through DeviceAllow=char-alsa and the audio
