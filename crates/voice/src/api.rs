@@ -1,9 +1,12 @@
 //! HTTP API: `GET /v1/latency?n=N` (the last N stage breakdowns, newest first),
-//! `GET /v1/state` (the pipeline's state), `POST /v1/wake` (multi-device arbitration).
+//! `GET /v1/state` (the pipeline's state), `POST /v1/wake` (multi-device arbitration),
+//! `POST /v1/speakers/{name}/enroll` (speaker enrolment, [`enroll_router`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,6 +14,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::arbitration::{Arbiter, WakeEvent};
+use crate::config::SpeakerConfig;
+use crate::enroll::{self, EnrollRequest, EnrollResponse};
 use crate::pipeline::Shared;
 
 #[derive(Clone)]
@@ -89,4 +94,144 @@ async fn wake(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
         wake_word,
     };
     Json(s.arbiter.submit(ev).await).into_response()
+}
+
+/// Enrolment request bodies may be this large: 20 utterances of 30 s of 16 kHz 16-bit mono
+/// (960 KB each) base64-encoded are about 26 MB.
+pub const ENROLL_MAX_BODY: usize = 32 << 20;
+
+/// `POST /v1/speakers/{name}/enroll`, with the speaker section's inference and memory URLs.
+/// Kept apart from [`router`] so the pipeline's API needs no speaker configuration.
+pub fn enroll_router(cfg: SpeakerConfig) -> Router {
+    Router::new()
+        .route("/v1/speakers/{name}/enroll", post(enroll_speaker))
+        .layer(DefaultBodyLimit::max(ENROLL_MAX_BODY))
+        .with_state(Arc::new(cfg))
+}
+
+/// Enrol `name` from WAV files (what `barnabee voice enroll NAME WAV...` sends).
+///
+/// Body: `{"utterances": [{"file": "a.wav", "wav_base64": "<standard base64>"}, ...]}`.
+/// JSON with base64 rather than multipart because: the files are small (an enrolment phrase
+/// is a few seconds, 32 KB/s at 16 kHz mono), so the encoding's third more does not matter;
+/// it needs no extra axum/reqwest features (multer) in the voice daemon or the CLI; and the
+/// request, its refusals and the response are all one JSON shape, checked with
+/// `deny_unknown_fields` like every other body.
+///
+/// Each WAV must be 16 kHz mono 16-bit PCM, 0.5 to 30 s: other formats are refused (400,
+/// naming the utterance, its rate, channels and sample format, with an ffmpeg line to
+/// convert) rather than resampled, so the enrolled centroid is made from exactly the audio
+/// format identification sees. Bad input → 400 naming the field; `[speaker]` URLs not
+/// configured → 503; the inference or memory daemon failing → 502 with its message.
+/// Success → 200 with the profile as memory stored it ([`EnrollResponse`]).
+async fn enroll_speaker(
+    State(cfg): State<Arc<SpeakerConfig>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = enroll::check_name(&name) {
+        return refused(&r);
+    }
+    let req: EnrollRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(
+                "body",
+                &format!(
+                    "expected {{\"utterances\": [{{\"file\": NAME, \"wav_base64\": BASE64}}, ...]}}: {e}"
+                ),
+            );
+        }
+    };
+    let pcm = match enroll::decode(&req) {
+        Ok(p) => p,
+        Err(r) => return refused(&r),
+    };
+    for (key, value) in [
+        ("inference_url", &cfg.inference_url),
+        ("memory_url", &cfg.memory_url),
+    ] {
+        if value.trim().is_empty() {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "[speaker] {key} is not set in the voice daemon's config; enrolment needs it"
+                ),
+            );
+        }
+    }
+    let n = match crate::speaker::enroll(&cfg.inference_url, &cfg.memory_url, &name, &pcm).await {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!(speaker = name.as_str(); "enrolment failed: {e}");
+            return failure(StatusCode::BAD_GATEWAY, format!("enrolment failed: {e}"));
+        }
+    };
+    match stored_profile(&cfg.memory_url, &name).await {
+        Ok(p) => {
+            log::info!(
+                speaker = name.as_str(),
+                utterances = n,
+                embedding_dim = p.centroid.len(),
+                embedding_model = p.embedding_model_hash.as_str();
+                "speaker enrolled"
+            );
+            Json(EnrollResponse {
+                name: p.name,
+                utterances: n,
+                sample_count: p.sample_count,
+                embedding_dim: p.centroid.len(),
+                embedding_model: p.embedding_model_hash,
+                updated_at: p.updated_at,
+            })
+            .into_response()
+        }
+        Err(e) => failure(
+            StatusCode::BAD_GATEWAY,
+            format!("enrolled from {n} utterances, but reading the profile back failed: {e}"),
+        ),
+    }
+}
+
+/// barnabee-memory's stored profile (`GET /v1/speakers/{name}`).
+#[derive(serde::Deserialize)]
+struct StoredProfile {
+    name: String,
+    embedding_model_hash: String,
+    centroid: Vec<f32>,
+    sample_count: i64,
+    updated_at: i64,
+}
+
+async fn stored_profile(memory_url: &str, name: &str) -> Result<StoredProfile, String> {
+    let url = format!("{}/v1/speakers/{name}", memory_url.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = r.status();
+    if !status.is_success() {
+        return Err(format!(
+            "{url}: HTTP {status}: {}",
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    r.json().await.map_err(|e| format!("{url}: {e}"))
+}
+
+fn refused(r: &enroll::Refusal) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": r.message, "field": r.field})),
+    )
+        .into_response()
+}
+
+fn failure(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
 }

@@ -6,7 +6,9 @@
 //!   transcribing → thinking → speaking → idle, with barge-in.
 //! - [`wyoming`]: a Wyoming client (wake word, VAD, STT, TTS on the beast's barnabee-inference).
 //! - [`latency`]: per-request stage breakdowns, logs and metrics; [`arbitration`]: multi-device
-//!   wake arbitration; [`speaker`]: speaker identification against barnabee-memory's centroids.
+//!   wake arbitration; [`speaker`]: speaker identification against barnabee-memory's centroids;
+//!   [`enroll`]: checking enrolment requests (`POST /v1/speakers/{name}/enroll`, sent by
+//!   `barnabee voice enroll NAME WAV...`).
 //!
 //! ## Not built yet
 //!
@@ -15,13 +17,12 @@
 //!   own `registry`/`vad`/`wake` code through a library dependency ([`local`]): shared, not
 //!   copied. That is the documented exception to "daemons don't depend on each other"; the
 //!   planned follow-up is extracting those modules into a shared `crates/` library.
-//! - The CLI command `barnabee voice enroll NAME WAV...` (crates/cli): [`speaker::enroll`] is
-//!   the library function it should call.
 
 pub mod api;
 pub mod arbitration;
 pub mod audio;
 pub mod config;
+pub mod enroll;
 pub mod latency;
 pub mod local;
 pub mod pipeline;
@@ -175,7 +176,8 @@ pub async fn run(cfg: Config, config_dir: std::path::PathBuf, rt: Runtime) -> an
         });
     }
     rt.status("serving");
-    rt.serve(api::router(api::ApiState { shared, arbiter }))
-        .await?;
+    let routes = api::router(api::ApiState { shared, arbiter })
+        .merge(api::enroll_router(cfg.speaker.clone()));
+    rt.serve(routes).await?;
     Ok(())
 }

@@ -1,0 +1,238 @@
+//! `POST /v1/speakers/{name}/enroll` over HTTP on the real barnabee-voice binary, against the
+//! real barnabee-inference (the speaker stand-in model) and the real barnabee-memory: good
+//! WAVs store a profile in memory; a 44.1 kHz stereo WAV, a non-WAV, a bad name or a bad body
+//! are refused with 400 naming what was wrong (and nothing is stored); no [speaker] URLs →
+//! 503; inference down → 502 naming it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Cursor;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{free_port, inference_with, memory, speak};
+use serde_json::{Value, json};
+
+struct Voice {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Voice {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// barnabee-voice with audio off (an API-only node) and `speaker` as its [speaker] section.
+async fn voice(speaker: &str) -> Voice {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("voice.toml");
+    std::fs::write(
+        &cfg,
+        format!("[service]\nlisten = \"127.0.0.1:{port}\"\n[audio]\nenabled = false\n[speaker]\n{speaker}"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_barnabee-voice"))
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("NOTIFY_SOCKET")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let v = Voice {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{}/health", v.base)).await.is_ok() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("barnabee-voice did not serve within 30 s");
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn good_wav(text: &str) -> String {
+    b64(&barnabee_voice::speaker::wav_bytes(&speak(text, 0.2)))
+}
+
+/// A 44.1 kHz stereo WAV, as a phone records.
+fn phone_wav() -> String {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut buf = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+    for i in 0..44_100 * 2 {
+        w.write_sample(((i % 200) as i16 - 100) * 50).unwrap();
+    }
+    w.finalize().unwrap();
+    b64(&buf.into_inner())
+}
+
+async fn post(v: &Voice, name: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/speakers/{name}/enroll", v.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn stored(memory_base: &str, name: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{memory_base}/v1/speakers/{name}"))
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_over_http_stores_a_profile_in_real_memory_and_refuses_bad_wavs_with_400() {
+    let inf = inference_with(free_port(), false);
+    let mem = memory();
+    let mem_base = format!("http://{}", mem.addr);
+    let v = voice(&format!(
+        "inference_url = \"http://{}\"\nmemory_url = \"{mem_base}\"\n",
+        inf.http.unwrap()
+    ))
+    .await;
+
+    let (st, body) = post(
+        &v,
+        "alice",
+        &json!({"utterances": [
+            {"file": "one.wav", "wav_base64": good_wav("hello, this is alice")},
+            {"file": "two.wav", "wav_base64": good_wav("turn on the kitchen lights please")},
+        ]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}\ninference: {}", inf.stderr());
+    assert_eq!(body["name"], "alice");
+    assert_eq!(body["utterances"], 2);
+    assert_eq!(body["sample_count"], 2);
+    let dim = body["embedding_dim"].as_u64().unwrap();
+    assert!(dim > 0, "{body}");
+    let model = body["embedding_model"].as_str().unwrap();
+    assert!(!model.is_empty(), "{body}");
+
+    // the profile is in memory: what identification reads
+    let (st, profile) = stored(&mem_base, "alice").await;
+    assert_eq!(st, 200, "{profile}");
+    assert_eq!(profile["sample_count"], 2);
+    assert_eq!(profile["embedding_model_hash"], model);
+    assert_eq!(profile["centroid"].as_array().unwrap().len() as u64, dim);
+
+    // a phone recording as the second file: 400 naming it, its rate and channels
+    let (st, body) = post(
+        &v,
+        "bob",
+        &json!({"utterances": [
+            {"file": "ok.wav", "wav_base64": good_wav("hello, this is bob")},
+            {"file": "phone.wav", "wav_base64": phone_wav()},
+        ]}),
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(body["field"], "utterances[2]");
+    let e = body["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("utterance 2 (phone.wav): 44100 Hz, 2 channels, 16-bit integer; expected 16000 Hz mono 16-bit PCM"),
+        "{e}"
+    );
+    // garbage
+    let (st, body) = post(
+        &v,
+        "bob",
+        &json!({"utterances": [{"file": "notes.txt", "wav_base64": b64(b"not audio at all")}]}),
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("utterance 1 (notes.txt): not a WAV file"),
+        "{body}"
+    );
+    assert_eq!(
+        stored(&mem_base, "bob").await.0,
+        404,
+        "nothing stored for bob"
+    );
+
+    // bad names and bodies
+    let ok = json!({"utterances": [{"file": "a.wav", "wav_base64": good_wav("hi")}]});
+    let (st, body) = post(&v, "guest", &ok).await;
+    assert_eq!((st, body["field"].as_str()), (400, Some("name")), "{body}");
+    let (st, body) = post(&v, "a%20b", &ok).await;
+    assert_eq!((st, body["field"].as_str()), (400, Some("name")), "{body}");
+    let (st, body) = post(&v, "bob", &json!({"wavs": []})).await;
+    assert_eq!((st, body["field"].as_str()), (400, Some("body")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `wavs`"),
+        "{body}"
+    );
+    let (st, body) = post(&v, "bob", &json!({"utterances": []})).await;
+    assert_eq!(
+        (st, body["field"].as_str()),
+        (400, Some("utterances")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_without_speaker_urls_is_503_and_with_inference_down_is_502_naming_it() {
+    let body = json!({"utterances": [{"file": "a.wav", "wav_base64": b64(&barnabee_voice::speaker::wav_bytes(&common::noise(1.0, 3000.0)))}]});
+    let v = voice("").await;
+    let (st, r) = post(&v, "alice", &body).await;
+    assert_eq!(st, 503, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("[speaker] inference_url is not set"),
+        "{r}"
+    );
+    drop(v);
+
+    let closed = free_port();
+    let v = voice(&format!(
+        "inference_url = \"http://127.0.0.1:{closed}\"\nmemory_url = \"http://127.0.0.1:{closed}\"\n"
+    ))
+    .await;
+    let (st, r) = post(&v, "alice", &body).await;
+    assert_eq!(st, 502, "{r}");
+    let e = r["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("enrolment failed: utterance 1: ")
+            && e.contains(&format!("127.0.0.1:{closed}/v1/embed/speaker")),
+        "{e}"
+    );
+}
