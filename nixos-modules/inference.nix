@@ -36,7 +36,7 @@ in {
         wyomingPort = mkOption {
           type = types.port;
           default = 10300;
-          description = "Port of the Wyoming server (opened in the firewall with openFirewall).";
+          description = "Port of the Wyoming server (`[wyoming] listen`, on the HTTP listener's address; opened in the firewall with openFirewall).";
         };
         openFirewall = mkOption {
           type = types.bool;
@@ -46,10 +46,25 @@ in {
       };
       extraConfig = cfg: {
         assertions = models.assertions "inference" cfg.models;
-        services.barnabee.inference.settings = {
-          models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
-          runtime.espeak_ng = lib.mkDefault (lib.getExe' cfg.espeakNg "espeak-ng");
-        };
+        services.barnabee.inference.settings =
+          {
+            models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
+            # The Wyoming server binds where the HTTP API does, on `wyomingPort` (the daemon's own
+            # default is 127.0.0.1:10300, which the beelink could not reach).
+            wyoming.listen = lib.mkDefault "${
+              lib.concatStringsSep ":" (lib.init (lib.splitString ":" cfg.settings.service.listen))
+            }:${toString cfg.wyomingPort}";
+            runtime =
+              {espeak_ng = lib.mkDefault (lib.getExe' cfg.espeakNg "espeak-ng");}
+              # The daemon's default provider is "cpu" (crates/inference/src/config.rs): without
+              # this the CUDA onnxruntime and the device rights below would go unused.
+              // lib.optionalAttrs cfg.gpu.enable {provider = lib.mkDefault "cuda";};
+          }
+          // lib.optionalAttrs cfg.gpu.enable {
+            # NVML is dlopen()ed by name; on NixOS the driver's libraries live only under
+            # /run/opengl-driver/lib (hardware.graphics), which is not on the default search path.
+            gpu.nvml_library = lib.mkDefault "/run/opengl-driver/lib/libnvidia-ml.so.1";
+          };
         networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
           (lib.toInt (lib.last (lib.splitString ":" cfg.settings.service.listen)))
           cfg.wyomingPort

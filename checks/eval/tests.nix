@@ -310,6 +310,35 @@ in [
     };
   }
   {
+    name = "inference: the GPU switches the ONNX provider to CUDA and points NVML at the driver; CPU keeps the daemon's defaults";
+    expr = let
+      g = renderedOf gpu "inference";
+      c = renderedOf cpu "inference";
+    in {
+      gpuProvider = g.runtime.provider;
+      gpuNvml = g.gpu.nvml_library;
+      cpuProvider = c.runtime ? provider;
+      cpuGpu = c ? gpu;
+    };
+    expected = {
+      gpuProvider = "cuda";
+      gpuNvml = "/run/opengl-driver/lib/libnvidia-ml.so.1";
+      cpuProvider = false;
+      cpuGpu = false;
+    };
+  }
+  {
+    name = "inference: the Wyoming server listens on the HTTP listener's address (reachable from the beelink when that is 0.0.0.0)";
+    expr = {
+      loopback = (renderedOf cpu "inference").wyoming.listen;
+      lan = (renderedOf watchdog "inference").wyoming.listen;
+    };
+    expected = {
+      loopback = "127.0.0.1:10300";
+      lan = "0.0.0.0:10300";
+    };
+  }
+  {
     name = "inference: CPU adds no device rights";
     expr = cpu.systemd.services.barnabee-inference.serviceConfig ? DeviceAllow;
     expected = false;
