@@ -319,7 +319,30 @@ struct Loop {
     backoff: Duration,
     next_try: Instant,
     last_checkpoint: Instant,
-    frames_after_checkpoint: u64,
+}
+
+/// What reached the replica (for status, metrics and the log).
+struct Shipped {
+    txid: u64,
+    timestamp_ms: i64,
+    bytes: usize,
+    pages: usize,
+    snapshot: bool,
+}
+
+/// What the upload under a checkpoint's write lock did: shipped, or (TXID, error).
+type ShipOutcome = Result<Shipped, (u64, String)>;
+
+impl From<&Pending> for Shipped {
+    fn from(p: &Pending) -> Self {
+        Self {
+            txid: p.txid,
+            timestamp_ms: p.timestamp_ms,
+            bytes: p.data.len(),
+            pages: p.pages,
+            snapshot: p.snapshot,
+        }
+    }
 }
 
 impl Loop {
@@ -345,76 +368,88 @@ impl Loop {
             Ok(()) => {
                 lock(&self.db).mark_shipped(&p);
                 self.pending = None;
-                self.last_upload = Some(Instant::now());
-                self.backoff = Duration::ZERO;
-                self.shared.metrics.uploaded(0, p.data.len());
-                self.shared.metrics.last_shipped_txid.set(p.txid as i64);
-                {
-                    let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-                    st.last_shipped_txid = p.txid;
-                    st.last_shipped_at_ms = Some(now_ms());
-                    st.last_shipped_timestamp_ms = Some(p.timestamp_ms);
-                    st.consecutive_errors = 0;
-                }
-                log::info!(txid = p.txid, level = 0u8, pages = p.pages, bytes = p.data.len(), snapshot = p.snapshot; "shipped");
+                self.shipped(&Shipped::from(&p), false);
                 let _ = blocking(&self.db, |db| db.refresh_read()).await;
                 Ok(true)
             }
             Err(e) => {
-                self.shared.metrics.error("put");
-                self.backoff =
-                    (self.backoff * 2).clamp(Duration::from_millis(100), self.opts.max_backoff);
-                self.next_try = Instant::now() + self.backoff;
                 let msg = e.to_string();
-                {
-                    let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-                    st.consecutive_errors += 1;
-                    st.last_error = Some(msg.clone());
-                }
-                log::warn!(txid = p.txid, level = 0u8, error = msg.as_str(), retry_ms = self.backoff.as_millis() as u64; "upload failed");
+                self.put_failed(p.txid, &msg);
                 Err(msg)
             }
         }
     }
 
-    async fn maybe_checkpoint(&mut self) {
+    /// Bookkeeping after a level-0 upload (this sync interval's one).
+    fn shipped(&mut self, p: &Shipped, checkpoint: bool) {
+        self.last_upload = Some(Instant::now());
+        self.backoff = Duration::ZERO;
+        self.shared.metrics.uploaded(0, p.bytes);
+        self.shared.metrics.last_shipped_txid.set(p.txid as i64);
+        {
+            let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            st.last_shipped_txid = p.txid;
+            st.last_shipped_at_ms = Some(now_ms());
+            st.last_shipped_timestamp_ms = Some(p.timestamp_ms);
+            st.consecutive_errors = 0;
+        }
+        log::info!(txid = p.txid, level = 0u8, pages = p.pages, bytes = p.bytes, snapshot = p.snapshot, checkpoint = checkpoint; "shipped");
+    }
+
+    fn put_failed(&mut self, txid: u64, msg: &str) {
+        self.shared.metrics.error("put");
+        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), self.opts.max_backoff);
+        self.next_try = Instant::now() + self.backoff;
+        {
+            let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            st.consecutive_errors += 1;
+            st.last_error = Some(msg.to_owned());
+        }
+        log::warn!(txid = txid, level = 0u8, error = msg, retry_ms = self.backoff.as_millis() as u64; "upload failed");
+    }
+
+    /// A checkpoint is due: enough shipped frames, or frames older than the interval.
+    fn checkpoint_wanted(&self) -> bool {
         if self.pending.is_some() {
-            return;
+            return false;
         }
         let frames = lock(&self.db).wal_frames();
-        if frames == 0 {
-            return;
-        }
-        if frames < self.opts.min_checkpoint_page_count
-            && self.last_checkpoint.elapsed() < self.opts.checkpoint_interval
-        {
-            return;
-        }
+        frames > 0
+            && (frames >= self.opts.min_checkpoint_page_count
+                || self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval)
+    }
+
+    /// Checkpoint as this sync interval's upload: under the write lock taken for the WAL
+    /// restart, whatever was committed since the last upload is shipped first (one PUT, the
+    /// interval's only one), so no unshipped frame is ever checkpointed away and a checkpoint
+    /// never adds a PUT. Ok(true) when something was shipped; Ok(false) when nothing was
+    /// (nothing new, or the checkpoint could not run: the caller does a regular upload).
+    async fn checkpoint_upload(&mut self) -> Result<bool, String> {
         self.last_checkpoint = Instant::now();
+        let frames = lock(&self.db).wal_frames();
         let client = self.client.clone();
-        let shared = self.shared.clone();
         let handle = tokio::runtime::Handle::current();
+        let outcome: Arc<Mutex<Option<ShipOutcome>>> = Arc::default();
+        let out = outcome.clone();
+        let started = Instant::now();
         let r = blocking(&self.db, move |db| {
             db.checkpoint(|p| {
-                handle
+                let r = handle
                     .block_on(client.put(0, p.txid, p.txid, p.data.clone(), p.timestamp_ms))
-                    .map_err(|e| e.to_string())?;
-                shared.metrics.uploaded(0, p.data.len());
-                shared.metrics.last_shipped_txid.set(p.txid as i64);
-                let mut st = shared.status.lock().unwrap_or_else(|e| e.into_inner());
-                st.last_shipped_txid = p.txid;
-                st.last_shipped_at_ms = Some(now_ms());
-                st.last_shipped_timestamp_ms = Some(p.timestamp_ms);
-                log::info!(txid = p.txid, level = 0u8; "shipped (checkpoint)");
-                Ok(())
+                    .map_err(|e| e.to_string());
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(match &r {
+                    Ok(()) => Ok(Shipped::from(p)),
+                    Err(e) => Err((p.txid, e.clone())),
+                });
+                r
             })
         })
         .await;
+        let outcome = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
         match r {
             Ok(Ok(restarted)) => {
-                self.frames_after_checkpoint = lock(&self.db).wal_frames();
                 self.shared.metrics.checkpoints.inc();
-                log::debug!(frames = frames, restarted = restarted; "checkpoint");
+                log::debug!(frames = frames, restarted = restarted, ms = started.elapsed().as_millis() as u64; "checkpoint");
                 self.last_stamp = None;
             }
             Ok(Err(e)) => {
@@ -423,6 +458,27 @@ impl Loop {
             }
             Err(e) => log::warn!(error = e.as_str(); "checkpoint task failed"),
         }
+        match outcome {
+            Some(Ok(p)) => {
+                self.shipped(&p, true);
+                let _ = blocking(&self.db, |db| db.refresh_read()).await;
+                Ok(true)
+            }
+            Some(Err((txid, msg))) => {
+                self.put_failed(txid, &msg);
+                Err(msg)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// This interval's upload: a checkpoint when one is due (it ships what is new under its
+    /// write lock), else a regular capture and upload.
+    async fn upload(&mut self, forced: bool) -> Result<bool, String> {
+        if !forced && self.checkpoint_wanted() && self.checkpoint_upload().await? {
+            return Ok(true);
+        }
+        self.step().await
     }
 }
 
@@ -445,7 +501,6 @@ async fn sync_loop(
         backoff: Duration::ZERO,
         next_try: Instant::now(),
         last_checkpoint: Instant::now(),
-        frames_after_checkpoint: 0,
     };
     let mut waiters: Vec<oneshot::Sender<Result<u64, String>>> = Vec::new();
     loop {
@@ -488,16 +543,16 @@ async fn sync_loop(
         if changed && l.dirty_since.is_none() {
             l.dirty_since = Some(Instant::now());
         }
-        // Checkpoints run right after a regular upload (so the frames shipped under the
-        // write lock are few, and there is at most one extra PUT per sync interval, like
-        // Litestream's checkpoint sync) or when idle.
-        let mut synced = false;
+        // At most one level-0 upload per sync interval (a forced sync excepted): a commit in
+        // a quiet period ships at once, commits under load wait for the interval boundary.
+        // A due checkpoint takes the interval's upload (see `Loop::checkpoint_upload`), also
+        // when idle: it may find a commit that raced the probe and ship it.
         let due = forced
             || l.last_upload
                 .is_none_or(|t| t.elapsed() >= l.opts.sync_interval);
         let retry_ok = forced || Instant::now() >= l.next_try;
         if (changed || l.pending.is_some() || forced) && due && retry_ok {
-            let r = l.step().await;
+            let r = l.upload(forced).await;
             // A forced sync must capture commits made during a pending upload, too.
             let r = match r {
                 Ok(_) if forced && l.pending.is_none() => l.step().await,
@@ -505,7 +560,6 @@ async fn sync_loop(
             };
             match r {
                 Ok(_) if l.pending.is_none() => {
-                    synced = true;
                     l.dirty_since = None;
                     let txid = lock(&l.db).txid();
                     for w in waiters.drain(..) {
@@ -519,15 +573,14 @@ async fn sync_loop(
                     }
                 }
             }
+        } else if !changed && due && retry_ok && l.checkpoint_wanted() {
+            let _ = l.checkpoint_upload().await;
         }
         let lag = l
             .dirty_since
             .map(|t| t.elapsed().as_secs_f64())
             .unwrap_or(0.0);
         l.shared.metrics.lag_seconds.set(lag);
-        if l.pending.is_none() && (synced || !changed) {
-            l.maybe_checkpoint().await;
-        }
     }
 }
 

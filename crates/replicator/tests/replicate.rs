@@ -152,6 +152,72 @@ async fn sporadic_commits_ship_at_once_and_load_is_batched() {
     );
 }
 
+/// Under a steady write load with a checkpoint due at nearly every upload, the level-0 PUTs
+/// (regular and checkpoint ones together) stay within one per sync interval: the PUTs made
+/// while the load ran are counted against the number of intervals that elapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_under_load_keep_one_put_per_sync_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let app = common::app_db(&db);
+    let mem = std::sync::Arc::new(MemoryClient::new());
+    let interval = Duration::from_millis(200);
+    let opts = Options {
+        sync_interval: interval,
+        // A checkpoint is wanted after every upload of this load (~50 frames per interval).
+        min_checkpoint_page_count: 10,
+        level_intervals: vec![],
+        ..Options::default()
+    };
+    let repl = Replication::start_with_client(&db, Client::Memory(mem.clone()), opts)
+        .await
+        .unwrap();
+    repl.sync_now().await.unwrap();
+    let puts_before = mem.puts();
+    let checkpoints_before = repl.metrics().checkpoints.get();
+    let intervals = 15u32;
+    let load = tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let mut k = 0i64;
+        while start.elapsed() < interval * intervals {
+            app.execute("INSERT INTO kv(k, v) VALUES (?1, 'steady')", [k])
+                .unwrap();
+            k += 1;
+            std::thread::sleep(Duration::from_millis(4));
+        }
+        (start.elapsed(), k)
+    });
+    let (elapsed, commits) = load.await.unwrap();
+    let puts = mem.puts() - puts_before;
+    let checkpoints = repl.metrics().checkpoints.get() - checkpoints_before;
+    let elapsed_intervals = (elapsed.as_secs_f64() / interval.as_secs_f64()).floor() as u32;
+    eprintln!(
+        "{commits} commits, {puts} PUTs, {checkpoints} checkpoints in {elapsed_intervals} intervals"
+    );
+    assert!(commits > 300, "load too thin: {commits} commits");
+    assert!(
+        checkpoints >= 3,
+        "only {checkpoints} checkpoints ran: the test does not exercise checkpoints under load"
+    );
+    assert!(
+        puts <= elapsed_intervals + 2,
+        "{puts} level-0 PUTs in {elapsed_intervals} sync intervals under load ({checkpoints} checkpoints)"
+    );
+    assert!(puts >= 2, "only {puts} PUTs under load");
+    // Nothing was lost: the replica restores to the source.
+    let txid = repl.sync_now().await.unwrap();
+    let image = common::source_image(&db);
+    repl.shutdown(Duration::from_secs(5)).await.unwrap();
+    let l0 = mem.list(0, false).await.unwrap();
+    assert_eq!(l0.len() as u64, txid, "gap in TXIDs");
+    let out = dir.path().join("out.db");
+    restore::restore(&*mem, &out, Target::Latest).await.unwrap();
+    assert!(
+        std::fs::read(&out).unwrap() == image,
+        "restore differs from source"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_uploads_are_retried_without_txid_gaps() {
     let dir = tempfile::tempdir().unwrap();
