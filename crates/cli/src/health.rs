@@ -72,3 +72,23 @@ pub async fn fetch(client: &reqwest::Client, base_url: &str) -> Outcome {
 fn root_cause(err: &dyn std::error::Error) -> String {
     barnabee_service::error_chain(err)
 }
+
+/// A request error in a few words: "connection refused", "no answer in time (timed out)",
+/// else the innermost cause (reqwest's outer layers repeat the URL and say "error sending
+/// request").
+pub fn brief(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "no answer in time (timed out)".into();
+    }
+    let e = e.without_url();
+    let chain = barnabee_service::error_chain(&e);
+    if chain.contains("Connection refused") {
+        return "connection refused".into();
+    }
+    let mut inner: &dyn std::error::Error = &e;
+    while let Some(s) = inner.source() {
+        inner = s;
+    }
+    let text = inner.to_string();
+    if text.is_empty() { chain } else { text }
+}

@@ -428,34 +428,17 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, Value), String
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", why(e)))?;
+        .map_err(|e| format!("{url}: {}", health::brief(e)))?;
     let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("{url}: HTTP {status}, body unreadable: {}", why(e)))?;
+    let body = response.bytes().await.map_err(|e| {
+        format!(
+            "{url}: HTTP {status}, body unreadable: {}",
+            health::brief(e)
+        )
+    })?;
     let value = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     Ok((status, value))
-}
-
-/// A request error in a few words: "connection refused", "no answer within 5 s", else the
-/// innermost cause (reqwest's outer layers repeat the URL and say "error sending request").
-fn why(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "no answer in time (timed out)".into();
-    }
-    let e = e.without_url();
-    let chain = barnabee_service::error_chain(&e);
-    if chain.contains("Connection refused") {
-        return "connection refused".into();
-    }
-    let mut inner: &dyn std::error::Error = &e;
-    while let Some(s) = inner.source() {
-        inner = s;
-    }
-    let text = inner.to_string();
-    if text.is_empty() { chain } else { text }
 }
 
 async fn health_section(client: &reqwest::Client, role: &str, base: &str) -> Collected {

@@ -6,6 +6,7 @@ mod incident;
 mod status;
 mod up;
 mod utc;
+mod voice;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Incident tools: `collect` writes one tar.zst bundle for the post-mortem.
     Incident(incident::IncidentArgs),
+    /// Voice tools: `enroll NAME WAV...` stores a family member's voice profile.
+    Voice(voice::VoiceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +36,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args),
         Command::Status(args) => status::run(args),
         Command::Incident(args) => incident::run(args),
+        Command::Voice(args) => voice::run(args),
     };
     match result {
         Ok(code) => code,

@@ -118,12 +118,12 @@ pub fn enroll_router(cfg: SpeakerConfig) -> Router {
 /// request, its refusals and the response are all one JSON shape, checked with
 /// `deny_unknown_fields` like every other body.
 ///
-/// Each WAV must be 16 kHz mono 16-bit PCM, 0.5 to 30 s: other formats are refused (400,
-/// naming the utterance, its rate, channels and sample format, with an ffmpeg line to
-/// convert) rather than resampled, so the enrolled centroid is made from exactly the audio
-/// format identification sees. Bad input → 400 naming the field; `[speaker]` URLs not
-/// configured → 503; the inference or memory daemon failing → 502 with its message.
-/// Success → 200 with the profile as memory stored it ([`EnrollResponse`]).
+/// Each WAV: PCM at 16 kHz or more, any channel count, 0.5 to 30 s; other than 16 kHz mono
+/// 16-bit it is downmixed and resampled with live capture's code, and the response lists
+/// what was converted ([`enroll::decode`]). Bad input (name, body, a non-WAV, a rate below
+/// 16 kHz, too short or long) → 400 naming the field and the utterance by number and file;
+/// `[speaker]` URLs not configured → 503; the inference or memory daemon failing → 502 with
+/// its message. Success → 200 with the profile as memory stored it ([`EnrollResponse`]).
 async fn enroll_speaker(
     State(cfg): State<Arc<SpeakerConfig>>,
     Path(name): Path<String>,
@@ -143,10 +143,12 @@ async fn enroll_speaker(
             );
         }
     };
-    let pcm = match enroll::decode(&req) {
-        Ok(p) => p,
+    let decoded = match enroll::decode(&req) {
+        Ok(d) => d,
         Err(r) => return refused(&r),
     };
+    let converted: Vec<String> = decoded.iter().filter_map(|d| d.converted.clone()).collect();
+    let pcm: Vec<Vec<i16>> = decoded.into_iter().map(|d| d.pcm).collect();
     for (key, value) in [
         ("inference_url", &cfg.inference_url),
         ("memory_url", &cfg.memory_url),
@@ -183,6 +185,7 @@ async fn enroll_speaker(
                 embedding_dim: p.centroid.len(),
                 embedding_model: p.embedding_model_hash,
                 updated_at: p.updated_at,
+                converted,
             })
             .into_response()
         }

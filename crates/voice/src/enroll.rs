@@ -1,6 +1,6 @@
 //! Enrolment requests (`POST /v1/speakers/{name}/enroll`, sent by `barnabee voice enroll`):
-//! checking the name and decoding the WAV files before anything is sent to the inference or
-//! memory daemons. Every refusal names what was wrong: the field, or the utterance by its
+//! checking the name and decoding the WAV files (converted to 16 kHz mono when needed) before
+//! anything is sent to the inference or memory daemons. Every refusal names what was wrong: the field, or the utterance by its
 //! 1-based number and file name, with what was found and what is expected.
 
 use std::io::Cursor;
@@ -46,6 +46,9 @@ pub struct EnrollResponse {
     /// The inference daemon's speaker model (identification skips profiles of another model).
     pub embedding_model: String,
     pub updated_at: i64,
+    /// The utterances that were not 16 kHz mono 16-bit and how each was converted.
+    #[serde(default)]
+    pub converted: Vec<String>,
 }
 
 /// Why a request is refused: the field (`name`, `utterances`, `utterances[2]`) and a message
@@ -93,8 +96,16 @@ pub fn check_name(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// One decoded utterance: 16 kHz mono PCM, and what was converted to get it (for the
+/// response: "utterance 2 (phone.wav): 44100 Hz, 2 channels → 16000 Hz mono").
+#[derive(Debug)]
+pub struct Decoded {
+    pub pcm: Vec<i16>,
+    pub converted: Option<String>,
+}
+
 /// Decode every utterance to 16 kHz mono i16 PCM, or say which one is wrong and why.
-pub fn decode(req: &EnrollRequest) -> Result<Vec<Vec<i16>>, Refusal> {
+pub fn decode(req: &EnrollRequest) -> Result<Vec<Decoded>, Refusal> {
     if req.utterances.is_empty() {
         return Err(refuse("utterances", "at least one WAV file is needed"));
     }
@@ -116,38 +127,46 @@ pub fn decode(req: &EnrollRequest) -> Result<Vec<Vec<i16>>, Refusal> {
             } else {
                 format!("utterance {} ({})", i + 1, u.file)
             };
-            decode_one(u).map_err(|reason| Refusal {
+            let (pcm, converted) = decode_one(u).map_err(|reason| Refusal {
                 field: format!("utterances[{}]", i + 1),
                 message: format!("{label}: {reason}"),
+            })?;
+            Ok(Decoded {
+                pcm,
+                converted: converted.map(|c| format!("{label}: {c}")),
             })
         })
         .collect()
 }
 
-fn decode_one(u: &Utterance) -> Result<Vec<i16>, String> {
+/// Any PCM WAV (8 to 32-bit integer or 32-bit float, any channel count) at 16 kHz or more is
+/// downmixed and resampled to 16 kHz mono with the same code live capture uses
+/// ([`crate::audio::downmix`], [`crate::audio::Resampler`]), so a phone's 44.1 kHz stereo or
+/// espeak-ng's 22.05 kHz works as is. Lower rates are refused: upsampled 8 kHz telephone
+/// audio lacks the upper half of the band the speaker model sees in live capture.
+fn decode_one(u: &Utterance) -> Result<(Vec<i16>, Option<String>), String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(u.wav_base64.trim())
         .map_err(|e| format!("wav_base64 is not base64: {e}"))?;
-    let reader =
+    let mut reader =
         hound::WavReader::new(Cursor::new(bytes)).map_err(|e| format!("not a WAV file: {e}"))?;
     let spec = reader.spec();
+    let channels = spec.channels.max(1);
     let format = match spec.sample_format {
         hound::SampleFormat::Int => format!("{}-bit integer", spec.bits_per_sample),
         hound::SampleFormat::Float => format!("{}-bit float", spec.bits_per_sample),
     };
-    if spec.sample_rate != RATE
-        || spec.channels != 1
-        || spec.bits_per_sample != 16
-        || spec.sample_format != hound::SampleFormat::Int
-    {
+    let described = format!(
+        "{} Hz, {channels} channel{}, {format}",
+        spec.sample_rate,
+        if channels == 1 { "" } else { "s" },
+    );
+    if spec.sample_rate < RATE {
         return Err(format!(
-            "{} Hz, {} channel{}, {format}; expected {RATE} Hz mono 16-bit PCM (convert with: ffmpeg -i IN -ac 1 -ar {RATE} -sample_fmt s16 OUT.wav)",
-            spec.sample_rate,
-            spec.channels,
-            if spec.channels == 1 { "" } else { "s" },
+            "{described}; at least {RATE} Hz is needed (record again at {RATE} Hz or more)"
         ));
     }
-    let seconds = reader.duration() as f64 / RATE as f64;
+    let seconds = reader.duration() as f64 / spec.sample_rate as f64;
     if seconds < MIN_SECONDS {
         return Err(format!(
             "{seconds:.2} s of audio; at least {MIN_SECONDS} s is needed"
@@ -158,10 +177,39 @@ fn decode_one(u: &Utterance) -> Result<Vec<i16>, String> {
             "{seconds:.1} s of audio; at most {MAX_SECONDS} s per utterance"
         ));
     }
-    reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<i16>, _>>()
-        .map_err(|e| format!("truncated or corrupt WAV data: {e}"))
+    let corrupt = |e: hound::Error| format!("{described}: truncated or corrupt WAV data: {e}");
+    let native = spec.sample_rate == RATE
+        && channels == 1
+        && spec.bits_per_sample == 16
+        && spec.sample_format == hound::SampleFormat::Int;
+    if native {
+        let pcm = reader
+            .samples::<i16>()
+            .collect::<Result<Vec<i16>, _>>()
+            .map_err(corrupt)?;
+        return Ok((pcm, None));
+    }
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader
+            .samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)?,
+        hound::SampleFormat::Int => {
+            let scale = (1i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|v| v as f32 / scale))
+                .collect::<Result<_, _>>()
+                .map_err(corrupt)?
+        }
+    };
+    let mono = crate::audio::downmix(&samples, channels as usize);
+    let pcm = crate::audio::Resampler::new(spec.sample_rate, RATE)
+        .push(&mono)
+        .into_iter()
+        .map(crate::audio::f32_to_i16)
+        .collect();
+    Ok((pcm, Some(format!("{described} → {RATE} Hz mono 16-bit"))))
 }
 
 #[cfg(test)]
@@ -199,30 +247,57 @@ mod tests {
     }
 
     #[test]
-    fn good_wavs_decode_to_pcm() {
-        let pcm = decode(&req(&[
+    fn native_wavs_decode_unchanged() {
+        let d = decode(&req(&[
             ("a.wav", wav(16_000, 1, 16, 16_000)),
             ("b.wav", wav(16_000, 1, 16, 8_000)),
         ]))
         .unwrap();
-        assert_eq!(pcm.len(), 2);
-        assert_eq!(pcm[0].len(), 16_000);
-        assert_eq!(pcm[1].len(), 8_000);
-        assert_eq!(pcm[0][1], -4900);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].pcm.len(), 16_000);
+        assert_eq!(d[1].pcm.len(), 8_000);
+        assert_eq!(d[0].pcm[1], -4900);
+        assert!(d[0].converted.is_none() && d[1].converted.is_none());
     }
 
     #[test]
-    fn wrong_format_names_the_file_its_rate_and_channels() {
+    fn other_rates_and_channels_are_converted_and_said_so() {
+        let d = decode(&req(&[
+            ("phone.wav", wav(44_100, 2, 16, 44_100)),
+            ("espeak.wav", wav(22_050, 1, 16, 22_050)),
+            ("eight.wav", wav(16_000, 1, 8, 16_000)),
+        ]))
+        .unwrap();
+        for x in &d {
+            assert!((x.pcm.len() as i64 - 16_000).abs() <= 2, "{}", x.pcm.len());
+        }
+        assert_eq!(
+            d[0].converted.as_deref(),
+            Some(
+                "utterance 1 (phone.wav): 44100 Hz, 2 channels, 16-bit integer → 16000 Hz mono 16-bit"
+            )
+        );
+        assert!(
+            d[1].converted
+                .as_deref()
+                .unwrap()
+                .contains("22050 Hz, 1 channel,")
+        );
+        assert!(d[2].converted.as_deref().unwrap().contains("8-bit integer"));
+    }
+
+    #[test]
+    fn low_rate_names_the_file_and_its_format() {
         let e = decode(&req(&[
             ("a.wav", wav(16_000, 1, 16, 16_000)),
-            ("phone.wav", wav(44_100, 2, 16, 44_100)),
+            ("call.wav", wav(8_000, 2, 16, 8_000)),
         ]))
         .unwrap_err();
         assert_eq!(e.field, "utterances[2]");
-        assert!(e.message.starts_with("utterance 2 (phone.wav): 44100 Hz, 2 channels, 16-bit integer; expected 16000 Hz mono 16-bit PCM"), "{e}");
-        let e = decode(&req(&[("x.wav", wav(16_000, 1, 8, 16_000))])).unwrap_err();
         assert!(
-            e.message.contains("16000 Hz, 1 channel, 8-bit integer"),
+            e.message.starts_with(
+                "utterance 2 (call.wav): 8000 Hz, 2 channels, 16-bit integer; at least 16000 Hz is needed"
+            ),
             "{e}"
         );
     }
@@ -243,7 +318,7 @@ mod tests {
         assert!(e.message.contains("not base64"), "{e}");
         let e = decode(&req(&[("short.wav", wav(16_000, 1, 16, 1_000))])).unwrap_err();
         assert!(e.message.contains("0.06 s of audio; at least 0.5 s"), "{e}");
-        let e = decode(&req(&[("", wav(16_000, 1, 16, 16_000 * 31))])).unwrap_err();
+        let e = decode(&req(&[("", wav(48_000, 1, 16, 48_000 * 31))])).unwrap_err();
         assert!(
             e.message
                 .starts_with("utterance 1: 31.0 s of audio; at most 30 s"),
@@ -257,14 +332,17 @@ mod tests {
                 .message
                 .contains("at most 20")
         );
-        // a WAV cut short inside its data chunk
-        let mut bytes = base64::engine::general_purpose::STANDARD
-            .decode(wav(16_000, 1, 16, 16_000))
-            .unwrap();
-        bytes.truncate(bytes.len() / 2);
-        let cut = base64::engine::general_purpose::STANDARD.encode(bytes);
-        let e = decode(&req(&[("cut.wav", cut)])).unwrap_err();
-        assert!(e.message.contains("utterance 1 (cut.wav)"), "{e}");
+        // WAVs cut short inside their data chunk, native and converted
+        for rate in [16_000, 44_100] {
+            let mut bytes = base64::engine::general_purpose::STANDARD
+                .decode(wav(rate, 1, 16, rate as usize))
+                .unwrap();
+            bytes.truncate(bytes.len() / 2);
+            let cut = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let e = decode(&req(&[("cut.wav", cut)])).unwrap_err();
+            assert!(e.message.starts_with("utterance 1 (cut.wav): "), "{e}");
+            assert!(e.message.contains("truncated or corrupt"), "{e}");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `POST /v1/speakers/{name}/enroll` over HTTP on the real barnabee-voice binary, against the
-//! real barnabee-inference (the speaker stand-in model) and the real barnabee-memory: good
-//! WAVs store a profile in memory; a 44.1 kHz stereo WAV, a non-WAV, a bad name or a bad body
-//! are refused with 400 naming what was wrong (and nothing is stored); no [speaker] URLs →
-//! 503; inference down → 502 naming it.
+//! real barnabee-inference (the speaker stand-in model) and the real barnabee-memory: a 16 kHz
+//! WAV and a 44.1 kHz stereo one (converted, and said so) store a profile in memory; an 8 kHz
+//! WAV, a non-WAV, a bad name or a bad body are refused with 400 naming what was wrong (and
+//! nothing is stored); no [speaker] URLs → 503; inference down → 502 naming it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,17 +74,17 @@ fn good_wav(text: &str) -> String {
     b64(&barnabee_voice::speaker::wav_bytes(&speak(text, 0.2)))
 }
 
-/// A 44.1 kHz stereo WAV, as a phone records.
-fn phone_wav() -> String {
+/// One second of a sawtooth at `rate` with `channels` (44.1 kHz stereo: what a phone records).
+fn other_wav(rate: u32, channels: u16) -> String {
     let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
+        channels,
+        sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
     let mut buf = Cursor::new(Vec::new());
     let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
-    for i in 0..44_100 * 2 {
+    for i in 0..rate * channels as u32 {
         w.write_sample(((i % 200) as i16 - 100) * 50).unwrap();
     }
     w.finalize().unwrap();
@@ -126,7 +126,7 @@ async fn enroll_over_http_stores_a_profile_in_real_memory_and_refuses_bad_wavs_w
         "alice",
         &json!({"utterances": [
             {"file": "one.wav", "wav_base64": good_wav("hello, this is alice")},
-            {"file": "two.wav", "wav_base64": good_wav("turn on the kitchen lights please")},
+            {"file": "phone.wav", "wav_base64": other_wav(44_100, 2)},
         ]}),
     )
     .await;
@@ -138,6 +138,12 @@ async fn enroll_over_http_stores_a_profile_in_real_memory_and_refuses_bad_wavs_w
     assert!(dim > 0, "{body}");
     let model = body["embedding_model"].as_str().unwrap();
     assert!(!model.is_empty(), "{body}");
+    assert_eq!(
+        body["converted"],
+        json!([
+            "utterance 2 (phone.wav): 44100 Hz, 2 channels, 16-bit integer → 16000 Hz mono 16-bit"
+        ])
+    );
 
     // the profile is in memory: what identification reads
     let (st, profile) = stored(&mem_base, "alice").await;
@@ -146,13 +152,13 @@ async fn enroll_over_http_stores_a_profile_in_real_memory_and_refuses_bad_wavs_w
     assert_eq!(profile["embedding_model_hash"], model);
     assert_eq!(profile["centroid"].as_array().unwrap().len() as u64, dim);
 
-    // a phone recording as the second file: 400 naming it, its rate and channels
+    // a telephone-rate recording as the second file: 400 naming it, its rate and channels
     let (st, body) = post(
         &v,
         "bob",
         &json!({"utterances": [
             {"file": "ok.wav", "wav_base64": good_wav("hello, this is bob")},
-            {"file": "phone.wav", "wav_base64": phone_wav()},
+            {"file": "call.wav", "wav_base64": other_wav(8_000, 1)},
         ]}),
     )
     .await;
@@ -160,7 +166,7 @@ async fn enroll_over_http_stores_a_profile_in_real_memory_and_refuses_bad_wavs_w
     assert_eq!(body["field"], "utterances[2]");
     let e = body["error"].as_str().unwrap();
     assert!(
-        e.starts_with("utterance 2 (phone.wav): 44100 Hz, 2 channels, 16-bit integer; expected 16000 Hz mono 16-bit PCM"),
+        e.starts_with("utterance 2 (call.wav): 8000 Hz, 1 channel, 16-bit integer; at least 16000 Hz is needed"),
         "{e}"
     );
     // garbage
