@@ -500,7 +500,14 @@ async fn watchdog_section(
                 Ok((200, body)) => {
                     let n = body[name].as_array().map(Vec::len);
                     match n {
-                        Some(n) => (body, Ok(format!("{n} {name}"))),
+                        Some(n) => {
+                            let noun = if n == 1 {
+                                name.trim_end_matches('s')
+                            } else {
+                                name
+                            };
+                            (body, Ok(format!("{n} {noun}")))
+                        }
                         None => {
                             let e = format!("{url}: HTTP 200 without a {name:?} list");
                             (json!({"url": url, "error": e, "body": body}), Err(e))

@@ -17,8 +17,9 @@ use common::{Daemon, barnabee, closed_url, script};
 use serde_json::Value;
 
 const MEMORY: &str = "[service]\nlisten = \"@LISTEN@\"\n[service.log]\ntarget = \"stderr\"\n[database]\npath = \"@DIR@/memory.db\"\n";
-const WATCHDOG: &str =
-    "state_dir = \"@DIR@\"\n[service]\nlisten = \"@LISTEN@\"\n[service.log]\ntarget = \"stderr\"\n";
+/// The watchdog supervising no units, with a disk threshold every disk crosses: its first
+/// host check records a P3 `disk_low` incident.
+const WATCHDOG: &str = "state_dir = \"@DIR@\"\n[service]\nlisten = \"@LISTEN@\"\n[service.log]\ntarget = \"stderr\"\n[thresholds]\ndisk_paths = [\"/\"]\ndisk_warn_free_percent = 100\ndisk_critical_free_percent = 0\n";
 
 const JOURNAL_LINES: &str = concat!(
     r#"{"_SYSTEMD_UNIT":"barnabee-memory.service","MESSAGE":"served","REQUEST_ID":"r-1","LATENCY_MS":"3"}"#,
@@ -68,11 +69,11 @@ fn section<'a>(manifest: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no section {name} in {manifest:#}"))
 }
 
-/// `GET /health` over a plain socket: the body as JSON.
-fn health_body(url: &str) -> Value {
+/// `GET path` over a plain socket: the body as JSON.
+fn get_json(url: &str, path: &str) -> Value {
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (_, body) = text.split_once("\r\n\r\n").unwrap();
@@ -118,6 +119,19 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
     let memory = Daemon::start("memory", MEMORY);
     let watchdog = Daemon::start("watchdog", WATCHDOG);
     let agents = closed_url();
+    // the watchdog's first host check runs at start; wait for its incident
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get_json(&watchdog.url, "/v1/incidents")["incidents"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no disk incident from the watchdog: {}",
+            watchdog.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     let fake = tempfile::tempdir().unwrap();
     let argv = fake.path().join("argv");
@@ -222,7 +236,7 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
     let mem = json(&files, "health/memory.json");
     assert_eq!(mem["http_status"], 200, "{mem:#}");
     assert_eq!(mem["url"], format!("{}/health", memory.url));
-    let direct = health_body(&memory.url);
+    let direct = get_json(&memory.url, "/health");
     assert_eq!(mem["body"]["status"], direct["status"], "{mem:#}");
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&mem["body"]["checks"]), keys(&direct["checks"]));
@@ -237,7 +251,13 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
     assert!(down.get("http_status").is_none());
 
     let incidents = json(&files, "incidents.json");
-    assert!(incidents["incidents"].is_array(), "{incidents:#}");
+    let list = incidents["incidents"].as_array().unwrap();
+    let disk = list
+        .iter()
+        .find(|i| i["reason"] == "disk_low")
+        .unwrap_or_else(|| panic!("no disk_low incident: {incidents:#}"));
+    assert_eq!(disk["severity"], "P3", "{disk:#}");
+    assert_eq!(disk["unit"], "host", "{disk:#}");
     let units = json(&files, "units.json");
     assert!(units["units"].is_array(), "{units:#}");
 
@@ -278,6 +298,17 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
         "{agents_section:#}"
     );
     assert_eq!(manifest["window_s"], 7200);
+    assert_eq!(
+        manifest["since_ms"].as_i64().unwrap(),
+        manifest["created_ms"].as_i64().unwrap() - 7_200_000,
+        "incidents are asked for the same window as the journal"
+    );
+    let n = list.len();
+    let noun = if n == 1 { "incident" } else { "incidents" };
+    assert_eq!(
+        section(&manifest, "incidents")["summary"],
+        format!("{n} {noun}")
+    );
     // the summary names each section; the failed one says why
     let agents_line = stdout
         .lines()
