@@ -27,6 +27,8 @@ pub struct ReplicationMetrics {
     pub errors: Family<OpLabel, Counter>,
     pub compaction_seconds: Family<LevelLabel, Histogram>,
     pub checkpoints: Counter,
+    /// Delay before the next level-0 upload retry (0 when the last upload succeeded).
+    pub retry_backoff_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for ReplicationMetrics {
@@ -41,6 +43,7 @@ impl Default for ReplicationMetrics {
                 Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0])
             }),
             checkpoints: Counter::default(),
+            retry_backoff_seconds: Gauge::default(),
         }
     }
 }
@@ -97,6 +100,11 @@ impl ReplicationMetrics {
             "barnabee_replication_checkpoints",
             "WAL checkpoints run by the replicator",
             Box::new(self.checkpoints.clone()),
+        );
+        register(
+            "barnabee_replication_retry_backoff_seconds",
+            "Delay before the next upload retry after failures (0 when uploads succeed)",
+            Box::new(self.retry_backoff_seconds.clone()),
         );
     }
 

@@ -384,6 +384,7 @@ impl Loop {
     fn shipped(&mut self, p: &Shipped, checkpoint: bool) {
         self.last_upload = Some(Instant::now());
         self.backoff = Duration::ZERO;
+        self.shared.metrics.retry_backoff_seconds.set(0.0);
         self.shared.metrics.uploaded(0, p.bytes);
         self.shared.metrics.last_shipped_txid.set(p.txid as i64);
         {
@@ -400,6 +401,10 @@ impl Loop {
         self.shared.metrics.error("put");
         self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), self.opts.max_backoff);
         self.next_try = Instant::now() + self.backoff;
+        self.shared
+            .metrics
+            .retry_backoff_seconds
+            .set(self.backoff.as_secs_f64());
         {
             let mut st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
             st.consecutive_errors += 1;

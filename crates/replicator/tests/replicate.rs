@@ -396,6 +396,7 @@ async fn metrics_register_into_the_daemon_registry() {
         "barnabee_replication_uploaded_bytes_total{level=\"0\"}",
         "barnabee_replication_uploaded_objects_total{level=\"0\"}",
         "barnabee_replication_checkpoints_total",
+        "barnabee_replication_retry_backoff_seconds 0.0",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }

@@ -248,21 +248,36 @@ async fn wal_scenario_replica_uploaded_to_s3_restores() {
     }
 }
 
+/// The outage: s3s-fs stopped for 30 s under a write load, then started again. During
+/// the outage uploads are retried with a growing backoff (counted: far fewer attempts than
+/// sync intervals, the backoff gauge reaches its cap) and the lag grows; afterwards the
+/// backlog ships, the lag and backoff return to normal while the load goes on, TXIDs have no
+/// gap and the restore equals the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_under_load_backlog_ships_and_restore_equals_source() {
+    const OUTAGE: Duration = Duration::from_secs(30);
     common::no_proxy();
     let mut s = common::S3Server::s3s_fs(&["bucket"]);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("src.db");
     drop(common::app_db(&db));
     let replica = s.replica("bucket", "db");
+    let sync_interval = Duration::from_millis(200);
+    let max_backoff = Duration::from_secs(4);
     let opts = Options {
-        sync_interval: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
+        sync_interval,
+        max_backoff,
+        min_checkpoint_page_count: 200,
         level_intervals: vec![],
         ..Options::default()
     };
     let repl = Replication::start(&db, &replica, opts).await.unwrap();
+    let put_errors = || {
+        repl.metrics()
+            .errors
+            .get_or_create(&barnabee_replicator::metrics::OpLabel { op: "put".into() })
+            .get()
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s2, db2) = (stop.clone(), db.clone());
     let writer = std::thread::spawn(move || {
@@ -271,28 +286,66 @@ async fn s3_outage_under_load_backlog_ships_and_restore_equals_source() {
         while !s2.load(std::sync::atomic::Ordering::SeqCst) {
             c.execute(
                 "INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)",
-                (i % 300, format!("{i:-<200}")),
+                (i % 3000, format!("{i:-<200}")),
             )
             .unwrap();
             i += 1;
             std::thread::sleep(Duration::from_millis(3));
         }
+        i
     });
     repl.sync_now().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     s.stop();
     let before = repl.status().last_shipped_txid;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let errors_before = put_errors();
+    tokio::time::sleep(OUTAGE).await;
     let st = repl.status();
-    assert!(st.consecutive_errors > 0, "outage not noticed: {st:?}");
-    assert!(st.lag_seconds > 1.0, "lag not reported: {st:?}");
-    assert!(st.last_shipped_txid <= before + 1);
+    let attempts = put_errors() - errors_before;
+    assert!(st.consecutive_errors >= 4, "outage not noticed: {st:?}");
+    assert!(st.last_error.is_some(), "{st:?}");
+    assert!(
+        st.lag_seconds > OUTAGE.as_secs_f64() - 5.0,
+        "lag not reported: {st:?}"
+    );
+    assert!(st.last_shipped_txid <= before + 1, "{st:?}");
+    // Backoff: without it, an attempt per sync interval (150 in 30 s).
+    let intervals = (OUTAGE.as_millis() / sync_interval.as_millis()) as u64;
+    assert!(
+        (4..=intervals / 5).contains(&attempts),
+        "{attempts} failed upload attempts in a {OUTAGE:?} outage ({intervals} sync intervals)"
+    );
+    assert_eq!(
+        repl.metrics().retry_backoff_seconds.get(),
+        max_backoff.as_secs_f64(),
+        "backoff did not reach its cap"
+    );
     s.start_again();
+    let restarted = std::time::Instant::now();
+    // The backlog ships within one backoff (+ the upload), and the lag recovers while the
+    // load goes on.
+    loop {
+        let st = repl.status();
+        if st.consecutive_errors == 0 && st.last_shipped_txid > before + 1 && st.lag_seconds < 2.0 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < max_backoff + Duration::from_secs(10),
+            "not recovered {:?} after the restart: {st:?}",
+            restarted.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "{attempts} failed attempts in {OUTAGE:?}; recovered {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert_eq!(repl.metrics().retry_backoff_seconds.get(), 0.0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    let commits = writer.join().unwrap();
     let txid = repl.shutdown(Duration::from_secs(10)).await.unwrap();
-    assert!(txid > before);
+    assert!(txid > before + 1);
     assert_eq!(repl.status().consecutive_errors, 0);
     let image = common::source_image(&db);
     let client = replica.client().unwrap();
@@ -306,5 +359,8 @@ async fn s3_outage_under_load_backlog_ships_and_restore_equals_source() {
     restore::restore(&client, &out, Target::Latest)
         .await
         .unwrap();
-    assert!(std::fs::read(&out).unwrap() == image);
+    assert!(
+        std::fs::read(&out).unwrap() == image,
+        "restore differs from the source after {commits} commits"
+    );
 }
