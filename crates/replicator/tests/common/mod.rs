@@ -158,6 +158,78 @@ pub fn litestream_hydrate(
         .unwrap_or_else(|_| panic!("bad meta {text:?}"))
 }
 
+/// Litestream's point-in-time view (the VFS's `PRAGMA litestream_time`, its own restore plan
+/// over the replica's file creation times) of `replica_url` at `time` (RFC 3339): returns the
+/// TXID of that view (`PRAGMA litestream_txid`) and writes a logical copy (`VACUUM INTO`) to
+/// `out`. The VFS cannot target a TXID directly.
+pub fn litestream_at_time(replica_url: &str, time: &str, out: &std::path::Path) -> u64 {
+    let ext = litestream_ext();
+    let sqlite3 = std::env::var("SQLITE3_CLI").unwrap_or_else(|_| "sqlite3".into());
+    let log = out.with_extension("litestream.log");
+    let script = format!(
+        ".load {}\n.open file:replica.db?vfs=litestream\nPRAGMA litestream_time = '{time}';\n\
+         .print view-txid\nPRAGMA litestream_txid;\nVACUUM INTO 'file:{}?vfs=unix';\n",
+        ext.display(),
+        out.display()
+    );
+    let mut child = std::process::Command::new(&sqlite3)
+        .env_remove("AWS_CA_BUNDLE")
+        .env("LITESTREAM_REPLICA_URL", replica_url)
+        .env("LITESTREAM_LOG_LEVEL", "DEBUG")
+        .env("LITESTREAM_LOG_FILE", &log)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .current_dir(out.parent().unwrap())
+        .args(["-bail", "-batch"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{sqlite3}: {e}: install Debian's sqlite3 (dev/setup does)"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(script.as_bytes()).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let txid = stdout
+        .lines()
+        .skip_while(|l| l.trim() != "view-txid")
+        .nth(1)
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok());
+    match txid {
+        Some(t) if o.status.success() && out.exists() => t,
+        _ => panic!(
+            "Litestream's view of {replica_url} at {time} failed ({}): stdout {stdout:?} stderr {:?}; log tail:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+/// `sqlite3 DB .dump` (schema and every row, as SQL text).
+pub fn sqlite_dump(db: &std::path::Path) -> String {
+    let sqlite3 = std::env::var("SQLITE3_CLI").unwrap_or_else(|_| "sqlite3".into());
+    let o = std::process::Command::new(&sqlite3)
+        .arg(db)
+        .arg(".dump")
+        .output()
+        .unwrap_or_else(|e| panic!("{sqlite3}: {e}: install Debian's sqlite3 (dev/setup does)"));
+    assert!(
+        o.status.success(),
+        "{sqlite3} {} .dump failed",
+        db.display()
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 /// A loopback S3 server killed on drop.
 pub struct S3Server {
     child: std::process::Child,
