@@ -1,8 +1,6 @@
 //! Restore: Litestream's restore plan, then download, verify, merge, write `<out>.tmp`,
 //! `PRAGMA integrity_check`, rename.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::client::{ClientError, FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
@@ -173,74 +171,32 @@ pub struct Restored {
 
 /// Download the planned files, verify each (header rules, page index, file checksum, name vs
 /// header), merge them, and write the database to `output` via `<output>.tmp`.
+///
+/// Streams: each object is read in place (file replica) or downloaded to
+/// `<output>.tmp-download` (S3), decoded page by page and its pages written straight to their
+/// place in `<output>.tmp`; later files overwrite earlier pages. Memory stays at a small read
+/// window plus one bit per page, whatever the database size.
 pub async fn apply<C: ReplicaClient>(
     client: &C,
     plan: &[FileInfo],
     output: &Path,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<Restored, RestoreError> {
-    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    let mut page_size = 0u32;
-    let mut commit = 0u32;
-    let mut txid = 0u64;
-    let mut downloaded = 0u64;
-    for (i, f) in plan.iter().enumerate() {
-        let object = client.object_name(f.level, f.min_txid, f.max_txid);
-        let bytes = client.get(f.level, f.min_txid, f.max_txid).await?;
-        downloaded += bytes.len() as u64;
-        let d = ltx::decode(&bytes).map_err(|source| RestoreError::Corrupt {
-            object: object.clone(),
-            source,
-        })?;
-        let h = &d.header;
-        if h.min_txid != f.min_txid || h.max_txid != f.max_txid {
-            return Err(RestoreError::Inconsistent {
-                object,
-                what: format!("header says TXIDs {:016x}-{:016x}", h.min_txid, h.max_txid),
-            });
-        }
-        if page_size != 0 && h.page_size != page_size {
-            return Err(RestoreError::Inconsistent {
-                object,
-                what: format!("page size {} differs from {page_size}", h.page_size),
-            });
-        }
-        page_size = h.page_size;
-        commit = h.commit;
-        txid = h.max_txid;
-        for (pgno, data) in d.pages {
-            pages.insert(pgno, data);
-        }
-        pages.retain(|&p, _| p <= commit);
-        progress(i + 1, plan.len());
-    }
-    let lock = lock_page(page_size.max(512));
-    let missing: Vec<u32> = (1..=commit)
-        .filter(|&p| p != lock && !pages.contains_key(&p))
-        .take(5)
-        .collect();
-    if !missing.is_empty() {
-        return Err(RestoreError::Incomplete(format!(
-            "pages {missing:?} missing (commit {commit}); the plan does not start with a snapshot"
-        )));
-    }
     let tmp = tmp_path(output);
+    let spool = with_suffix(output, ".tmp-download");
+    let r = write_tmp(client, plan, &tmp, &spool, progress).await;
+    let _ = std::fs::remove_file(&spool);
+    let restored = match r {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     let ioerr = |path: &Path| {
         let path = path.to_path_buf();
         move |source| RestoreError::Io { path, source }
     };
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(ioerr(&tmp))?;
-        let zeros = vec![0u8; page_size as usize];
-        let mut w = std::io::BufWriter::new(&mut f);
-        for p in 1..=commit {
-            w.write_all(pages.get(&p).map(|v| v.as_slice()).unwrap_or(&zeros))
-                .map_err(ioerr(&tmp))?;
-        }
-        w.flush().map_err(ioerr(&tmp))?;
-        drop(w);
-        f.sync_all().map_err(ioerr(&tmp))?;
-    }
     if let Err(detail) = integrity_check(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(RestoreError::Integrity {
@@ -259,6 +215,113 @@ pub async fn apply<C: ReplicaClient>(
     }) {
         let _ = dir.sync_all();
     }
+    Ok(restored)
+}
+
+/// Apply the plan's files in order into `tmp` (see [`apply`]).
+async fn write_tmp<C: ReplicaClient>(
+    client: &C,
+    plan: &[FileInfo],
+    tmp: &Path,
+    spool: &Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Restored, RestoreError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let ioerr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RestoreError::Io { path, source }
+    };
+    let out = std::fs::File::create(tmp).map_err(ioerr(tmp))?;
+    // have[p]: page p was written by a file of the plan (and not cut off by a smaller commit).
+    let mut have: Vec<bool> = Vec::new();
+    let mut page_size = 0u32;
+    let mut commit = 0u32;
+    let mut txid = 0u64;
+    let mut downloaded = 0u64;
+    for (i, f) in plan.iter().enumerate() {
+        let object = client.object_name(f.level, f.min_txid, f.max_txid);
+        let path = match client.local_path(f.level, f.min_txid, f.max_txid) {
+            Some(p) => p,
+            None => {
+                client
+                    .download(f.level, f.min_txid, f.max_txid, spool)
+                    .await?;
+                spool.to_path_buf()
+            }
+        };
+        let opened = std::fs::File::open(&path).and_then(|file| {
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        });
+        let (mut file, len) = match opened {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NotFound { object }.into());
+            }
+            Err(e) => return Err(ioerr(&path)(e)),
+        };
+        downloaded += len;
+        let corrupt = |source| RestoreError::Corrupt {
+            object: object.clone(),
+            source,
+        };
+        let mut hb = Vec::with_capacity(ltx::HEADER_SIZE);
+        (&mut file)
+            .take(ltx::HEADER_SIZE as u64)
+            .read_to_end(&mut hb)
+            .map_err(ioerr(&path))?;
+        let h = ltx::decode_header(&hb).map_err(corrupt)?;
+        if h.min_txid != f.min_txid || h.max_txid != f.max_txid {
+            return Err(RestoreError::Inconsistent {
+                object,
+                what: format!("header says TXIDs {:016x}-{:016x}", h.min_txid, h.max_txid),
+            });
+        }
+        if page_size != 0 && h.page_size != page_size {
+            return Err(RestoreError::Inconsistent {
+                object,
+                what: format!("page size {} differs from {page_size}", h.page_size),
+            });
+        }
+        page_size = h.page_size;
+        commit = h.commit;
+        txid = h.max_txid;
+        have.resize(commit as usize + 1, false);
+        let ps = u64::from(page_size);
+        let mut write_error = None;
+        ltx::decode_stream(std::io::Cursor::new(&hb).chain(file), len, |pgno, data| {
+            if let Err(e) = out.write_all_at(data, u64::from(pgno - 1) * ps) {
+                let msg = e.to_string();
+                write_error = Some(e);
+                return Err(ltx::LtxError::Io(msg));
+            }
+            have[pgno as usize] = true;
+            Ok(())
+        })
+        .map_err(|e| match write_error.take() {
+            Some(source) => RestoreError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            },
+            None => corrupt(e),
+        })?;
+        progress(i + 1, plan.len());
+    }
+    let lock = lock_page(page_size.max(512));
+    let missing: Vec<u32> = (1..=commit)
+        .filter(|&p| p != lock && !have[p as usize])
+        .take(5)
+        .collect();
+    if !missing.is_empty() {
+        return Err(RestoreError::Incomplete(format!(
+            "pages {missing:?} missing (commit {commit}); the plan does not start with a snapshot"
+        )));
+    }
+    // Pages above the final commit (a database that shrank) go; the lock page stays zeros.
+    out.set_len(u64::from(commit) * u64::from(page_size))
+        .map_err(ioerr(tmp))?;
+    out.sync_all().map_err(ioerr(tmp))?;
     Ok(Restored {
         txid,
         pages: commit,
@@ -267,10 +330,14 @@ pub async fn apply<C: ReplicaClient>(
     })
 }
 
-fn tmp_path(output: &Path) -> PathBuf {
+fn with_suffix(output: &Path, suffix: &str) -> PathBuf {
     let mut s = output.as_os_str().to_owned();
-    s.push(".tmp");
+    s.push(suffix);
     PathBuf::from(s)
+}
+
+fn tmp_path(output: &Path) -> PathBuf {
+    with_suffix(output, ".tmp")
 }
 
 /// `PRAGMA integrity_check` on a database image without leaving `-wal`/`-shm` files behind.

@@ -191,6 +191,14 @@ async fn replicate_to_s3(s: common::S3Server) {
         std::fs::read(&out).unwrap() == image,
         "our restore from S3 differs"
     );
+    // The restore streamed through a download file and the temp file; neither is left.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ours.db"))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["ours.db"]);
     let hyd = dir.path().join("hydrated.db");
     let got = common::litestream_hydrate(
         &s.url("bucket", "memory.db"),

@@ -88,6 +88,9 @@ impl ReplicaClient for FileClient {
         let p = self.path(level, min, max);
         std::fs::read(&p).map_err(|e| io(&p, e))
     }
+    fn local_path(&self, level: u8, min: u64, max: u64) -> Option<std::path::PathBuf> {
+        Some(self.path(level, min, max))
+    }
     async fn put(
         &self,
         level: u8,

@@ -83,6 +83,28 @@ pub trait ReplicaClient: Send + Sync {
     fn delete(&self, files: &[FileInfo]) -> impl Future<Output = Result<(), ClientError>> + Send;
     /// Remove everything under the replica path.
     fn delete_all(&self) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// The object as a local file, when the replica is a directory (restore reads it in place).
+    fn local_path(&self, _level: u8, _min: u64, _max: u64) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// Store an object into the local file `dest` (created or truncated); returns its size.
+    /// Clients override this to stream instead of holding the object in memory.
+    fn download(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        dest: &std::path::Path,
+    ) -> impl Future<Output = Result<u64, ClientError>> + Send {
+        async move {
+            let b = self.get(level, min, max).await?;
+            std::fs::write(dest, &b).map_err(|source| ClientError::Io {
+                object: dest.display().to_string(),
+                source,
+            })?;
+            Ok(b.len() as u64)
+        }
+    }
 }
 
 /// A replica client chosen by configuration.
@@ -148,6 +170,26 @@ impl ReplicaClient for Client {
             Client::File(c) => c.delete_all().await,
             Client::S3(c) => c.delete_all().await,
             Client::Memory(c) => c.delete_all().await,
+        }
+    }
+    fn local_path(&self, level: u8, min: u64, max: u64) -> Option<std::path::PathBuf> {
+        match self {
+            Client::File(c) => c.local_path(level, min, max),
+            Client::S3(c) => c.local_path(level, min, max),
+            Client::Memory(c) => c.local_path(level, min, max),
+        }
+    }
+    async fn download(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        dest: &std::path::Path,
+    ) -> Result<u64, ClientError> {
+        match self {
+            Client::File(c) => c.download(level, min, max, dest).await,
+            Client::S3(c) => c.download(level, min, max, dest).await,
+            Client::Memory(c) => c.download(level, min, max, dest).await,
         }
     }
 }

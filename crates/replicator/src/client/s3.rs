@@ -199,6 +199,52 @@ impl ReplicaClient for S3Client {
             .map_err(|e| Self::s3err("get", key.clone(), e))?;
         Ok(body.into_bytes().to_vec())
     }
+    async fn download(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        dest: &std::path::Path,
+    ) -> Result<u64, ClientError> {
+        use std::io::Write;
+        let key = self.key(level, min, max);
+        let resp = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Err(ClientError::NotFound {
+                        object: self.object_name(level, min, max),
+                    });
+                }
+                return Err(Self::s3err("get", key, e));
+            }
+        };
+        let io = |source| ClientError::Io {
+            object: dest.display().to_string(),
+            source,
+        };
+        let mut out =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(io)?);
+        let mut body = resp.body;
+        let mut n = 0u64;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| Self::s3err("get", key.clone(), e))?
+        {
+            out.write_all(&chunk).map_err(io)?;
+            n += chunk.len() as u64;
+        }
+        out.flush().map_err(io)?;
+        Ok(n)
+    }
     async fn put(
         &self,
         level: u8,

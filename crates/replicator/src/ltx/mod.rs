@@ -10,7 +10,7 @@ pub mod header;
 pub mod lz4frame;
 
 pub use checksum::{CHECKSUM_FLAG, Crc64, crc64, database_checksum, page_checksum};
-pub use decoder::{DecodedFile, IndexEntry, decode, decode_header};
+pub use decoder::{DecodedFile, IndexEntry, StreamedFile, decode, decode_header, decode_stream};
 pub use encoder::{Encoder, PageEncoding};
 pub use header::{
     FLAG_NO_CHECKSUM, HEADER_SIZE, Header, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE, Trailer,
@@ -42,4 +42,6 @@ pub enum LtxError {
     FileChecksum { stored: u64, computed: u64 },
     #[error("post-apply checksum mismatch: stored {stored:016x}, computed {computed:016x}")]
     PostApplyChecksum { stored: u64, computed: u64 },
+    #[error("reading: {0}")]
+    Io(String),
 }
