@@ -114,6 +114,24 @@ impl ReplicaConfig {
             force_path_style: self.force_path_style,
             access_key_id: self.access_key_id.clone(),
             secret_access_key: self.secret_access_key.clone(),
+            part_size: self
+                .part_size
+                .as_deref()
+                .map(|v| {
+                    parse_size(v)
+                        .filter(|&n| n >= crate::client::s3::MIN_PART_SIZE)
+                        .ok_or_else(|| {
+                            invalid(
+                                "part-size",
+                                format!("{v:?}: need a size of at least 5MiB (e.g. 5MiB, 64MiB, 104857600)"),
+                            )
+                        })
+                })
+                .transpose()?,
+            concurrency: match self.concurrency {
+                Some(0) => return Err(invalid("concurrency", "must be at least 1")),
+                c => c.map(|c| c as usize),
+            },
         };
         let mut file_path = self.path.clone();
         if let Some(url) = &self.url {
@@ -204,6 +222,32 @@ impl ReplicaConfig {
             None => Err(invalid("type", "replica needs a type or a url")),
         }
     }
+}
+
+/// A byte size as Litestream's `part-size` takes it (go-humanize): `5242880`, `5MiB`, `64 MB`,
+/// `1GiB` (KB/MB/GB decimal, KiB/MiB/GiB binary, case-insensitive).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    let v: f64 = num.parse().ok()?;
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    let n = v * mult as f64;
+    (n <= u64::MAX as f64).then_some(n as u64)
 }
 
 fn read_secret(field: &str, p: &Path) -> Result<String, ConfigError> {
@@ -474,6 +518,40 @@ dbs:
             ReplicaConfig::from_url("file:///tmp/r").client().unwrap(),
             Client::File(_)
         ));
+    }
+
+    #[test]
+    fn part_size_and_concurrency() {
+        assert_eq!(parse_size("5MiB"), Some(5 << 20));
+        assert_eq!(parse_size("64 mib"), Some(64 << 20));
+        assert_eq!(parse_size("5MB"), Some(5_000_000));
+        assert_eq!(parse_size("104857600"), Some(100 << 20));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("5 parsecs"), None);
+        assert_eq!(parse_size(""), None);
+        let cfg = |part: &str, conc: u32| ReplicaConfig {
+            part_size: Some(part.into()),
+            concurrency: Some(conc),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            ..ReplicaConfig::from_url("s3://b/p?endpoint=http://127.0.0.1:9")
+        };
+        assert!(matches!(cfg("5MiB", 2).client(), Ok(Client::S3(_))));
+        for (part, conc, field, want) in [
+            ("5MB", 2, "part-size", "at least 5MiB"),
+            ("lots", 2, "part-size", "at least 5MiB"),
+            ("8MiB", 0, "concurrency", "at least 1"),
+        ] {
+            let e = cfg(part, conc).client().err().unwrap().to_string();
+            assert!(e.contains(field) && e.contains(want), "{part} {conc}: {e}");
+        }
+        let c = Config::parse(
+            "dbs:\n  - path: /x\n    replica:\n      url: s3://b/p\n      part-size: 16MiB\n      concurrency: 3\n",
+        )
+        .unwrap();
+        let r = c.replicas_of(&c.dbs[0]).unwrap();
+        assert_eq!(r[0].part_size.as_deref(), Some("16MiB"));
+        assert_eq!(r[0].concurrency, Some(3));
     }
 
     #[test]

@@ -2,13 +2,19 @@
 //!
 //! Non-AWS endpoints (Garage, MinIO, B2, s3s) get `WhenRequired` request/response checksums
 //! (Garage rejects the SDK's default aws-chunked streaming checksums) and path-style addressing.
+//!
+//! Objects larger than the part size (`part-size`, default [`DEFAULT_PART_SIZE`]) are uploaded
+//! as a multipart upload (CreateMultipartUpload, UploadPart x n with up to `concurrency` parts
+//! in flight, CompleteMultipartUpload; AbortMultipartUpload on any failure), as Litestream's
+//! uploader does (its default part size is 5 MiB; ours is larger so that a home database's
+//! snapshots usually stay single PUTs).
 
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 
 use super::{ClientError, FileInfo, ReplicaClient};
 use crate::ltx::{format_filename, parse_filename};
@@ -24,12 +30,27 @@ pub struct S3Options {
     pub force_path_style: Option<bool>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Multipart threshold and part size in bytes (default [`DEFAULT_PART_SIZE`]; S3 needs
+    /// parts of at least [`MIN_PART_SIZE`]).
+    pub part_size: Option<u64>,
+    /// Parts uploaded at once (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
 }
+
+/// Objects above this size are uploaded in parts of this size.
+pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
+/// The smallest part S3 accepts (all but the last part).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// Parts in flight at once (Litestream's default).
+pub const DEFAULT_CONCURRENCY: usize = 5;
 
 pub struct S3Client {
     client: aws_sdk_s3::Client,
     bucket: String,
     path: String,
+    part_size: u64,
+    concurrency: usize,
+    multipart_uploads: std::sync::atomic::AtomicU64,
 }
 
 fn env_first(names: &[&str]) -> Option<String> {
@@ -78,11 +99,130 @@ impl S3Client {
         } else if let Some(p) = o.force_path_style {
             b = b.force_path_style(p);
         }
+        let part_size = o.part_size.unwrap_or(DEFAULT_PART_SIZE);
+        if part_size < MIN_PART_SIZE {
+            return Err(err(format!(
+                "part size {part_size} is below the S3 minimum of {MIN_PART_SIZE} bytes (5 MiB)"
+            )));
+        }
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
             bucket: o.bucket.clone(),
             path: o.path.trim_matches('/').to_owned(),
+            part_size,
+            concurrency: o.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+            multipart_uploads: Default::default(),
         })
+    }
+
+    /// Multipart uploads completed by this client (for tests and the bench).
+    pub fn multipart_uploads(&self) -> u64 {
+        self.multipart_uploads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Upload `data` in parts; abort the upload if anything fails.
+    async fn put_multipart(&self, key: &str, data: Vec<u8>, ts: i64) -> Result<(), ClientError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .metadata("litestream-timestamp", crate::time::format_rfc3339(ts))
+            .send()
+            .await
+            .map_err(|e| Self::s3err("put", key.to_owned(), e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| ClientError::S3 {
+                op: "put",
+                object: key.to_owned(),
+                message: "CreateMultipartUpload returned no upload id".into(),
+            })?
+            .to_owned();
+        let result = match self.upload_parts(key, &upload_id, data).await {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Self::s3err("put", key.to_owned(), e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if let Err(a) = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                log::warn!(object = key, upload_id = upload_id.as_str(), error = format!("{}", DisplayErrorContext(a)).as_str(); "aborting a failed multipart upload failed; the bucket's lifecycle rules must clean it up");
+            }
+            return Err(e);
+        }
+        self.multipart_uploads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// UploadPart for each `part_size` slice, `concurrency` at a time; the parts in order.
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        data: Vec<u8>,
+    ) -> Result<Vec<CompletedPart>, ClientError> {
+        let data = bytes::Bytes::from(data);
+        let ps = self.part_size as usize;
+        let count = data.len().div_ceil(ps);
+        let mut inflight = tokio::task::JoinSet::new();
+        let mut parts = Vec::with_capacity(count);
+        let mut next = 0usize;
+        loop {
+            while inflight.len() < self.concurrency && next < count {
+                let body = data.slice(next * ps..((next + 1) * ps).min(data.len()));
+                let number = next as i32 + 1;
+                let req = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body));
+                inflight.spawn(async move { (number, req.send().await) });
+                next += 1;
+            }
+            let Some(joined) = inflight.join_next().await else {
+                break;
+            };
+            let (number, sent) = joined.map_err(|e| ClientError::S3 {
+                op: "put",
+                object: key.to_owned(),
+                message: format!("part upload task: {e}"),
+            })?;
+            let out = sent.map_err(|e| Self::s3err("put", format!("{key} part {number}"), e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_owned))
+                    .build(),
+            );
+        }
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
     }
 
     fn prefix(&self, level: u8) -> String {
@@ -254,6 +394,9 @@ impl ReplicaClient for S3Client {
         ts: i64,
     ) -> Result<(), ClientError> {
         let key = self.key(level, min, max);
+        if data.len() as u64 > self.part_size {
+            return self.put_multipart(&key, data, ts).await;
+        }
         self.client
             .put_object()
             .bucket(&self.bucket)
