@@ -325,6 +325,15 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let c: Config = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        for (i, db) in c.dbs.iter().enumerate() {
+            if db.truncate_page_n.is_some() {
+                return Err(format!(
+                    "dbs[{i}].truncate-page-n: not supported: barnabee-replicator has no TRUNCATE \
+                     emergency checkpoint (its PASSIVE checkpoints restart the WAL as soon as every \
+                     frame is shipped, see min-checkpoint-page-count); remove the key"
+                ));
+            }
+        }
         Ok(c)
     }
 
@@ -362,6 +371,9 @@ impl Config {
         if let Some(d) = db.busy_timeout {
             o.busy_timeout = d.0;
         }
+        if let Some(n) = db.max_sync_wal_bytes {
+            o.max_sync_wal_bytes = n;
+        }
         if let Some(s) = &self.snapshot {
             if let Some(d) = s.interval {
                 o.snapshot_interval = d.0;
@@ -375,6 +387,9 @@ impl Config {
         }
         if let Some(d) = self.l0_retention {
             o.l0_retention = d.0;
+        }
+        if let Some(d) = self.l0_retention_check_interval {
+            o.l0_retention_check_interval = d.0;
         }
         if let Some(r) = &self.retention {
             o.retention_enabled = r.enabled.unwrap_or(true);
@@ -454,6 +469,7 @@ levels:
   - interval: 30s
   - interval: 5m
 l0-retention: 5m
+l0-retention-check-interval: 30s
 dbs:
   - path: /var/lib/x.db
     checkpoint-interval: 1m
@@ -478,6 +494,7 @@ dbs:
             o.level_intervals,
             vec![Duration::from_secs(30), Duration::from_secs(300)]
         );
+        assert_eq!(o.l0_retention_check_interval, Duration::from_secs(30));
         assert!(matches!(r.client().unwrap(), Client::S3(_)));
     }
 
@@ -488,6 +505,8 @@ dbs:
         )
         .unwrap_err();
         assert!(e.contains("colour"), "{e}");
+        let e = Config::parse("dbs:\n  - path: /x\n    truncate-page-n: 121359\n").unwrap_err();
+        assert!(e.contains("dbs[0].truncate-page-n: not supported"), "{e}");
         let e = Config::parse("dbz: []\n").unwrap_err();
         assert!(e.contains("dbz"), "{e}");
         let e = Config::parse("dbs: []\nsync-interval: fast\n").unwrap_err();

@@ -68,6 +68,10 @@ pub struct Db {
     /// and our read transaction has been held since it was verified: every frame of the
     /// current WAL came after it. Cleared when the read transaction ends.
     restored_base: bool,
+    /// Most WAL bytes one incremental file takes (whole transactions; `max-sync-wal-bytes`).
+    max_sync_bytes: u64,
+    /// The last [`Db::sync`] stopped at `max_sync_bytes`: more is committed after it.
+    backlog: bool,
 }
 
 /// Closing the last connection to a WAL database would otherwise checkpoint and delete the
@@ -175,6 +179,8 @@ impl Db {
             txid: last_txid,
             pos: None,
             restored_base: false,
+            max_sync_bytes: u64::MAX,
+            backlog: false,
         };
         db.begin_read()?;
         db.resume();
@@ -279,6 +285,17 @@ impl Db {
         &self.path
     }
 
+    /// Split an incremental backlog into files of about this many WAL bytes (whole
+    /// transactions each; a single larger transaction still makes one file).
+    pub fn set_max_sync_wal_bytes(&mut self, n: u64) {
+        self.max_sync_bytes = n.max(1);
+    }
+
+    /// The last capture stopped at the size limit: committed frames remain to be captured.
+    pub fn backlog(&self) -> bool {
+        self.backlog
+    }
+
     pub fn txid(&self) -> u64 {
         self.txid
     }
@@ -356,6 +373,7 @@ impl Db {
     /// Build the next L0 file from committed WAL frames, or `None` when nothing is new.
     /// The position only advances when [`Db::mark_shipped`] is called with the result.
     pub fn sync(&mut self) -> Result<Option<Pending>, DbError> {
+        self.backlog = false;
         let walb = self.read_wal()?;
         let hdr = if walb.len() >= WAL_HEADER_SIZE as usize {
             WalHeader::decode(&walb).ok()
@@ -383,7 +401,7 @@ impl Db {
             log::warn!(db = self.path.display().to_string().as_str(); "WAL restarted by another connection; taking a snapshot");
             return self.snapshot(&walb, hdr);
         };
-        let (_, r) = match wal::read_committed(&walb, start) {
+        let (_, r) = match wal::read_committed_limited(&walb, start, self.max_sync_bytes) {
             Ok(x) => x,
             Err(e) => {
                 log::warn!(db = self.path.display().to_string().as_str(), error = e.to_string().as_str(); "lost WAL position; taking a snapshot");
@@ -393,6 +411,7 @@ impl Db {
         let Some(commit) = r.commit else {
             return Ok(None);
         };
+        self.backlog = r.limited;
         let mut pages = r.pages;
         let lock = lock_page(h.page_size);
         if commit > pos.commit {
@@ -611,8 +630,12 @@ impl Db {
             w.busy_timeout(Duration::from_secs(1)).map_err(sq(&path))?;
             w.execute_batch("PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE")
                 .map_err(sq(&path))?;
-            // 3. Capture and ship anything committed since our last sync.
-            match self.sync() {
+            // 3. Capture and ship anything committed since our last sync (all of it: the
+            //    restart below drops whatever stays unshipped).
+            let limit = std::mem::replace(&mut self.max_sync_bytes, u64::MAX);
+            let captured = self.sync();
+            self.max_sync_bytes = limit;
+            match captured {
                 Ok(Some(p)) => {
                     if let Err(e) = ship(&p) {
                         let _ = w.execute_batch("ROLLBACK");

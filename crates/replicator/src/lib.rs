@@ -37,7 +37,14 @@
 //! interval's upload: under the write lock it takes to restart the WAL, it ships what was
 //! committed since the last upload (one PUT), then restarts; so checkpoints add no PUTs.
 //! (The application's writers wait for that one PUT: give them a `busy_timeout` well above
-//! an upload's duration; barnabee-memory uses 5 s.)
+//! an upload's duration; barnabee-memory uses 5 s.) A backlog of more than
+//! `max_sync_wal_bytes` (64 MiB, Litestream's `max-sync-wal-bytes`) ships as several files of
+//! whole transactions, one per interval. Litestream's `truncate-page-n` (a TRUNCATE emergency
+//! checkpoint) is not supported and refused in `litestream.yml`.
+//!
+//! Restore streams: each object is read in place (file replica) or downloaded to a spool file
+//! (S3) and decoded page by page into the temp file, so memory stays small whatever the
+//! database size. Objects above `part-size` (64 MiB by default) are uploaded to S3 in parts.
 //!
 //! Modules: [`ltx`] (format), [`wal`] (WAL reader), [`db`] (watched database), [`client`]
 //! (file / S3 / memory replicas), [`compactor`], [`restore`], [`config`] (litestream.yml),

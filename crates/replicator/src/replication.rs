@@ -35,6 +35,9 @@ pub struct Options {
     pub page_encoding: PageEncoding,
     /// Upper bound of the retry backoff after failed uploads.
     pub max_backoff: Duration,
+    /// A backlog of more WAL bytes than this ships as several level-0 files (whole
+    /// transactions each, one per sync interval); Litestream's `max-sync-wal-bytes`.
+    pub max_sync_wal_bytes: u64,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             retention_enabled: true,
             page_encoding: PageEncoding::Frame,
             max_backoff: Duration::from_secs(30),
+            max_sync_wal_bytes: 64 << 20,
         }
     }
 }
@@ -158,9 +162,15 @@ impl Replication {
         }
         let path = db_path.to_path_buf();
         let (enc, bt) = (options.page_encoding, options.busy_timeout);
-        let db = tokio::task::spawn_blocking(move || Db::open(&path, last_txid, enc, bt))
-            .await
-            .map_err(|e| ReplicationError::Sync(e.to_string()))??;
+        let max_sync = options.max_sync_wal_bytes;
+        let db = tokio::task::spawn_blocking(move || {
+            Db::open(&path, last_txid, enc, bt).map(|mut db| {
+                db.set_max_sync_wal_bytes(max_sync);
+                db
+            })
+        })
+        .await
+        .map_err(|e| ReplicationError::Sync(e.to_string()))??;
         log::info!(db = db_path.display().to_string().as_str(), replica = client.describe().as_str(), txid = last_txid; "replication starting");
         let shared = Arc::new(Shared {
             status: Mutex::new(Status {
@@ -354,7 +364,13 @@ impl Loop {
                 self.shared.metrics.error("sync");
                 e.to_string()
             })?;
-            self.last_stamp = stamp;
+            // A capture cut at max_sync_wal_bytes leaves committed frames behind: treat the
+            // WAL as changed so the rest ships at the next interval.
+            self.last_stamp = if lock(&self.db).backlog() {
+                None
+            } else {
+                stamp
+            };
             self.pending = p;
         }
         let Some(p) = self.pending.clone() else {
@@ -413,9 +429,20 @@ impl Loop {
         log::warn!(txid = txid, level = 0u8, error = msg, retry_ms = self.backoff.as_millis() as u64; "upload failed");
     }
 
-    /// A checkpoint is due: enough shipped frames, or frames older than the interval.
+    /// Ship everything committed (several files when there is a backlog).
+    async fn catch_up(&mut self) -> Result<bool, String> {
+        loop {
+            let r = self.step().await?;
+            if self.pending.is_none() && !lock(&self.db).backlog() {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// A checkpoint is due: enough shipped frames, or frames older than the interval (not
+    /// while a backlog ships in parts: the checkpoint would ship all of it at once).
     fn checkpoint_wanted(&self) -> bool {
-        if self.pending.is_some() {
+        if self.pending.is_some() || lock(&self.db).backlog() {
             return false;
         }
         let frames = lock(&self.db).wal_frames();
@@ -519,7 +546,7 @@ async fn sync_loop(
                             match l.step().await {
                                 Ok(true) if l.pending.is_none() => {
                                     // One more capture in case of commits during the upload.
-                                    match l.step().await { Ok(_) if l.pending.is_none() => break Ok(()), Ok(_) => continue, Err(e) => break Err(e) }
+                                    match l.step().await { Ok(_) if l.pending.is_none() && !lock(&l.db).backlog() => break Ok(()), Ok(_) => continue, Err(e) => break Err(e) }
                                 }
                                 Ok(_) => continue,
                                 Err(e) => { tokio::time::sleep(l.backoff).await; let _ = e; continue }
@@ -558,9 +585,10 @@ async fn sync_loop(
         let retry_ok = forced || Instant::now() >= l.next_try;
         if (changed || l.pending.is_some() || forced) && due && retry_ok {
             let r = l.upload(forced).await;
-            // A forced sync must capture commits made during a pending upload, too.
+            // A forced sync must capture commits made during a pending upload, too, and
+            // every part of a backlog.
             let r = match r {
-                Ok(_) if forced && l.pending.is_none() => l.step().await,
+                Ok(_) if forced && l.pending.is_none() => l.catch_up().await,
                 other => other,
             };
             match r {

@@ -79,6 +79,9 @@ pub struct WalRead {
     pub end: u64,
     /// Number of committed frames read.
     pub frames: u64,
+    /// The read stopped at `max_bytes` ([`read_committed_limited`]); more committed frames
+    /// may follow `end`.
+    pub limited: bool,
 }
 
 /// Read the committed transactions of `wal` starting at byte `start` (32 or a frame boundary
@@ -86,6 +89,17 @@ pub struct WalRead {
 /// or checksum-mismatched frame (what SQLite itself would ignore); errors only for a bad header
 /// or a start offset that is not a valid frame boundary.
 pub fn read_committed(wal: &[u8], start: u64) -> Result<(WalHeader, WalRead), WalError> {
+    read_committed_limited(wal, start, u64::MAX)
+}
+
+/// [`read_committed`], stopping at the first commit boundary at least `max_bytes` after
+/// `start` (Litestream's `max-sync-wal-bytes`: a large backlog ships as several files, each a
+/// whole number of transactions).
+pub fn read_committed_limited(
+    wal: &[u8],
+    start: u64,
+    max_bytes: u64,
+) -> Result<(WalHeader, WalRead), WalError> {
     let hdr = WalHeader::decode(wal)?;
     let fs = hdr.frame_size();
     if start < WAL_HEADER_SIZE || !(start - WAL_HEADER_SIZE).is_multiple_of(fs) {
@@ -144,6 +158,10 @@ pub fn read_committed(wal: &[u8], start: u64) -> Result<(WalHeader, WalRead), Wa
             pending_frames = 0;
             out.commit = Some(commit);
             out.end = off;
+            if off - start >= max_bytes && off + fs <= wal.len() as u64 {
+                out.limited = true;
+                break;
+            }
         }
     }
     if let Some(c) = out.commit {
