@@ -91,7 +91,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Run a workload and measure per-commit durability lag.
-async fn lag(endpoint: &str, name: &str, commits: Vec<Duration>) -> (Vec<f64>, u64, f64) {
+async fn lag(endpoint: &str, name: &str, commits: Vec<Duration>) -> (Vec<f64>, u64, f64, Vec<f64>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lag.db");
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -131,21 +131,24 @@ async fn lag(endpoint: &str, name: &str, commits: Vec<Duration>) -> (Vec<f64>, u
         }
     });
     let start = Instant::now();
-    let commit_times = tokio::task::spawn_blocking(move || {
+    let (commit_times, commit_ms) = tokio::task::spawn_blocking(move || {
         let mut times = Vec::new();
+        let mut took = Vec::new();
         let t0 = Instant::now();
         for (i, at) in commits.iter().enumerate() {
             if let Some(wait) = at.checked_sub(t0.elapsed()) {
                 std::thread::sleep(wait);
             }
+            let t = Instant::now();
             c.execute(
                 "INSERT INTO t(v) VALUES (?1)",
                 [format!("commit {i:-<100}")],
             )
             .unwrap();
+            took.push(t.elapsed().as_secs_f64() * 1000.0);
             times.push(now_ms());
         }
-        times
+        (times, took)
     })
     .await
     .unwrap();
@@ -163,17 +166,20 @@ async fn lag(endpoint: &str, name: &str, commits: Vec<Duration>) -> (Vec<f64>, u
     }
     let puts = repl.status().last_shipped_txid - first_txid;
     repl.shutdown(Duration::from_secs(10)).await.unwrap();
-    (lags, puts, elapsed.as_secs_f64())
+    (lags, puts, elapsed.as_secs_f64(), commit_ms)
 }
 
-fn report(label: &str, mut lags: Vec<f64>, puts: u64, secs: f64) {
+fn report(label: &str, (mut lags, puts, secs, mut commit): (Vec<f64>, u64, f64, Vec<f64>)) {
     let n = lags.len();
     println!(
-        "{label}: {n} commits, lag ms p50 {:.0} p99 {:.0} max {:.0}; {puts} L0 PUTs in {secs:.1} s = {:.0} PUTs/min",
+        "{label}: {n} commits, lag ms p50 {:.0} p99 {:.0} max {:.0}; {puts} L0 PUTs in {secs:.1} s = {:.0} PUTs/min; commit (writer) ms p50 {:.2} p99 {:.2} max {:.1}",
         pct(&mut lags, 0.5),
         pct(&mut lags, 0.99),
         pct(&mut lags, 1.0),
-        puts as f64 * 60.0 / secs
+        puts as f64 * 60.0 / secs,
+        pct(&mut commit, 0.5),
+        pct(&mut commit, 0.99),
+        pct(&mut commit, 1.0),
     );
 }
 
@@ -202,8 +208,10 @@ async fn main() {
             at
         })
         .collect();
-    let (l, p, s) = lag(&server.1, "sporadic", sporadic).await;
-    report("sporadic (1 commit / 1.2-2.0 s)", l, p, s);
+    report(
+        "sporadic (1 commit / 1.2-2.0 s)",
+        lag(&server.1, "sporadic", sporadic).await,
+    );
     // 1b'. Bursty: one commit every 300..700 ms (rate-limited to 1 upload/s).
     let mut at = Duration::ZERO;
     let bursty: Vec<Duration> = (0..n_sporadic)
@@ -212,16 +220,20 @@ async fn main() {
             at
         })
         .collect();
-    let (l, p, s) = lag(&server.1, "bursty", bursty).await;
-    report("bursty (1 commit / 0.3-0.7 s)", l, p, s);
+    report(
+        "bursty (1 commit / 0.3-0.7 s)",
+        lag(&server.1, "bursty", bursty).await,
+    );
 
     // 1b. Sustained rate.
     let n = rate * seconds;
     let sustained: Vec<Duration> = (0..n)
         .map(|i| Duration::from_micros(i * 1_000_000 / rate))
         .collect();
-    let (l, p, s) = lag(&server.1, "sustained", sustained).await;
-    report(&format!("sustained ({rate} tx/s for {seconds} s)"), l, p, s);
+    report(
+        &format!("sustained ({rate} tx/s for {seconds} s)"),
+        lag(&server.1, "sustained", sustained).await,
+    );
 
     // 2. Restore throughput vs plain sequential GET.
     let dir = tempfile::tempdir().unwrap();
