@@ -159,7 +159,11 @@ pub async fn snapshot<C: ReplicaClient>(
     if have.iter().any(|f| f.created_ms >= boundary) {
         return Ok(None);
     }
-    let plan = restore::plan(client, Target::Latest).await?;
+    let plan = match restore::plan(client, Target::Latest).await {
+        // An empty replica (replication just started): nothing to snapshot yet.
+        Err(RestoreError::NotAvailable(_)) => return Ok(None),
+        r => r?,
+    };
     let latest = plan.last().map(|f| f.max_txid).unwrap_or(0);
     if have.iter().any(|f| f.max_txid >= latest) {
         return Ok(None);
@@ -331,6 +335,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("does not continue"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn snapshot_of_an_empty_replica_is_nothing_not_an_error() {
+        let c = MemoryClient::new();
+        assert!(
+            snapshot(&c, 1000, 5_000, PageEncoding::Frame)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
