@@ -233,6 +233,33 @@ impl S3Client {
         format!("{}{}", self.prefix(level), format_filename(min, max))
     }
 
+    /// GET one object: its key and the response whose body the caller reads (a missing
+    /// object is `NotFound` naming it, as every client reports it).
+    async fn get_object(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+    ) -> Result<(String, aws_sdk_s3::operation::get_object::GetObjectOutput), ClientError> {
+        let key = self.key(level, min, max);
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(r) => Ok((key, r)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Err(ClientError::NotFound {
+                    object: self.object_name(level, min, max),
+                })
+            }
+            Err(e) => Err(Self::s3err("get", key, e)),
+        }
+    }
+
     fn s3err<E: std::error::Error + 'static>(
         op: &'static str,
         object: String,
@@ -313,25 +340,7 @@ impl ReplicaClient for S3Client {
         Ok(out)
     }
     async fn get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
-        let key = self.key(level, min, max);
-        let resp = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    return Err(ClientError::NotFound {
-                        object: self.object_name(level, min, max),
-                    });
-                }
-                return Err(Self::s3err("get", key, e));
-            }
-        };
+        let (key, resp) = self.get_object(level, min, max).await?;
         let body = resp
             .body
             .collect()
@@ -347,25 +356,7 @@ impl ReplicaClient for S3Client {
         dest: &std::path::Path,
     ) -> Result<u64, ClientError> {
         use std::io::Write;
-        let key = self.key(level, min, max);
-        let resp = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    return Err(ClientError::NotFound {
-                        object: self.object_name(level, min, max),
-                    });
-                }
-                return Err(Self::s3err("get", key, e));
-            }
-        };
+        let (key, resp) = self.get_object(level, min, max).await?;
         let io = |source| ClientError::Io {
             object: dest.display().to_string(),
             source,
