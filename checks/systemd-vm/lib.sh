@@ -36,19 +36,29 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# boot_vm: start qemu in the background (throwaway -snapshot disk), share $RUN/share read-only
-# over 9p, wait for ssh and for systemd to finish booting.
+# new_disk PATH: a private raw copy of the cached image (sparse; the cache is never written).
+new_disk() { cp --sparse=always "$IMG_DIR/disk.img" "$1"; }
+
+# boot_vm: start qemu in the background, share $RUN/share read-only over 9p, wait for ssh and
+# for systemd to finish booting. The disk is $VM_DISK when set: a raw file that outlives the
+# guest, so a power cut (pull_the_plug) followed by boot_vm is a reboot of the same machine.
+# (Raw with cache=unsafe is safe against a SIGKILL of qemu: every write the guest saw complete
+# was already pwritten to the host file; only a host crash could lose it.) Without $VM_DISK it
+# boots the cached image with -snapshot: a fresh machine whose disk dies with it.
 boot_vm() {
-  local accel acc t0
+  local accel acc t0 disk
   accel="$(pick_accel)"
   if [ "$accel" = kvm ]; then acc=(-accel kvm -cpu host); else acc=(-accel tcg,thread=multi,tb-size=256 -cpu max); fi
+  if [ -n "${VM_DISK:-}" ]; then disk=(-drive "file=$VM_DISK,if=virtio,format=raw,cache=unsafe,discard=unmap"); else
+    disk=(-drive "file=$IMG_DIR/disk.img,if=virtio,format=raw,cache=unsafe,discard=unmap" -snapshot)
+  fi
   SSH_PORT="$(free_port)"
   t0="$(ts)"
   qemu-system-x86_64 "${acc[@]}" -m "${BARNABEE_VM_MEM:-1024}" -smp 2 -M q35 \
     -nodefaults -no-user-config -display none -vga none \
     -kernel "$IMG_DIR/vmlinux" -initrd "$IMG_DIR/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=-1" \
-    -drive file="$IMG_DIR/disk.img",if=virtio,format=raw,cache=unsafe,discard=unmap -snapshot \
+    "${disk[@]}" \
     -netdev user,id=n0,hostfwd=tcp:127.0.0.1:"$SSH_PORT"-:22 -device virtio-net-pci,netdev=n0 \
     -virtfs local,path="$RUN/share",mount_tag=hostshare,security_model=none,readonly=on \
     -device virtio-rng-pci -serial file:"$RUN/serial.log" \
@@ -104,4 +114,97 @@ wait_for() {
     sleep 0.5
   done
   WAITED="$(elapsed "$t0")"
+}
+
+# --- the S3 peer for the backup scenario ----------------------------------------------------
+# garage_start DIR: Garage 2.5.0 (dev/setup.d/31-garage.sh builds it; GARAGE overrides) as a
+# single node on 127.0.0.1, which the guest reaches as 10.0.2.2 (qemu user networking), with one
+# bucket `barnabee` and one key. Sets S3_PORT, S3_KEY, S3_SECRET, GARAGE_PID.
+S3_KEY=GK0123456789abcdef01234567
+S3_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+S3_BUCKET=barnabee
+garage_start() {
+  local dir=$1 bin rpc secret t0
+  bin="${GARAGE:-$CACHE/tools/garage-2.5.0/bin/garage}"
+  [ -x "$bin" ] || { echo "garage missing at $bin: run dev/setup (dev/setup.d/31-garage.sh builds garage 2.5.0) or set GARAGE" >&2; return 1; }
+  mkdir -p "$dir"
+  S3_PORT="$(free_port)"
+  rpc="$(free_port)"
+  secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  cat > "$dir/garage.toml" <<G
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$secret"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$S3_PORT"
+root_domain = ".s3.garage"
+G
+  chmod 600 "$dir/garage.toml"
+  GARAGE_BIN=$bin GARAGE_CFG="$dir/garage.toml"
+  "$bin" -c "$dir/garage.toml" server > "$dir/garage.log" 2>&1 &
+  GARAGE_PID=$!
+  t0="$(ts)"
+  until garage status >/dev/null 2>&1; do
+    kill -0 "$GARAGE_PID" 2>/dev/null || { echo "garage exited: $(tail -5 "$dir/garage.log")" >&2; return 1; }
+    awk -v a="$t0" -v b="$(ts)" 'BEGIN { exit !(b - a > 30) }' && { echo "garage not up after 30 s" >&2; return 1; }
+    sleep 0.2
+  done
+  local id
+  id="$(garage node id -q | cut -d@ -f1)"
+  garage layout assign -z dc1 -c 1G "$id" >/dev/null &&
+    garage layout apply --version 1 >/dev/null &&
+    garage key import --yes -n vmtest "$S3_KEY" "$S3_SECRET" >/dev/null &&
+    garage bucket create "$S3_BUCKET" >/dev/null &&
+    garage bucket allow --read --write --owner "$S3_BUCKET" --key vmtest >/dev/null ||
+    { echo "garage bootstrap failed: $(tail -5 "$dir/garage.log")" >&2; return 1; }
+  until curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; do sleep 0.2; done
+  echo "garage $("$bin" --version 2>/dev/null | head -1) on 127.0.0.1:$S3_PORT (guest: 10.0.2.2:$S3_PORT), bucket $S3_BUCKET, up in $(elapsed "$t0") s"
+}
+garage() { "$GARAGE_BIN" -c "$GARAGE_CFG" "$@"; }
+garage_stop() {
+  [ -n "${GARAGE_PID:-}" ] || return 0
+  kill "$GARAGE_PID" 2>/dev/null && wait "$GARAGE_PID" 2>/dev/null
+  GARAGE_PID=
+}
+
+# --- installing the appliance's units into a booted guest -------------------------------------
+# install_units [--no-start]: like a package plus host configuration: unit files into
+# /usr/local/lib/systemd/system (the package's place), drop-ins and configs into /etc, the polkit
+# rule, the rollback unit, build A's binaries; then enable and start memory and the watchdog.
+install_units() {
+  vm 'set -e
+    install -d /usr/local/lib/systemd/system /etc/barnabee /etc/polkit-1/rules.d /usr/local/sbin
+    install -m644 /mnt/host/units/*.service /usr/local/lib/systemd/system/
+    for u in memory watchdog health-gate; do
+      install -d /etc/systemd/system/barnabee-$u.service.d
+      install -m644 /mnt/host/guest/barnabee-$u.conf /etc/systemd/system/barnabee-$u.service.d/10-host.conf
+    done
+    for u in memory watchdog; do
+      install -m644 /mnt/host/guest/50-test-timing.conf /etc/systemd/system/barnabee-$u.service.d/
+    done
+    install -m644 /mnt/host/guest/memory.toml /mnt/host/guest/watchdog.toml /etc/barnabee/
+    install -m644 /mnt/host/guest/barnabee-watchdog.rules /etc/polkit-1/rules.d/50-barnabee-watchdog.rules
+    install -m644 /mnt/host/guest/barnabee-rollback.service /etc/systemd/system/
+    install -m755 /mnt/host/guest/barnabee-deploy /usr/local/sbin/
+    barnabee-deploy /mnt/host/A
+    systemctl daemon-reload
+    systemctl enable --quiet barnabee-memory.service barnabee-watchdog.service'
+  [ "${1:-}" = --no-start ] || vm 'systemctl start --no-block barnabee-memory.service barnabee-watchdog.service'
+}
+
+# pull_the_plug: power the guest off without a shutdown (qemu SIGKILL, like a cut power cord).
+# With $VM_DISK its disk keeps what was written (boot_vm again = the same machine rebooting);
+# a -snapshot overlay dies with it.
+pull_the_plug() {
+  [ -n "${QEMU_PID:-}" ] || return 0
+  kill -9 "$QEMU_PID" 2>/dev/null
+  for _ in $(seq 1 40); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.1; done
+  ssh -q -o ControlPath="$RUN/ssh-%p.ctl" -p "$SSH_PORT" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
+  rm -f "$RUN"/ssh-*.ctl
+  QEMU_PID=
 }
