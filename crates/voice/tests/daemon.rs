@@ -5,76 +5,28 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::Proc;
 
 use serde_json::{Value, json};
 
-struct Voice {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
+async fn start(extra: &str) -> Proc {
+    common::voice(extra)
 }
 
-impl Drop for Voice {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(extra: &str) -> Voice {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = dir.path().join("voice.toml");
-    std::fs::write(
-        &cfg,
-        format!("[service]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_barnabee-voice"))
-        .arg("--config")
-        .arg(&cfg)
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let v = Voice {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("{}/health", v.base)).await.is_ok() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("barnabee-voice did not serve within 30 s");
-}
-
-async fn get(v: &Voice, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("{}{path}", v.base)).await.unwrap();
+async fn get(v: &Proc, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{}{path}", v.base())).await.unwrap();
     let st = r.status().as_u16();
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn post(v: &Voice, path: &str, body: &str) -> (u16, Value) {
+async fn post(v: &Proc, path: &str, body: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
-        .post(format!("{}{path}", v.base))
+        .post(format!("{}{path}", v.base()))
         .header("content-type", "application/json")
         .body(body.to_owned())
         .send()
@@ -115,7 +67,7 @@ async fn minimal_config_serves_degraded_with_no_audio_device_on_this_machine_wit
     );
     assert_eq!(get(&v, "/v1/state").await.1["state"], "idle");
     assert_eq!(get(&v, "/v1/latency").await.1, json!({"breakdowns": []}));
-    let m = reqwest::get(format!("{}/metrics", v.base))
+    let m = reqwest::get(format!("{}/metrics", v.base()))
         .await
         .unwrap()
         .text()

@@ -9,61 +9,14 @@
 mod common;
 
 use std::io::Cursor;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{free_port, inference_with, memory, speak};
+use common::{Proc, free_port, inference_with, memory, speak};
 use serde_json::{Value, json};
 
-struct Voice {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Voice {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// barnabee-voice with audio off (an API-only node) and `speaker` as its [speaker] section.
-async fn voice(speaker: &str) -> Voice {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = dir.path().join("voice.toml");
-    std::fs::write(
-        &cfg,
-        format!("[service]\nlisten = \"127.0.0.1:{port}\"\n[audio]\nenabled = false\n[speaker]\n{speaker}"),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_barnabee-voice"))
-        .arg("--config")
-        .arg(&cfg)
-        .env_remove("NOTIFY_SOCKET")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let v = Voice {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("{}/health", v.base)).await.is_ok() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("barnabee-voice did not serve within 30 s");
+async fn voice(speaker: &str) -> Proc {
+    common::voice(&format!("[audio]\nenabled = false\n[speaker]\n{speaker}"))
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -91,9 +44,9 @@ fn other_wav(rate: u32, channels: u16) -> String {
     b64(&buf.into_inner())
 }
 
-async fn post(v: &Voice, name: &str, body: &Value) -> (u16, Value) {
+async fn post(v: &Proc, name: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::Client::new()
-        .post(format!("{}/v1/speakers/{name}/enroll", v.base))
+        .post(format!("{}/v1/speakers/{name}/enroll", v.base()))
         .json(body)
         .send()
         .await

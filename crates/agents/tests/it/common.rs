@@ -2,20 +2,19 @@
 //! on drop.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+pub use barnabee_service::testing::{DaemonProcess, sigterm};
 
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_barnabee-agents");
 
 pub struct Daemon {
-    pub child: Option<Child>,
+    pub process: DaemonProcess,
     pub base: String,
-    pub stderr: Arc<Mutex<String>>,
 }
 
 /// Write `agents.toml` in `dir`: a loopback listener, stderr logging, the ledger in `dir`,
@@ -36,54 +35,13 @@ impl Daemon {
     }
 
     pub fn start_with(config: &Path) -> Daemon {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-                if let Some(i) = line.find("serving on http://") {
-                    let addr: String = line[i + "serving on http://".len()..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Daemon {
-                    child: Some(child),
-                    base: format!("http://{addr}"),
-                    stderr,
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "barnabee-agents exited ({status}) before serving:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "barnabee-agents did not serve within 30 s:\n{}",
-                stderr.lock().unwrap()
-            );
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(config);
+        let mut process = DaemonProcess::spawn(cmd, &config.with_extension("stderr.log"));
+        let addr = process.wait_serving(Duration::from_secs(30));
+        Daemon {
+            process,
+            base: format!("http://{addr}"),
         }
     }
 
@@ -92,7 +50,7 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.log()
     }
 
     /// POST /v1/process; returns (status, body).
@@ -134,22 +92,9 @@ impl Daemon {
             .unwrap()
     }
 
+    /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigterm(c.id());
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Some(status) = c.try_wait().unwrap() {
-                    assert!(status.success(), "exit {status}:\n{}", self.log());
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    panic!("no exit 15 s after SIGTERM");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        self.process.stop();
     }
 }
 
@@ -159,30 +104,6 @@ pub fn http() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
-}
-
-pub fn sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigterm(c.id());
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if c.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// A secret file with mode 0600.

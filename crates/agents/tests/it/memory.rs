@@ -1,10 +1,8 @@
 //! The memory agent against the real barnabee-memory daemon (built by the workspace).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -21,22 +19,8 @@ fn memory_binary() -> PathBuf {
 }
 
 struct Memory {
-    child: std::process::Child,
+    _process: DaemonProcess,
     base: String,
-}
-
-impl Drop for Memory {
-    fn drop(&mut self) {
-        sigterm(self.child.id());
-        for _ in 0..100 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_memory(dir: &Path) -> Memory {
@@ -49,32 +33,14 @@ fn start_memory(dir: &Path) -> Memory {
         ),
     )
     .unwrap();
-    let mut child = Command::new(memory_binary())
-        .arg("--config")
-        .arg(&cfg)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("serving on http://") {
-                let addr: String = line[i + "serving on ".len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("barnabee-memory did not start serving in 30 s");
-    Memory { child, base }
+    let mut cmd = Command::new(memory_binary());
+    cmd.arg("--config").arg(&cfg);
+    let mut process = DaemonProcess::spawn(cmd, &dir.join("memory.stderr.log"));
+    let addr = process.wait_serving(Duration::from_secs(30));
+    Memory {
+        _process: process,
+        base: format!("http://{addr}"),
+    }
 }
 
 #[test]

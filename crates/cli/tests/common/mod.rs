@@ -3,10 +3,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use barnabee_service::testing::DaemonProcess;
 
 pub fn barnabee() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_barnabee"))
@@ -41,7 +42,7 @@ pub fn closed_url() -> String {
 
 /// A real daemon with its config and state in a temp dir; SIGTERM on drop.
 pub struct Daemon {
-    pub child: Child,
+    pub process: DaemonProcess,
     pub url: String,
     pub dir: tempfile::TempDir,
 }
@@ -60,53 +61,22 @@ impl Daemon {
                 .replace("@LISTEN@", &format!("127.0.0.1:{port}")),
         )
         .unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(daemon_bin(role))
-            .arg("--config")
+        let mut cmd = Command::new(daemon_bin(role));
+        cmd.arg("--config")
             .arg(&path)
             .env("STATE_DIRECTORY", dir.path())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
-            child,
+            .stdin(Stdio::null());
+        let mut process = DaemonProcess::spawn(cmd, &dir.path().join("stderr.log"));
+        process.wait_listening(([127, 0, 0, 1], port).into(), Duration::from_secs(60));
+        Daemon {
+            process,
             url: format!("http://127.0.0.1:{port}"),
             dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = d.child.try_wait().unwrap() {
-                panic!("barnabee-{role} exited with {st}: {}", d.stderr());
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return d;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "barnabee-{role} not listening within 60 s: {}",
-                d.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on a pid we started; no memory is shared.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 

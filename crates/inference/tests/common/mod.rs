@@ -6,11 +6,12 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use barnabee_inference::wav;
+use barnabee_service::testing::DaemonProcess;
 
 pub const ORT_VERSION: &str = "1.22.1";
 
@@ -223,10 +224,9 @@ pub fn json(
 
 /// The real daemon binary with a config; SIGTERM on drop.
 pub struct Daemon {
-    pub child: Child,
+    pub process: DaemonProcess,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    pub log: PathBuf,
 }
 
 impl Daemon {
@@ -237,71 +237,32 @@ impl Daemon {
 
     pub fn start_with_env(extra: &str, wyoming_port: Option<u16>, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let wy = match wyoming_port {
             Some(p) => format!("[wyoming]\nlisten = \"127.0.0.1:{p}\"\n"),
             None => "[wyoming]\nenabled = false\n".into(),
         };
         let cfg = format!(
-            "[service]\nlisten = \"{addr}\"\n[service.log]\ntarget = \"stderr\"\n[runtime]\nlibrary = \"{}\"\n{wy}{extra}",
+            "[service]\nlisten = \"127.0.0.1:0\"\n[service.log]\ntarget = \"stderr\"\n[runtime]\nlibrary = \"{}\"\n{wy}{extra}",
             ort_lib().display()
         );
         let path = dir.path().join("inference.toml");
         std::fs::write(&path, &cfg).unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_barnabee-inference"))
-            .arg("--config")
-            .arg(&path)
-            .env_remove("NOTIFY_SOCKET")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
-            child,
-            addr,
-            dir,
-            log,
-        };
-        d.wait_ready();
-        d
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("daemon exited with {st}: {}", self.stderr());
-            }
-            if TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_barnabee-inference"));
+        cmd.arg("--config").arg(&path).envs(env.iter().copied());
+        let mut process = DaemonProcess::spawn(cmd, &dir.path().join("stderr.log"));
+        // Models load before the listener binds: a minute covers the largest test model.
+        let addr = process.wait_serving(Duration::from_secs(60));
+        if let Some(p) = wyoming_port {
+            process.wait_listening(([127, 0, 0, 1], p).into(), Duration::from_secs(30));
         }
-        panic!("daemon not listening within 60 s: {}", self.stderr());
+        Daemon { process, addr, dir }
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn health(&self) -> (u16, serde_json::Value) {
         json(self.addr, "GET", "/health", &serde_json::Value::Null)
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        unsafe_free_kill(self.child.id());
-        let _ = self.child.wait();
-    }
-}
-
-fn unsafe_free_kill(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
 }

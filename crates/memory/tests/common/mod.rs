@@ -2,18 +2,17 @@
 //! on drop.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use barnabee_service::testing::DaemonProcess;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_barnabee-memory");
 
 pub struct Daemon {
-    pub child: Option<Child>,
+    pub process: DaemonProcess,
     pub base: String,
-    pub stderr: Arc<Mutex<String>>,
     pub config: PathBuf,
 }
 
@@ -47,56 +46,17 @@ impl Daemon {
 
     /// Start with extra environment variables (e.g. `CREDENTIALS_DIRECTORY`).
     pub fn start_with_env(config: PathBuf, env: &[(&str, &Path)]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .arg("--config")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
             .arg(&config)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-                if let Some(i) = line.find("serving on http://") {
-                    let addr: String = line[i + "serving on http://".len()..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Daemon {
-                    child: Some(child),
-                    base: format!("http://{addr}"),
-                    stderr,
-                    config,
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "barnabee-memory exited ({status}) before serving:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "barnabee-memory did not serve within 30 s:\n{}",
-                stderr.lock().unwrap()
-            );
+            .envs(env.iter().map(|(k, v)| (*k, *v)));
+        let log = config.with_extension("stderr.log");
+        let mut process = DaemonProcess::spawn(cmd, &log);
+        let addr = process.wait_serving(Duration::from_secs(30));
+        Daemon {
+            process,
+            base: format!("http://{addr}"),
+            config,
         }
     }
 
@@ -104,59 +64,19 @@ impl Daemon {
         format!("{}{path}", self.base)
     }
 
+    /// What this run of the daemon wrote to stderr.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigterm(c.id());
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Some(status) = c.try_wait().unwrap() {
-                    assert!(
-                        status.success(),
-                        "exit {status}:\n{}",
-                        self.stderr.lock().unwrap()
-                    );
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    panic!("no exit 15 s after SIGTERM");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-fn sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            sigterm(c.id());
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if c.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.stop();
     }
 }
 

@@ -198,7 +198,7 @@ async fn memories_reach_the_replica_and_a_wiped_state_dir_is_restored_before_ser
             .contains(&format!("; replicating to file://{}", replica.display())),
         "{notes:?}"
     );
-    let log = d.stderr.lock().unwrap().clone();
+    let log = d.log();
     let restored = log.find("restored ").expect("no restore logged");
     let serving = log.find("serving on").unwrap();
     assert!(restored < serving, "restored after serving:\n{log}");
@@ -268,7 +268,7 @@ async fn kill_9_during_writes_with_replication_loses_nothing_and_restore_equals_
     // Restart on the same state: the database is there (no restore), nothing acked is lost.
     let mut d = Daemon::start(&state, &extra);
     assert!(
-        !d.stderr.lock().unwrap().contains("restored "),
+        !d.log().contains("restored "),
         "restored although the database exists"
     );
     let c = client();
@@ -312,7 +312,7 @@ async fn kill_9_during_writes_with_replication_loses_nothing_and_restore_equals_
     let mut d = Daemon::start(&state, &extra);
     post(&d, "after a clean restart").await;
     d.stop();
-    let log = d.stderr.lock().unwrap().clone();
+    let log = d.log();
     assert!(log.contains("shipped"), "nothing shipped:\n{log}");
     assert!(
         !log.contains("snapshot=true"),
@@ -491,7 +491,7 @@ async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores()
     std::fs::create_dir_all(&state).unwrap();
     let config = crate::common::write_config(&state, &extra);
     let d = Daemon::start_with_env(config, &env);
-    let log = d.stderr.lock().unwrap().clone();
+    let log = d.log();
     assert!(log.contains("restored "), "no restore:\n{log}");
     let c = client();
     for (id, summary) in &ids {

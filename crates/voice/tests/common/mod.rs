@@ -5,11 +5,13 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use barnabee_service::testing::DaemonProcess;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -117,11 +119,10 @@ pub fn free_port() -> u16 {
 
 /// A child process with its stderr in a file; SIGTERM on drop.
 pub struct Proc {
-    pub child: Child,
+    pub process: DaemonProcess,
     pub addr: SocketAddr,
     /// The HTTP API (for the inference daemon, whose `addr` is the Wyoming port).
     pub http: Option<SocketAddr>,
-    pub log: PathBuf,
     pub _dir: tempfile::TempDir,
 }
 
@@ -138,55 +139,38 @@ impl Proc {
         Proc::spawn(bin, &args, dir, wait_for)
     }
 
+    /// Run `bin` until `wait_for` accepts connections (90 s: Home Assistant's first start).
     fn spawn(bin: &Path, args: &[String], dir: tempfile::TempDir, wait_for: SocketAddr) -> Proc {
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(bin)
-            .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut p = Proc {
-            child,
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let mut process = DaemonProcess::spawn(cmd, &dir.path().join("stderr.log"));
+        process.wait_listening(wait_for, Duration::from_secs(90));
+        Proc {
+            process,
             addr: wait_for,
             http: None,
-            log,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if let Some(st) = p.child.try_wait().unwrap() {
-                panic!("{} exited with {st}: {}", bin.display(), p.stderr());
-            }
-            if TcpStream::connect(wait_for).is_ok() {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "{} not listening within 90 s: {}",
-            bin.display(),
-            p.stderr()
-        );
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
+/// The real barnabee-voice: `[service] listen` on a free port, then `extra` (TOML).
+pub fn voice(extra: &str) -> Proc {
+    let port = free_port();
+    Proc::start(
+        &PathBuf::from(env!("CARGO_BIN_EXE_barnabee-voice")),
+        &format!("[service]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
+        "voice.toml",
+        ([127, 0, 0, 1], port).into(),
+    )
 }
 
 /// The real barnabee-inference with Silero VAD, openWakeWord (hey_jarvis) and the stand-in

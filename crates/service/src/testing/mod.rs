@@ -1,8 +1,9 @@
 //! Test doubles for what systemd provides, so every crate's tests can play systemd:
 //! a notify socket ([`NotifyCapture`]), a journald socket speaking the native protocol
 //! ([`JournalCapture`]) and a way to run a child process whose `/run/systemd/journal/socket`
-//! is that capture ([`journal_namespace_command`]). Enabled by the `testing` feature; used
-//! only from tests.
+//! is that capture ([`journal_namespace_command`]); and the way every crate's integration tests
+//! run a daemon binary ([`DaemonProcess`]). Enabled by the `testing` feature; used only from
+//! tests.
 //!
 //! journald's socket path is fixed (`/run/systemd/journal/socket`, hard-coded in
 //! systemd-journal-logger and libsystemd alike), so the child runs in its own user and mount
@@ -10,6 +11,9 @@
 //! at `/run/systemd/journal`. The host's `/run` is never touched.
 
 #![allow(clippy::unwrap_used)]
+
+mod daemon;
+pub use daemon::{DaemonProcess, sigterm};
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
