@@ -43,6 +43,35 @@ impl Event {
     pub fn u64(&self, key: &str) -> Option<u64> {
         self.data.get(key).and_then(Value::as_u64)
     }
+
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        self.data.get(key).and_then(Value::as_f64)
+    }
+
+    /// The frame the Python library would write: header line (with `version`), the data as a
+    /// segment, the payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut header = Map::new();
+        header.insert("type".into(), Value::String(self.kind.clone()));
+        header.insert("version".into(), Value::String(VERSION.into()));
+        // A Map<String, Value> always serialises; the fallback is never taken.
+        let data = if self.data.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&self.data).unwrap_or_default()
+        };
+        if !data.is_empty() {
+            header.insert("data_length".into(), json!(data.len()));
+        }
+        if !self.payload.is_empty() {
+            header.insert("payload_length".into(), json!(self.payload.len()));
+        }
+        let mut buf = serde_json::to_vec(&header).unwrap_or_default();
+        buf.push(b'\n');
+        buf.extend_from_slice(&data);
+        buf.extend_from_slice(&self.payload);
+        buf
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,25 +173,7 @@ pub async fn read_event<R: AsyncBufRead + Unpin>(
 
 /// Write one event the way the Python library does.
 pub async fn write_event<W: AsyncWrite + Unpin>(w: &mut W, ev: &Event) -> std::io::Result<()> {
-    let mut header = Map::new();
-    header.insert("type".into(), Value::String(ev.kind.clone()));
-    header.insert("version".into(), Value::String(VERSION.into()));
-    let data = if ev.data.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::to_vec(&ev.data).map_err(std::io::Error::other)?
-    };
-    if !data.is_empty() {
-        header.insert("data_length".into(), json!(data.len()));
-    }
-    if !ev.payload.is_empty() {
-        header.insert("payload_length".into(), json!(ev.payload.len()));
-    }
-    let mut buf = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
-    buf.push(b'\n');
-    buf.extend_from_slice(&data);
-    buf.extend_from_slice(&ev.payload);
-    w.write_all(&buf).await
+    w.write_all(&ev.encode()).await
 }
 
 #[cfg(test)]
