@@ -392,10 +392,7 @@ impl Store {
         before_id: Option<i64>,
     ) -> Result<Vec<Memory>, StoreError> {
         let conn = self.reader();
-        let types = filter
-            .memory_types
-            .as_ref()
-            .map(|t| json_list(&t.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>()));
+        let bound = FilterParams::of(filter);
         self.timed("list_memories", || {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -404,18 +401,7 @@ impl Store {
                 .map_err(sql("list memories"))?;
             let rows = stmt
                 .query_map(
-                    params![
-                        filter.requester,
-                        filter.owner,
-                        filter.visibility.map(|v| v.as_str()),
-                        filter.since,
-                        filter.until,
-                        filter.now,
-                        types,
-                        Option::<i64>::None,
-                        before_id,
-                        limit as i64
-                    ],
+                    &*bound.with(&[&Option::<i64>::None, &before_id, &(limit as i64)]),
                     memory_row,
                 )
                 .map_err(sql("list memories"))?;
@@ -448,10 +434,7 @@ impl Store {
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let types = filter
-            .memory_types
-            .as_ref()
-            .map(|t| json_list(&t.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>()));
+        let bound = FilterParams::of(filter);
         let conn = self.reader();
         self.timed("search_fts", || {
             let mut df = conn
@@ -505,19 +488,7 @@ impl Store {
             loop {
                 let rows = stmt
                     .query_map(
-                        params![
-                            filter.requester,
-                            filter.owner,
-                            filter.visibility.map(|v| v.as_str()),
-                            filter.since,
-                            filter.until,
-                            filter.now,
-                            types,
-                            matchq,
-                            window,
-                            k as i64,
-                            floor
-                        ],
+                        &*bound.with(&[&matchq, &window, &(k as i64), &floor]),
                         |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)),
                     )
                     .map_err(sql("search"))?;
@@ -1011,6 +982,43 @@ const FILTER_SQL: &str = "(m.visibility = 'family' OR m.owner = ?1)
     AND (?5 IS NULL OR m.created_at < ?5)
     AND (m.expires_at IS NULL OR m.expires_at > ?6)
     AND (?7 IS NULL OR m.memory_type IN (SELECT value FROM json_each(?7)))";
+
+/// The values of [`FILTER_SQL`]'s `?1`..`?7`, in that order; a statement's own parameters
+/// follow from `?8` ([`FilterParams::with`]).
+struct FilterParams<'a> {
+    filter: &'a Filter,
+    visibility: Option<&'static str>,
+    types: Option<String>,
+}
+
+impl<'a> FilterParams<'a> {
+    fn of(filter: &'a Filter) -> Self {
+        FilterParams {
+            filter,
+            visibility: filter.visibility.map(|v| v.as_str()),
+            types: filter
+                .memory_types
+                .as_ref()
+                .map(|t| json_list(&t.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>())),
+        }
+    }
+
+    /// `?1`..`?7`, then `rest` as `?8`, `?9`, ...
+    fn with<'b>(&'b self, rest: &[&'b dyn rusqlite::ToSql]) -> Vec<&'b dyn rusqlite::ToSql> {
+        let f = self.filter;
+        let mut v: Vec<&dyn rusqlite::ToSql> = vec![
+            &f.requester,
+            &f.owner,
+            &self.visibility,
+            &f.since,
+            &f.until,
+            &f.now,
+            &self.types,
+        ];
+        v.extend_from_slice(rest);
+        v
+    }
+}
 
 const CONV_COLUMNS: &str = "c.id, c.started_at, c.ended_at, c.speaker, c.mode, c.summary, c.topic_tags, (SELECT count(*) FROM turns WHERE conversation_id = c.id)";
 const TURN_COLUMNS: &str = "t.id, t.conversation_id, t.number, t.role, t.utterance, t.response, t.route, t.latency_ms, t.created_at";
