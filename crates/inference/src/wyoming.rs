@@ -92,9 +92,12 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Bounds on one incoming event, each part on its own: the header line, the data segment
+/// (`data_length`) and the payload (`payload_length`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header: usize,
+    pub data: usize,
     pub payload: usize,
 }
 
@@ -141,7 +144,7 @@ pub async fn read_event<R: AsyncBufRead + Unpin>(
                 .ok_or(FrameError::BadLength { field, max }),
         }
     };
-    let data_len = len(header.get("data_length"), "data_length", limits.header)?;
+    let data_len = len(header.get("data_length"), "data_length", limits.data)?;
     let payload_len = len(
         header.get("payload_length"),
         "payload_length",
@@ -183,6 +186,7 @@ mod tests {
 
     const L: Limits = Limits {
         header: 1024,
+        data: 1024,
         payload: 4096,
     };
 

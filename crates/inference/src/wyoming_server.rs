@@ -86,8 +86,10 @@ async fn connection(sock: TcpStream, app: Arc<App>) -> std::io::Result<()> {
     let (r, w) = sock.into_split();
     let mut r = BufReader::new(r);
     let w = BufWriter::new(w);
+    // `max_header_bytes` bounds the data segment too (documented with the key).
     let limits = Limits {
         header: app.cfg.wyoming.max_header_bytes,
+        data: app.cfg.wyoming.max_header_bytes,
         payload: app.cfg.wyoming.max_payload_bytes,
     };
     let mut c = Conn {

@@ -13,10 +13,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub use barnabee_inference::wyoming::Event;
 
-/// Bounds on what a server may send: the header bound also bounds the data segment (1 MiB,
-/// far above a transcript or a `describe` answer); 16 MiB of payload is minutes of TTS audio.
+/// Bounds on what a server may send: a 64 KiB header line, a 1 MiB data segment (far above a
+/// transcript or a `describe` answer), 16 MiB of payload (minutes of TTS audio).
 const LIMITS: Limits = Limits {
-    header: 1024 * 1024,
+    header: 64 * 1024,
+    data: 1024 * 1024,
     payload: 16 * 1024 * 1024,
 };
 
