@@ -1,8 +1,9 @@
 //! A daemon binary run by a test as systemd would run it, minus systemd: its own environment
 //! (nothing of the test runner's `NOTIFY_SOCKET`, `STATE_DIRECTORY`, `CREDENTIALS_DIRECTORY`,
-//! `JOURNAL_STREAM` or `RUST_LOG` leaks in; loopback never goes through a proxy), its stderr in a file the test can read, and
-//! a bounded stop: SIGTERM, then SIGKILL if it does not exit. Every crate's integration tests
-//! start their daemons through [`DaemonProcess`] instead of each carrying its own copy.
+//! `JOURNAL_STREAM` or `RUST_LOG` leaks in; loopback never goes through a proxy), its stderr
+//! in a file the test can read, and a bounded stop: SIGTERM, then SIGKILL if it does not exit.
+//! Every crate's integration tests start their daemons through [`DaemonProcess`] instead of
+//! each carrying its own copy.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -140,51 +141,46 @@ impl DaemonProcess {
     /// SIGTERM and wait (15 s at most) for a clean exit; panics with its log on a non-zero
     /// status or no exit.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
+        let Some(c) = self.child.take() else {
             return;
         };
-        sigterm(c.id());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = c.try_wait().ok().flatten() {
-                assert!(
-                    status.success(),
-                    "{} exit {status}:\n{}",
-                    self.name,
-                    self.log()
-                );
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!(
-                    "{} did not exit 15 s after SIGTERM:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match terminate(c, Duration::from_secs(15)) {
+            Some(status) => assert!(
+                status.success(),
+                "{} exit {status}:\n{}",
+                self.name,
+                self.log()
+            ),
+            None => panic!(
+                "{} did not exit 15 s after SIGTERM:\n{}",
+                self.name,
+                self.log()
+            ),
         }
     }
 }
 
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        sigterm(c.id());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if c.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(c) = self.child.take() {
+            terminate(c, Duration::from_secs(5));
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
+}
+
+/// SIGTERM, then wait up to `grace` for the exit status; SIGKILL (and None) if it did not come.
+fn terminate(mut c: Child, grace: Duration) -> Option<ExitStatus> {
+    sigterm(c.id());
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Some(status) = c.try_wait().ok().flatten() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
 }
 
 /// SIGTERM through kill(1): the workspace forbids unsafe code, so no libc::kill here.
