@@ -46,19 +46,17 @@ new_disk() { cp --sparse=always "$IMG_DIR/disk.img" "$1"; }
 # was already pwritten to the host file; only a host crash could lose it.) Without $VM_DISK it
 # boots the cached image with -snapshot: a fresh machine whose disk dies with it.
 boot_vm() {
-  local accel acc t0 disk
+  local accel acc t0 snapshot=()
   accel="$(pick_accel)"
   if [ "$accel" = kvm ]; then acc=(-accel kvm -cpu host); else acc=(-accel tcg,thread=multi,tb-size=256 -cpu max); fi
-  if [ -n "${VM_DISK:-}" ]; then disk=(-drive "file=$VM_DISK,if=virtio,format=raw,cache=unsafe,discard=unmap"); else
-    disk=(-drive "file=$IMG_DIR/disk.img,if=virtio,format=raw,cache=unsafe,discard=unmap" -snapshot)
-  fi
+  [ -n "${VM_DISK:-}" ] || snapshot=(-snapshot)
   SSH_PORT="$(free_port)"
   t0="$(ts)"
   qemu-system-x86_64 "${acc[@]}" -m "${BARNABEE_VM_MEM:-1024}" -smp 2 -M q35 \
     -nodefaults -no-user-config -display none -vga none \
     -kernel "$IMG_DIR/vmlinux" -initrd "$IMG_DIR/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=-1" \
-    "${disk[@]}" \
+    -drive file="${VM_DISK:-$IMG_DIR/disk.img}",if=virtio,format=raw,cache=unsafe,discard=unmap "${snapshot[@]}" \
     -netdev user,id=n0,hostfwd=tcp:127.0.0.1:"$SSH_PORT"-:22 -device virtio-net-pci,netdev=n0 \
     -virtfs local,path="$RUN/share",mount_tag=hostshare,security_model=none,readonly=on \
     -device virtio-rng-pci -serial file:"$RUN/serial.log" \
@@ -98,7 +96,14 @@ power_off() {
     for _ in $(seq 1 20); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.25; done
     kill -0 "$QEMU_PID" 2>/dev/null && kill -9 "$QEMU_PID" 2>/dev/null
   fi
+  forget_guest
+}
+
+# forget_guest: close the ssh master connection of the guest that is gone; the next boot_vm
+# gets a new port and a new master.
+forget_guest() {
   ssh -q -o ControlPath="$RUN/ssh-%p.ctl" -p "$SSH_PORT" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
+  rm -f "$RUN"/ssh-*.ctl
   QEMU_PID=
 }
 
@@ -162,7 +167,10 @@ G
     garage bucket create "$S3_BUCKET" >/dev/null &&
     garage bucket allow --read --write --owner "$S3_BUCKET" --key vmtest >/dev/null ||
     { echo "garage bootstrap failed: $(tail -5 "$dir/garage.log")" >&2; return 1; }
-  until curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; do sleep 0.2; done
+  until curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; do
+    awk -v a="$t0" -v b="$(ts)" 'BEGIN { exit !(b - a > 30) }' && { echo "garage S3 API not answering on 127.0.0.1:$S3_PORT after 30 s" >&2; return 1; }
+    sleep 0.2
+  done
   echo "garage $("$bin" --version 2>/dev/null | head -1) on 127.0.0.1:$S3_PORT (guest: 10.0.2.2:$S3_PORT), bucket $S3_BUCKET, up in $(elapsed "$t0") s"
 }
 garage() { "$GARAGE_BIN" -c "$GARAGE_CFG" "$@"; }
@@ -204,7 +212,5 @@ pull_the_plug() {
   [ -n "${QEMU_PID:-}" ] || return 0
   kill -9 "$QEMU_PID" 2>/dev/null
   for _ in $(seq 1 40); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.1; done
-  ssh -q -o ControlPath="$RUN/ssh-%p.ctl" -p "$SSH_PORT" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
-  rm -f "$RUN"/ssh-*.ctl
-  QEMU_PID=
+  forget_guest
 }

@@ -216,10 +216,8 @@ P
 
   # --- run 3: power cut mid-write, the machine is lost: a fresh one restores -----------------------
   write_then_cut run3 || return 1
-  local disk=$VM_DISK
-  VM_DISK=
-  boot_vm || { fail "run3: the fresh guest does not boot"; VM_DISK=$disk; return 1; }
-  VM_DISK=$disk
+  # Only this boot: a fresh machine from the image (bash restores VM_DISK after the call).
+  VM_DISK= boot_vm || { fail "run3: the fresh guest does not boot"; return 1; }
   install_units --no-start || { fail "run3: installing the units on the fresh guest failed"; return 1; }
   enable_replication || { fail "run3: installing the replication config failed"; return 1; }
   vm "test ! -e $MEMORY_DB" && check "run3: fresh guest from the image (the old disk is gone), units installed, no database"
