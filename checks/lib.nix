@@ -83,6 +83,10 @@ in rec {
     # Direct kernel boot has no ESP: switching nodes get a no-op boot loader installer (as
     # nixpkgs' switch-test does). Nodes that boot a real loader (directBoot off) keep theirs.
     system.build.installBootLoader = lib.mkIf config.virtualisation.directBoot.enable (lib.mkForce "${pkgs.coreutils}/bin/true");
+    # Test nodes ship no bin/switch-to-configuration unless asked (nixos-test-base.nix,
+    # nixpkgs PR #340445), and every beelink test node is switched to (upgrade, rollback) or
+    # installed from (make-disk-image runs `switch-to-configuration boot`): ask.
+    system.switch.enable = true;
     barnabee.beelink.inferenceHost = "beast";
     barnabee.beelink.replication.enable = replicaPath != null;
     services.barnabee.voice.enable = lib.mkForce false;

@@ -23,6 +23,8 @@ in {
     placeholder = "not a model: CI evaluation only";
   in {
     imports = [common];
+    # Documentation addresses (RFC 5737): the beelink and Home Assistant of a site.
+    barnabee.beast.clients = ["192.0.2.10" "192.0.2.11"];
     # A one-file model needs `sha256` like any other: barnabee-inference --check-config takes
     # `path` only together with it (crates/inference/src/config.rs). The hash is the real one
     # of the file, so only loading it as ONNX would fail, which CI never does.

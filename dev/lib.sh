@@ -36,3 +36,8 @@ pip_need() {
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
   touch "$stamp"
 }
+
+# The Nix 2.26 chroot for the module-logic tests (dev/setup.d/41-nix-eval.sh builds it,
+# checks/nix/nix-chroot runs commands in it). Bump the recipe to rebuild it.
+NIX_CHROOT_RECIPE="trixie nix-bin ca-certificates v1"
+nix_chroot_dir() { echo "$CACHE/tools/nix-trixie-$(printf '%s' "$NIX_CHROOT_RECIPE" | sha256sum | cut -c1-12)"; }

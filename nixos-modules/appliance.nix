@@ -5,6 +5,7 @@
   config,
   lib,
   options,
+  pkgs,
   ...
 }: let
   inherit (lib) mkOption mkDefault types;
@@ -14,6 +15,10 @@
   hasBootCounting = lib.hasAttrByPath ["boot" "loader" "systemd-boot" "bootCounting"] options;
   hasJournaldSettings = lib.hasAttrByPath ["services" "journald" "settings"] options;
 in {
+  # The daemon modules' options (nothing enabled): monitoring reads
+  # services.barnabee.<role>.enable, and nixosModules.appliance is exported on its own.
+  imports = [./default.nix];
+
   options.barnabee = {
     operatorKeys = mkOption {
       type = types.listOf types.str;
@@ -61,6 +66,8 @@ in {
       # Boot: systemd-boot, bounded generations, no NVRAM writes (the image boots from the
       # removable fallback path on any machine of the class).
       boot.loader.systemd-boot.enable = true;
+      # 10 generations need an ESP that holds 10 distinct kernel+initrd pairs (tens of MB
+      # each): the images below get a 1 GiB ESP, not make-disk-image's 256 MiB.
       boot.loader.systemd-boot.configurationLimit = mkDefault 10;
       boot.loader.systemd-boot.editor = false;
       boot.loader.efi.canTouchEfiVariables = mkDefault false;
@@ -76,6 +83,14 @@ in {
 
       services.openssh = {
         enable = true;
+        # ed25519 only: it is the host's sops-nix identity (hosts/*: age.sshKeyPaths), and no
+        # RSA key means sops-nix imports no GPG key either (srvos does the same).
+        hostKeys = [
+          {
+            path = "/etc/ssh/ssh_host_ed25519_key";
+            type = "ed25519";
+          }
+        ];
         settings = {
           PasswordAuthentication = false;
           KbdInteractiveAuthentication = false;
@@ -85,6 +100,32 @@ in {
       users.mutableUsers = false;
       users.users.root.openssh.authorizedKeys.keys = cfg.operatorKeys;
       networking.firewall.enable = true;
+      # nftables: the beast's inference ports are open to listed addresses only
+      # (services.barnabee.inference.allowFrom renders networking.firewall.extraInputRules).
+      networking.nftables.enable = mkDefault true;
+
+      # What the runbooks (docs/nixos.md) tell an operator to run on the box itself.
+      environment.systemPackages = [pkgs.barnabee pkgs.barnabee-replicator pkgs.sqlite];
+
+      # The images (system.build.images.raw-efi for a machine, qemu-efi for the VM test) with
+      # a 1 GiB ESP: make-disk-image's default bootSize is 256M, which 10 generations with a
+      # few kernel updates overflow. The rest is what nixos/modules/virtualisation/
+      # disk-image.nix passes.
+      image.modules = lib.genAttrs ["raw-efi" "qemu-efi"] (_: {
+        config,
+        lib,
+        pkgs,
+        modulesPath,
+        ...
+      }: {
+        system.build.image = lib.mkForce (import (modulesPath + "/../lib/make-disk-image.nix") {
+          inherit lib config pkgs;
+          inherit (config.virtualisation) diskSize;
+          inherit (config.image) baseName format;
+          partitionTableType = "efi";
+          bootSize = "1G";
+        });
+      });
 
       nix.gc = {
         automatic = true;

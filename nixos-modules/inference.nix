@@ -7,6 +7,7 @@
 # for "devices cgroup" denials in `journalctl -k`, compare `grep nvidia /proc/devices` with the
 # list below.
 {
+  config,
   lib,
   pkgs,
   ...
@@ -41,11 +42,42 @@ in {
         openFirewall = mkOption {
           type = types.bool;
           default = false;
-          description = "Open the HTTP port and the Wyoming port (the beelink reaches the beast over the LAN).";
+          description = "Open the HTTP port and the Wyoming port to every address. Prefer `allowFrom`.";
+        };
+        allowFrom = mkOption {
+          type = types.listOf (types.strMatching "[0-9a-fA-F.:/]+");
+          default = [];
+          example = ["192.168.1.20" "192.168.1.30" "fd00::20"];
+          description = ''
+            Addresses or prefixes (IPv4 or IPv6, optionally /len) allowed to reach the HTTP and
+            Wyoming ports: the beelink and the Home Assistant host, not the whole LAN. Rendered
+            as nftables rules in networking.firewall.extraInputRules (nftables firewall only;
+            the appliance profile turns it on).
+          '';
         };
       };
-      extraConfig = cfg: {
-        assertions = models.assertions "inference" cfg.models;
+      extraConfig = cfg: let
+        ports = [
+          (lib.toInt (lib.last (lib.splitString ":" cfg.settings.service.listen)))
+          cfg.wyomingPort
+        ];
+        portSet = "{ ${lib.concatMapStringsSep ", " toString ports} }";
+        # One rule per address family (nft wants `ip saddr` and `ip6 saddr` apart).
+        allowRules = addrs: let
+          v6 = lib.filter (lib.hasInfix ":") addrs;
+          v4 = lib.filter (a: !(lib.hasInfix ":" a)) addrs;
+          rule = family: set: lib.optionalString (set != []) "${family} saddr { ${lib.concatStringsSep ", " set} } tcp dport ${portSet} accept comment \"barnabee-inference\"\n";
+        in
+          rule "ip" v4 + rule "ip6" v6;
+      in {
+        assertions =
+          models.assertions "inference" cfg.models
+          ++ [
+            {
+              assertion = cfg.allowFrom == [] || (config.networking.nftables.enable or false);
+              message = "services.barnabee.inference.allowFrom needs the nftables firewall (networking.nftables.enable = true; the Barnabee appliance profile sets it).";
+            }
+          ];
         services.barnabee.inference.settings =
           {
             models = lib.mkIf (cfg.models != {}) (models.render pkgs cfg.models);
@@ -65,10 +97,8 @@ in {
             # /run/opengl-driver/lib (hardware.graphics), which is not on the default search path.
             gpu.nvml_library = lib.mkDefault "/run/opengl-driver/lib/libnvidia-ml.so.1";
           };
-        networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
-          (lib.toInt (lib.last (lib.splitString ":" cfg.settings.service.listen)))
-          cfg.wyomingPort
-        ];
+        networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
+        networking.firewall.extraInputRules = lib.mkIf (cfg.allowFrom != []) (allowRules cfg.allowFrom);
         systemd.services.barnabee-inference = {
           environment.ORT_DYLIB_PATH = "${cfg.onnxruntime}/lib/libonnxruntime.so";
           serviceConfig = lib.mkIf cfg.gpu.enable {

@@ -86,7 +86,14 @@ in {
               };
               secret_access_key_file = mkOption {
                 type = types.nullOr types.str;
-                default = null;
+                # The default, not a definition from outside the submodule: defining it would
+                # turn a null `replication` into a submodule without `type` (a throw instead of
+                # the "what to set" assertion, nix-review D5).
+                default =
+                  if cfg.replication.secretAccessKeyFile != null
+                  then "s3-secret-access-key"
+                  else null;
+                defaultText = lib.literalMD "`\"s3-secret-access-key\"` when `replication.secretAccessKeyFile` is set, else null";
                 description = ''
                   Credential name (relative: $CREDENTIALS_DIRECTORY) of the S3 secret key. Set
                   automatically when `replication.secretAccessKeyFile` is given.
@@ -168,9 +175,8 @@ in {
               message = "services.barnabee.memory.replication.secretAccessKeyFile is not set: point it at the S3 secret key file (e.g. config.sops.secrets.\"s3/secret_access_key\".path).";
             }
           ];
-        services.barnabee.memory = lib.mkIf (cfg.replication.secretAccessKeyFile != null) {
-          credentials.s3-secret-access-key = cfg.replication.secretAccessKeyFile;
-          settings.replication.secret_access_key_file = lib.mkDefault "s3-secret-access-key";
+        services.barnabee.memory.credentials = lib.mkIf (cfg.replication.secretAccessKeyFile != null) {
+          s3-secret-access-key = cfg.replication.secretAccessKeyFile;
         };
         # A file replica lives outside the StateDirectory: under ProtectSystem=strict the
         # daemon may write there only when the drop-in says so.

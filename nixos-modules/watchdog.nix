@@ -96,6 +96,15 @@ in {
           requiredBy = ["boot-complete.target"];
           wantedBy = ["multi-user.target"];
           after = map (r: "barnabee-${r}.service") enabled;
+          # The gate after every switch, not only at boot: switch-to-configuration restarts a
+          # unit whose X-Restart-Triggers changed, so a switch that changes any supervised
+          # daemon's package or config re-runs the gate (a oneshot: `nixos-rebuild switch`
+          # waits for it, up to gate.timeout, and reports its failure). On failure the gate
+          # starts barnabee-rollback, which waits for that switch to release its lock.
+          restartTriggers = lib.concatMap (r: let
+            d = config.services.barnabee.${r};
+          in [d.package d.configFile])
+          enabled;
           serviceConfig.ExecStart = ["" "${lib.getExe' cfg.package "barnabee-watchdog"} --config ${cfg.configFile} gate --timeout ${cfg.gate.timeout}"];
         };
 
@@ -104,11 +113,27 @@ in {
           restartIfChanged = false;
           stopIfChanged = false;
           unitConfig.X-StopOnRemoval = false;
-          path = [config.nix.package pkgs.coreutils];
+          path = [config.nix.package pkgs.coreutils pkgs.util-linux];
           serviceConfig.Type = "oneshot";
           script = ''
-            echo "barnabee-rollback: from $(readlink -f /run/current-system)"
+            from="$(readlink -f /run/current-system)"
+            # One automatic rollback per generation and boot: if the generation we rolled back
+            # to fails its gate too, rolling back further would walk the whole history; stop
+            # and leave it to the operator (the gate's P1 incident says so).
+            mkdir -p /run/barnabee-rollback
+            if [ -e /run/barnabee-rollback/to ] && [ "$(cat /run/barnabee-rollback/to)" = "$from" ]; then
+              echo "barnabee-rollback: $from is itself the target of a rollback in this boot; not rolling back further (operator needed)" >&2
+              exit 1
+            fi
+            # The gate runs inside the switch that started it (restartTriggers), and
+            # switch-to-configuration refuses to run while another holds its lock: wait for it.
+            mkdir -p /run/nixos
+            flock --wait 900 /run/nixos/switch-to-configuration.lock true
+            echo "barnabee-rollback: from $from"
             nix-env --profile /nix/var/nix/profiles/system --rollback
+            to="$(readlink -f /nix/var/nix/profiles/system)"
+            echo "$to" > /run/barnabee-rollback/to
+            echo "barnabee-rollback: to $to"
             exec /nix/var/nix/profiles/system/bin/switch-to-configuration switch
           '';
         };

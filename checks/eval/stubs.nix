@@ -1,16 +1,29 @@
 # A tiny stand-in for the parts of NixOS and nixpkgs our modules touch, so the module logic can
-# be evaluated with nothing but nixpkgs' `lib` (offline: NIXPKGS_LIB; in Nix CI: pkgs.lib).
-# Everything undeclared is freeform (attrsOf anything); only list-valued options that several
-# modules define are declared, so they concatenate like in NixOS. Keep it this small: the real
-# NixOS evaluation is covered by the host-* and vm-* checks.
+# be evaluated with nothing but nixpkgs' `lib` (here: NIXPKGS_LIB in the Nix chroot; in Nix CI:
+# pkgs.lib). The real NixOS evaluation is covered by the host-* and vm-* flake checks.
+#
+# Two rules keep the harness honest (docs/nixos.md "Module-logic tests"):
+# - The root freeform type is `lazyAttrsOf`, never `attrsOf`: with `attrsOf`, deciding which
+#   top-level keys exist forces every `mkIf cfg.enable { users = ...; }`, which reads `config`,
+#   which recurses. Real NixOS declares every namespace, so it cannot happen there.
+# - Nothing is written to or read back from a store: the stub TOML generator and runCommand
+#   return path-like attribute sets that carry what they were given (`value`, `script`), so a
+#   case compares exactly what the module handed to the generator.
 {lib}: let
+  fakePath = name: contents: "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" contents)}-${name}";
   pkg = name: {
     type = "derivation";
     inherit name;
+    pname = name;
     outPath = "/nix/store/00000000000000000000000000000000-${name}";
     meta.mainProgram = name;
     override = _: pkg "${name}-custom";
   };
+  listOption = elemType:
+    lib.mkOption {
+      type = lib.types.listOf elemType;
+      default = [];
+    };
 in {
   inherit pkg;
 
@@ -18,18 +31,28 @@ in {
     inherit lib;
     formats.toml = _: {
       type = lib.types.attrsOf lib.types.anything;
-      # JSON stands in for TOML: the tests read the structure back with builtins.fromJSON.
-      generate = name: value: builtins.toFile name (builtins.toJSON value);
+      generate = name: value: {
+        outPath = fakePath name (builtins.toJSON value);
+        inherit name value;
+      };
     };
-    runCommand = name: _env: script: builtins.toFile name script;
+    runCommand = name: env: script: {
+      outPath = fakePath name script;
+      inherit name env script;
+    };
     fetchurl = {
       sha256,
       name ? "download",
       ...
     }: "/nix/store/${builtins.substring 0 32 sha256}-${name}";
     coreutils = pkg "coreutils";
+    util-linux = pkg "util-linux";
     onnxruntime = pkg "onnxruntime";
     espeak-ng = pkg "espeak-ng";
+    sqlite = pkg "sqlite";
+    alsa-utils = pkg "alsa-utils";
+    barnabee = pkg "barnabee";
+    barnabee-replicator = pkg "barnabee-replicator";
     barnabee-memory = pkg "barnabee-memory";
     barnabee-agents = pkg "barnabee-agents";
     barnabee-voice = pkg "barnabee-voice";
@@ -38,25 +61,45 @@ in {
   };
 
   nixos = {
-    config._module.freeformType = lib.types.attrsOf lib.types.anything;
+    config._module.freeformType = lib.types.lazyAttrsOf lib.types.anything;
+    # Declared because several modules define them and they must concatenate as in NixOS.
     options = {
-      assertions = lib.mkOption {
-        type = lib.types.listOf lib.types.unspecified;
-        default = [];
-      };
-      warnings = lib.mkOption {
-        type = lib.types.listOf lib.types.str;
-        default = [];
-      };
-      systemd.packages = lib.mkOption {
-        type = lib.types.listOf lib.types.unspecified;
-        default = [];
-      };
-      networking.firewall.allowedTCPPorts = lib.mkOption {
-        type = lib.types.listOf lib.types.port;
-        default = [];
+      assertions = listOption lib.types.unspecified;
+      warnings = listOption lib.types.str;
+      systemd.packages = listOption lib.types.unspecified;
+      environment.systemPackages = listOption lib.types.unspecified;
+      networking.firewall.allowedTCPPorts = listOption lib.types.port;
+      networking.firewall.extraInputRules = lib.mkOption {
+        type = lib.types.lines;
+        default = "";
       };
     };
     config.nix.package = pkg "nix";
+  };
+
+  # sops-nix's options as the hosts use them (modules/sops/default.nix: `path` defaults to
+  # /run/secrets/<name>); only for the cases that evaluate hosts/*.
+  sops = {
+    options.sops = {
+      secrets = lib.mkOption {
+        default = {};
+        type = lib.types.attrsOf (lib.types.submodule ({name, ...}: {
+          freeformType = lib.types.attrsOf lib.types.anything;
+          options.path = lib.mkOption {
+            type = lib.types.str;
+            default = "/run/secrets/${name}";
+          };
+        }));
+      };
+      defaultSopsFile = lib.mkOption {type = lib.types.path;};
+      age = lib.mkOption {
+        type = lib.types.attrsOf lib.types.anything;
+        default = {};
+      };
+      gnupg = lib.mkOption {
+        type = lib.types.attrsOf lib.types.anything;
+        default = {};
+      };
+    };
   };
 }

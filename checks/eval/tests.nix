@@ -1,29 +1,9 @@
 # Module-logic tests: each case evaluates our modules (with ./stubs.nix) and compares what the
 # module produced with what it should. Run by ./run.nix (offline and as the flake check
-# `eval-modules`). A case is { name; expr; expected; }, like lib.runTests.
+# `eval-modules`). A case is { name; expr; expected; }, like lib.runTests. This file: the daemon
+# modules; ./tests-appliance.nix: the appliance profile, the roles and the hosts.
 {lib}: let
-  stubs = import ./stubs.nix {inherit lib;};
-  # The stub runCommand cannot run the daemon: read the rendering itself (JSON stands in for
-  # TOML); the check-config wiring has its own case below.
-  noCheck = {
-    services.barnabee = lib.genAttrs ["memory" "agents" "voice" "inference" "watchdog"] (_: {checkConfig = lib.mkDefault false;});
-  };
-  eval = modules:
-    (lib.evalModules {
-      specialArgs = {inherit (stubs) pkgs;};
-      modules = [stubs.nixos ../../nixos-modules noCheck] ++ modules;
-    })
-    .config;
-  evalRole = role: modules:
-    (lib.evalModules {
-      specialArgs = {inherit (stubs) pkgs;};
-      modules = [stubs.nixos ../../nixos-modules/roles/${role}.nix noCheck] ++ modules;
-    })
-    .config;
-  failed = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
-  # A definition the module system must reject (type error) throws: tryEval catches it.
-  rejects = value: !(builtins.tryEval (builtins.deepSeq value value)).success;
-  renderedOf = cfg: role: builtins.fromJSON (builtins.readFile cfg.services.barnabee.${role}.configFile);
+  inherit (import ./harness.nix {inherit lib;}) eval evalRole failed rejects renderedOf;
 
   memory = eval [{services.barnabee.memory.enable = true;}];
   memoryS3 = extra:
@@ -157,8 +137,8 @@ in [
         }
       ];
     in
-      lib.hasInfix "/bin/barnabee-memory --config" (builtins.readFile c.services.barnabee.memory.configFile)
-      && lib.hasInfix "--check-config" (builtins.readFile c.services.barnabee.memory.configFile);
+      lib.hasInfix "/bin/barnabee-memory --config" c.services.barnabee.memory.configFile.script
+      && lib.hasInfix "--check-config" c.services.barnabee.memory.configFile.script;
     expected = true;
   }
   {

@@ -19,8 +19,10 @@ testLib.mkTest {
   };
 
   testScript = let
-    # litestream.yml for the real Litestream (and our replicator CLI, which accepts the same
-    # subset): our replica, and a second database Litestream replicates itself.
+    # Two litestream.yml files for the real Litestream (and our replicator CLI, which accepts
+    # the same subset). `litestream replicate -config` replicates EVERY database in its file,
+    # so the one Litestream runs must hold only its own database: with ours in it too it would
+    # be a second writer to the daemon's replica and checkpoint the daemon's WAL.
     litestreamYml = pkgs.writeText "litestream.yml" (builtins.toJSON {
       dbs = [
         {
@@ -38,6 +40,10 @@ testLib.mkTest {
             }
           ];
         }
+      ];
+    });
+    peerYml = pkgs.writeText "litestream-peer.yml" (builtins.toJSON {
+      dbs = [
         {
           path = "/root/peer.db";
           replicas = [
@@ -59,6 +65,7 @@ testLib.mkTest {
   in ''
     ${testLib.python}
     LS = "${litestreamYml}"
+    LS_PEER = "${peerYml}"
     DB = "/var/lib/barnabee-memory/memory.db"
 
     s3.start()
@@ -116,10 +123,10 @@ testLib.mkTest {
             "sqlite3 /root/peer.db \"PRAGMA journal_mode=WAL; "
             "CREATE TABLE t(x TEXT); INSERT INTO t VALUES ('from litestream');\""
         )
-        beelink.succeed(f"systemd-run --unit=litestream-peer litestream replicate -config {LS}")
+        beelink.succeed(f"systemd-run --unit=litestream-peer litestream replicate -config {LS_PEER}")
         beelink.succeed("sqlite3 /root/peer.db \"INSERT INTO t VALUES ('second write')\"")
         beelink.wait_until_succeeds(
-            f"rm -f /tmp/peer.db && barnabee-replicator restore -config {LS} -o /tmp/peer.db /root/peer.db "
+            f"rm -f /tmp/peer.db && barnabee-replicator restore -config {LS_PEER} -o /tmp/peer.db /root/peer.db "
             "&& test $(sqlite3 /tmp/peer.db 'SELECT count(*) FROM t') -eq 2",
             timeout=120,
         )

@@ -4,9 +4,14 @@
 {testLib, ...}:
 testLib.mkTest {
   name = "barnabee-beast-cpu";
+  # The test network gives nodes 192.168.1.<n> in name order: beast .1, client .2, other .3.
+  nodes.client = {pkgs, ...}: {environment.systemPackages = [pkgs.curl];};
+  nodes.other = {pkgs, ...}: {environment.systemPackages = [pkgs.curl];};
   nodes.beast = {
     imports = [../../nixos-modules/roles/beast.nix testLib.testSite];
     barnabee.beast.gpu.enable = false;
+    # The beelink and Home Assistant of a real site; here the test network's client node.
+    barnabee.beast.clients = ["192.168.1.2"];
     # The CPU test runs without model files: the daemon reports them missing in /health.
     barnabee.beast.requireModels = false;
     services.barnabee.watchdog.gate.timeout = "60s";
@@ -16,7 +21,7 @@ testLib.mkTest {
   testScript = ''
     ${testLib.python}
 
-    beast.start()
+    start_all()
     beast.wait_for_unit("barnabee-inference.service")
     beast.wait_for_open_port(7704)
 
@@ -39,8 +44,14 @@ testLib.mkTest {
         assert "ORT_DYLIB_PATH=/nix/store/" in env, env
         beast.succeed("systemd-analyze security --threshold=20 --no-pager barnabee-inference >/dev/null")
 
-    with subtest("the Wyoming port is open to the LAN"):
+    with subtest("the inference ports are open to the listed clients only"):
         beast.wait_for_open_port(10300)
-        beast.succeed("iptables -S | grep -q 'dport 10300' || nft list ruleset | grep -q 10300")
+        rules = beast.succeed("nft list ruleset")
+        assert "192.168.1.2" in rules and "10300" in rules and "7704" in rules, rules
+        client.wait_for_unit("multi-user.target")
+        client.succeed("curl -fsS --max-time 10 http://beast:7704/health >/dev/null")
+        other.wait_for_unit("multi-user.target")
+        other.fail("curl -s --max-time 5 http://beast:7704/health")
+        other.fail("bash -c 'exec 3<>/dev/tcp/beast/10300' 2>/dev/null")
   '';
 }

@@ -18,13 +18,19 @@ testLib.mkTest {
     virtualisation.mountHostNixStore = false;
     virtualisation.useEFIBoot = true;
     virtualisation.useDefaultFilesystems = false;
-    fileSystems."/" = {
-      device = "/dev/disk/by-label/nixos";
-      fsType = "ext4";
-    };
-    fileSystems."/boot" = {
-      device = "/dev/disk/by-label/ESP";
-      fsType = "vfat";
+    # qemu-vm.nix makes `fileSystems` = mkVMOverride virtualisation.fileSystems (its 9p
+    # mounts), which would drop plain fileSystems definitions (and the image module's
+    # mkImageMediaOverride ones): the image's layout goes here, forced, as nixpkgs'
+    # appliance-repart-image test does.
+    virtualisation.fileSystems = pkgs.lib.mkForce {
+      "/" = {
+        device = "/dev/disk/by-label/nixos";
+        fsType = "ext4";
+      };
+      "/boot" = {
+        device = "/dev/disk/by-label/ESP";
+        fsType = "vfat";
+      };
     };
     # A sound card for barnabee-voice (ALSA through DeviceAllow=char-alsa).
     virtualisation.qemu.options = ["-device" "intel-hda" "-device" "hda-duplex"];
@@ -54,6 +60,13 @@ testLib.mkTest {
     with subtest("booted by systemd-boot from the image"):
         machine.succeed("bootctl status >/dev/null")
         machine.succeed("ls /boot/loader/entries/ | grep -q nixos")
+
+    with subtest("the ESP is the appliance's 1 GiB one (10 generations fit)"):
+        size = int(machine.succeed("df --output=size -B1M /boot | tail -n1").strip())
+        assert size > 900, f"/boot is {size} MiB"
+
+    with subtest("the runbook's commands are on PATH"):
+        machine.succeed("command -v barnabee barnabee-replicator sqlite3 aplay arecord")
 
     with subtest("a normal install: one system generation"):
         gens = machine.succeed("nix-env --profile /nix/var/nix/profiles/system --list-generations")

@@ -25,6 +25,13 @@ _: {
   # touching the wiring (see secrets/README.md).
   sops = {
     defaultSopsFile = ../../secrets/beast.yaml;
-    age.sshKeyPaths = ["/etc/ssh/ssh_host_ed25519_key"];
+    # The host's own age identity, generated on the operator's machine before the first
+    # install and put on the disk with it (docs/nixos.md "First boot"), so the secrets are
+    # encrypted to it before the machine ever runs. Not the SSH host key: that exists only
+    # after the first boot, too late for the first activation. Until the key is there the
+    # daemons start with empty credentials and say "not provisioned" in /health.
+    age.keyFile = "/var/lib/sops-nix/key.txt";
+    age.sshKeyPaths = [];
+    gnupg.sshKeyPaths = [];
   };
 }

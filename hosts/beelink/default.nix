@@ -24,11 +24,18 @@
   };
   boot.growPartition = true;
 
-  # Secrets: decrypted by sops-nix with the host's SSH host key (its age recipient is in
+  # Secrets: decrypted by sops-nix with the host's age identity (its recipient is in
   # secrets/.sops.yaml), handed to the daemons with LoadCredential=.
   sops = {
     defaultSopsFile = ../../secrets/beelink.yaml;
-    age.sshKeyPaths = ["/etc/ssh/ssh_host_ed25519_key"];
+    # The host's own age identity, generated on the operator's machine before the first
+    # install and put on the disk with it (docs/nixos.md "First boot"), so the secrets are
+    # encrypted to it before the machine ever runs. Not the SSH host key: that exists only
+    # after the first boot, too late for the first activation. Until the key is there the
+    # daemons start with empty credentials and say "not provisioned" in /health.
+    age.keyFile = "/var/lib/sops-nix/key.txt";
+    age.sshKeyPaths = [];
+    gnupg.sshKeyPaths = [];
     secrets = {
       "s3/secret_access_key".restartUnits = ["barnabee-memory.service"];
       "openrouter/api_key".restartUnits = ["barnabee-agents.service"];

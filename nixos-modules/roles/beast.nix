@@ -16,6 +16,16 @@ in {
       default = true;
       description = "NVIDIA driver, CUDA onnxruntime and the GPU devices for barnabee-inference. Off: CPU only (NVML absent, degraded /health).";
     };
+    clients = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [];
+      example = ["192.168.1.20" "192.168.1.30"];
+      description = ''
+        Addresses (or prefixes) allowed to reach barnabee-inference's HTTP (7704) and Wyoming
+        (10300) ports: the beelink and the Home Assistant host. Everyone else on the LAN is
+        dropped by the firewall.
+      '';
+    };
     requireModels = lib.mkOption {
       type = lib.types.bool;
       default = true;
@@ -27,6 +37,10 @@ in {
     {
       assertions = [
         {
+          assertion = cfg.clients != [];
+          message = "barnabee.beast.clients is empty: list the addresses allowed to reach the inference ports (the beelink, the Home Assistant host), e.g. [ \"192.168.1.20\" ].";
+        }
+        {
           assertion = !cfg.requireModels || config.services.barnabee.inference.models != {};
           message = "services.barnabee.inference.models is empty: declare the STT, TTS, wake-word, VAD and embedding models with url + sha256 (see docs/nixos.md), or set barnabee.beast.requireModels = false.";
         }
@@ -34,7 +48,8 @@ in {
       services.barnabee = {
         inference = {
           enable = true;
-          openFirewall = true;
+          # Only the listed clients reach 7704/10300 (nftables rules), not the whole LAN.
+          allowFrom = cfg.clients;
           # The beelink reaches it over the LAN.
           settings.service.listen = lib.mkDefault "0.0.0.0:7704";
         };
@@ -53,19 +68,13 @@ in {
         nvidiaSettings = false;
         package = config.boot.kernelPackages.nvidiaPackages.stable;
       };
+      # The driver by name; CUDA (onnxruntime's cudaPackages buildInputs: cudnn, libcublas, ...)
+      # by licence, as the nixpkgs manual's CUDA section does: a new CUDA redist name keeps
+      # evaluating, and nothing else unfree slips in.
       nixpkgs.config.allowUnfreePredicate = pkg:
-        builtins.elem (lib.getName pkg) [
-          "nvidia-x11"
-          "nvidia-settings"
-          "nvidia-persistenced"
-        ]
-        || lib.hasPrefix "cuda" (lib.getName pkg)
-        # onnxruntime's CUDA build links cuDNN (pkgs/by-name/on/onnxruntime/package.nix:
-        # buildInputs cudaPackages.cudnn), whose name does not start with "cuda".
-        || lib.hasPrefix "cudnn" (lib.getName pkg)
-        || lib.hasPrefix "libcu" (lib.getName pkg)
-        || lib.hasPrefix "libnv" (lib.getName pkg)
-        || lib.hasPrefix "libnpp" (lib.getName pkg);
+        builtins.elem (lib.getName pkg) ["nvidia-x11" "nvidia-settings" "nvidia-persistenced"]
+        || builtins.all (license: license.free or false || builtins.elem (license.shortName or "") ["CUDA EULA" "cuDNN EULA" "cuTENSOR EULA"])
+        (lib.toList (pkg.meta.license or []));
       services.barnabee.inference = {
         gpu.enable = true;
         onnxruntime = pkgs.onnxruntime.override {

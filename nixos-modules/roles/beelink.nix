@@ -3,6 +3,7 @@
 {
   config,
   lib,
+  pkgs,
   ...
 }: let
   cfg = config.barnabee.beelink;
@@ -66,5 +67,7 @@ in {
     # Audio: ALSA only; the voice unit gets /dev/snd through DeviceAllow=char-alsa and the audio
     # group. alsa-store keeps mixer levels across reboots.
     hardware.alsa.enablePersistence = true;
+    # aplay/arecord/amixer: the runbook's "is the microphone there" commands.
+    environment.systemPackages = [pkgs.alsa-utils];
   };
 }
