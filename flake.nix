@@ -45,7 +45,8 @@
     overlays.default = overlay;
 
     packages.${system} =
-      lib.filterAttrs (n: _: lib.hasPrefix "barnabee" n) (overlay pkgs pkgs)
+      # The daemons and the CLI; not the test-only memory build B (checks use it from pkgs).
+      lib.filterAttrs (n: _: lib.hasPrefix "barnabee" n && !(lib.hasInfix "test" n)) (overlay pkgs pkgs)
       // {
         default = pkgs.barnabee-all;
         image-beelink = self.nixosConfigurations.beelink.config.system.build.images.raw-efi;

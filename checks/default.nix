@@ -31,6 +31,8 @@ in
         cargoNextestExtraArgs = "--lib --bins"; # common already has --workspace
         # ../shared/testdata is not in the sandbox: tests that need it say SKIPPED.
         BARNABEE_SHARED_ABSENT = "1";
+        # The ONNX Runtime unit tests load the library (ort load-dynamic): give them nixpkgs'.
+        ORT_DYLIB_PATH = "${pkgs.onnxruntime}/lib/libonnxruntime.so";
       });
     cargo-fmt = craneLib.cargoFmt {inherit (ws.common) src version pname;};
 

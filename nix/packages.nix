@@ -29,8 +29,11 @@
       (root + "/crates")
     ];
   };
+  # Vendored once and shared by every derivation below (crane would otherwise re-derive the
+  # same vendor directory per derivation: the same output, more evaluation).
+  cargoVendorDir = craneLib.vendorCargoDeps {inherit src;};
   common = {
-    inherit src version;
+    inherit src version cargoVendorDir;
     pname = "barnabee";
     strictDeps = true;
     nativeBuildInputs = [pkgs.pkg-config pkgs.cmake pkgs.perl];
