@@ -82,6 +82,19 @@ pub fn build(
                     h.confirm_timeout,
                 )
             }
+            // Empty: not provisioned yet (first boot, before sops-nix can decrypt). Degraded
+            // with a reason that says so, not an incident; a restart picks the token up.
+            Err(e) if e.is_not_provisioned() => {
+                ha_health.fail(e.to_string());
+                log::warn!(event = "home_assistant_not_provisioned", key = "home_assistant.token_file"; "Home Assistant actions are unavailable: {e}");
+                (
+                    Err(
+                        "my Home Assistant token is not set up yet (see the daemon's log)"
+                            .to_owned(),
+                    ),
+                    h.confirm_timeout,
+                )
+            }
             Err(e) => {
                 ha_health.fail(format!("token unreadable: {e}"));
                 log::error!(event = "incident"; "home_assistant.token_file: {e}");
@@ -100,36 +113,48 @@ pub fn build(
     let action =
         ActionAgent::new(ha_client, confirm, Some(ha_health)).with_conversation_fallback(fallback);
 
-    // LLM providers and the cost governor.
+    // LLM providers and the cost governor. A provider whose key is not provisioned yet (empty
+    // credential) is left out, and `llm` is degraded naming it; any other key problem (missing
+    // file, too open) is a broken config and stops the start.
     let mut providers = Vec::new();
+    let mut not_provisioned = Vec::new();
     for (index, p) in cfg.llm.providers.iter().enumerate() {
         let api_key = match &p.api_key_file {
             None => None,
-            Some(path) => Some(
-                barnabee_service::secret::read(
-                    &format!("llm.providers[{index}].api_key_file"),
-                    path,
-                )
-                .map_err(|source| RunError::ApiKey { index, source })?,
-            ),
+            Some(path) => {
+                let key = format!("llm.providers[{index}].api_key_file");
+                match barnabee_service::secret::read(&key, path) {
+                    Ok(secret) => Some(secret),
+                    Err(e) if e.is_not_provisioned() => {
+                        log::warn!(event = "llm_provider_not_provisioned", provider = p.name.as_str(), key = key.as_str(); "LLM provider {} is unavailable: {e}", p.name);
+                        not_provisioned.push(format!("{} unavailable: {e}", p.name));
+                        continue;
+                    }
+                    Err(source) => return Err(RunError::ApiKey { index, source }),
+                }
+            }
         };
         providers.push(Provider {
             cfg: p.clone(),
             api_key,
         });
     }
-    let llm_check = if providers.is_empty() {
+    let names = providers
+        .iter()
+        .map(|p| p.cfg.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let llm_check = if !not_provisioned.is_empty() {
+        let usable = if providers.is_empty() {
+            "no usable provider; interaction answers are unavailable".to_owned()
+        } else {
+            format!("{} provider(s): {names}", providers.len())
+        };
+        Check::fail(format!("{usable}; {}", not_provisioned.join("; ")))
+    } else if providers.is_empty() {
         Check::fail("no [[llm.providers]] configured; interaction answers are unavailable")
     } else {
-        Check::ok(format!(
-            "{} provider(s): {}",
-            providers.len(),
-            providers
-                .iter()
-                .map(|p| p.cfg.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        Check::ok(format!("{} provider(s): {names}", providers.len()))
     };
     health.component("llm", llm_check.non_critical());
     let state_dir = cfg.resolved_state_dir();

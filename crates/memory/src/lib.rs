@@ -74,6 +74,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let db = cfg.database.resolved_path()?;
     if let Some(r) = cfg.replication.as_ref().filter(|r| r.restore_if_missing)
         && !db.exists()
+        && replication::not_provisioned(r).is_none()
     {
         // A restore downloads the whole database: give systemd time (TimeoutStartSec).
         rt.status(&format!(
@@ -188,7 +189,11 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let listener = rt.bind().await?;
     if let (Some(replica), Ok(addr)) = (replication.replica(), listener.local_addr()) {
         // `serve_on` sends READY=1 with STATUS="serving on ..."; then name the replica too.
-        let line = format!("serving on http://{addr}; replicating to {replica}");
+        let line = if replication.is_held() {
+            format!("serving on http://{addr}; NOT replicating to {replica} (see /health)")
+        } else {
+            format!("serving on http://{addr}; replicating to {replica}")
+        };
         let notifier = rt.notifier().clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;

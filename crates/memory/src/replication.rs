@@ -14,14 +14,32 @@
 //!    `shutdown_timeout`.
 //!
 //! Without a `[replication]` section all of this is a no-op and `/health` says "not configured".
+//!
+//! **Not provisioned yet.** On a freshly flashed appliance sops-nix cannot decrypt the S3 secret
+//! until the host key is enrolled; systemd then hands the daemon an empty credential (the NixOS
+//! module's `SetCredential=` default). An empty `secret_access_key_file` is that case, and only
+//! that: the daemon serves without replication, `/health` `replication` fails non-critically
+//! (`replica ...: not replicating: secret `replication.secret_access_key_file`: ... is empty:
+//! not provisioned yet ...`) and the journal gets `EVENT=replication_not_provisioned`. A
+//! missing or unreadable secret file still refuses the start, and a present but wrong secret
+//! is S3's to reject, as before (`not started (...); retrying`, or upload errors; with the
+//! database missing, a refused start). Once the secret is there,
+//! restarting the daemon (sops-nix restarts the unit) starts replication.
+//!
+//! Without the secret the replica cannot be read either, so a missing database cannot be
+//! restored: see [`restore_if_missing`] for what happens then (a new database plus a
+//! `<db>.not-restored` marker, so that it is never shipped over a replica holding the family's
+//! memories: `EVENT=replication_held`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use barnabee_replicator::restore::{RestoreError, Target};
 use barnabee_replicator::{Options, ReplicaConfig};
 use barnabee_service::Check;
 use barnabee_service::metrics::Metrics;
+use barnabee_service::secret::SecretError;
 
 use crate::config::{ReplicaType, ReplicationConfig};
 
@@ -41,6 +59,46 @@ pub enum ReplicationError {
         /// Not a `#[source]`: the message already carries it (no repeat in the chain).
         error: Box<barnabee_replicator::ReplicationError>,
     },
+    #[error("replication: cannot write {path}: {source}")]
+    Marker {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The config key of the S3 secret, as logs and `/health` name it.
+pub const SECRET_KEY: &str = "replication.secret_access_key_file";
+
+/// An S3 replica? (A `url` wins over `type`, as in the replicator.)
+fn is_s3(cfg: &ReplicationConfig) -> bool {
+    match &cfg.url {
+        Some(url) => url.starts_with("s3://"),
+        None => cfg.kind == ReplicaType::S3,
+    }
+}
+
+/// The S3 secret's error when its file is empty: not provisioned yet (first boot, before
+/// sops-nix can decrypt). `None` when there is no secret, it is present, or it is broken in
+/// another way (missing, too open): the replicator refuses those at start, as before.
+pub fn not_provisioned(cfg: &ReplicationConfig) -> Option<SecretError> {
+    let file = cfg
+        .secret_access_key_file
+        .as_deref()
+        .filter(|_| is_s3(cfg))?;
+    barnabee_service::secret::read(SECRET_KEY, file)
+        .err()
+        .filter(SecretError::is_not_provisioned)
+}
+
+/// `<db>.not-restored`: this database was created while the replica could not be read (its
+/// secret not provisioned), so it was never restored from the replica. While the file exists,
+/// replication starts only if the replica is empty (then the file is removed); a replica that
+/// holds data is left alone (`/health` says how to choose). Moving `<db>*` aside moves it too.
+pub fn not_restored_marker(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".not-restored");
+    PathBuf::from(name)
 }
 
 /// The replicator's view of memory's `[replication]` section. The secret stays a file
@@ -103,6 +161,9 @@ pub enum Restore {
     Present,
     /// The database was missing and the replica empty: a fresh database will be created.
     ReplicaEmpty,
+    /// The database was missing and the replica could not be read (its secret is not
+    /// provisioned yet): a fresh database will be created, marked [`not_restored_marker`].
+    NotProvisioned { reason: String },
     /// Restored the replica's latest state.
     Restored {
         txid: u64,
@@ -113,6 +174,7 @@ pub enum Restore {
 }
 
 /// Before the database is opened: restore it from the replica if the file is missing.
+/// With the S3 secret not provisioned yet nothing is read: [`Restore::NotProvisioned`].
 pub async fn restore_if_missing(
     cfg: Option<&ReplicationConfig>,
     db: &Path,
@@ -128,6 +190,34 @@ pub async fn restore_if_missing(
         let _ = std::fs::create_dir_all(parent);
     }
     let replica = describe(cfg);
+    let marker = not_restored_marker(db);
+    // A marker without its database is stale (the operator moved `<db>*` aside, or the last
+    // start died before creating it): this start decides afresh.
+    let _ = std::fs::remove_file(&marker);
+    if let Some(e) = not_provisioned(cfg) {
+        // Decision: without the secret the replica cannot be consulted, yet the daemon must
+        // serve (first boot of a new appliance, before its host key can decrypt anything).
+        // It starts on a new, empty database, as it would without replication, and says so
+        // loudly. It never pretends that was a restore: the marker written here keeps that
+        // database from later being shipped over a replica that holds the family's memories
+        // (that would make the empty one the replica's newest state). Once the secret is
+        // provisioned, `Replication::start` replicates only if the replica is empty;
+        // otherwise it holds off and `/health` tells the operator how to restore.
+        let reason = e.to_string();
+        std::fs::write(
+            &marker,
+            format!(
+                "{} was created without restoring from replica {replica}: {reason}\n",
+                db.display()
+            ),
+        )
+        .map_err(|source| ReplicationError::Marker {
+            path: marker.clone(),
+            source,
+        })?;
+        log::error!(event = "restore_not_provisioned", db = db.display().to_string().as_str(), replica = replica.as_str(), key = SECRET_KEY; "database {} missing, but the replica {replica} was NOT consulted: {reason}; starting with a new, empty database (marked {})", db.display(), marker.display());
+        return Ok(Restore::NotProvisioned { reason });
+    }
     log::info!(event = "restore_start", db = db.display().to_string().as_str(), replica = replica.as_str(); "database {} missing; restoring from replica {replica} if it holds data", db.display());
     let started = std::time::Instant::now();
     let restored = barnabee_replicator::restore_if_missing(db, &replica_config(cfg))
@@ -172,6 +262,9 @@ struct Shared {
     metrics: Metrics,
     /// Set once the replicator runs (at start, or later by the retry task).
     inner: Mutex<Option<Arc<barnabee_replicator::Replication>>>,
+    /// Why replication deliberately does not run until the next start (secret not
+    /// provisioned; a never-restored database facing a replica with data).
+    held: Mutex<Option<String>>,
     /// Why it is not running yet.
     start_error: Mutex<Option<String>>,
     retry: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -193,7 +286,16 @@ impl Shared {
         *lock(&self.start_error) = None;
     }
 
+    fn hold(&self, why: String) {
+        *lock(&self.held) = Some(why);
+        *lock(&self.start_error) = None;
+    }
+
     fn check(&self) -> Check {
+        if let Some(why) = lock(&self.held).as_deref() {
+            return Check::fail(format!("replica {}: not replicating: {why}", self.replica))
+                .non_critical();
+        }
         match self.running() {
             Some(inner) => status_check(&self.replica, &inner.status(), self.fail_after),
             None => Check::fail(format!(
@@ -224,6 +326,11 @@ impl Replication {
     /// replica that cannot be reached now (S3 down) is not: the daemon serves, `/health`
     /// reports replication failing (non-critical), and starting is retried in the background
     /// (1 s doubling to 60 s). The WAL keeps every frame meanwhile (nobody else checkpoints).
+    ///
+    /// Held until the next start, serving meanwhile with `/health` failing non-critically: an
+    /// empty secret file ([`not_provisioned`], `EVENT=replication_not_provisioned`), and a
+    /// database marked [`not_restored_marker`] when the replica holds data
+    /// (`EVENT=replication_held`).
     pub async fn start(
         cfg: Option<&ReplicationConfig>,
         db: &Path,
@@ -235,6 +342,36 @@ impl Replication {
             });
         };
         let replica = describe(cfg);
+        let shared = Arc::new(Shared {
+            replica: replica.clone(),
+            fail_after: cfg.fail_after_errors,
+            shutdown_timeout: cfg.shutdown_timeout,
+            metrics: metrics.clone(),
+            inner: Mutex::new(None),
+            held: Mutex::new(None),
+            start_error: Mutex::new(None),
+            retry: Mutex::new(None),
+        });
+        let configured = || {
+            Ok(Self {
+                state: State::Configured(shared.clone()),
+            })
+        };
+        // Before the replicator reads the secret (it would refuse an empty one).
+        if let Some(e) = not_provisioned(cfg) {
+            let mut why = format!(
+                "{e}; writes stay local until it is provisioned and barnabee-memory restarts"
+            );
+            if not_restored_marker(db).exists() {
+                why.push_str(&format!(
+                    "; {} was created without restoring from the replica",
+                    db.display()
+                ));
+            }
+            log::warn!(event = "replication_not_provisioned", replica = replica.as_str(), key = SECRET_KEY; "not replicating {} to {replica}: {why}", db.display());
+            shared.hold(why);
+            return configured();
+        }
         let rc = replica_config(cfg);
         let refuse = |source: barnabee_replicator::ReplicationError| ReplicationError::Start {
             db: db.display().to_string(),
@@ -244,18 +381,9 @@ impl Replication {
         // Configuration problems (and the secret file) surface here, before any network.
         rc.client()
             .map_err(|e| refuse(barnabee_replicator::ReplicationError::Config(e)))?;
-        let shared = Arc::new(Shared {
-            replica: replica.clone(),
-            fail_after: cfg.fail_after_errors,
-            shutdown_timeout: cfg.shutdown_timeout,
-            metrics: metrics.clone(),
-            inner: Mutex::new(None),
-            start_error: Mutex::new(None),
-            retry: Mutex::new(None),
-        });
         let opts = options(cfg);
-        match barnabee_replicator::Replication::start(db, &rc, opts.clone()).await {
-            Ok(inner) => shared.started(inner, db),
+        match try_start(&shared, db, &rc, opts.clone()).await {
+            Ok(()) => {}
             Err(e @ barnabee_replicator::ReplicationError::Config(_)) => return Err(refuse(e)),
             Err(e) => {
                 let msg = e.to_string();
@@ -265,9 +393,7 @@ impl Replication {
                 *lock(&shared.retry) = Some(task);
             }
         }
-        Ok(Self {
-            state: State::Configured(shared),
-        })
+        configured()
     }
 
     /// Whether a replica is configured and the replicator runs.
@@ -275,6 +401,14 @@ impl Replication {
         match &self.state {
             State::NotConfigured => false,
             State::Configured(s) => s.running().is_some(),
+        }
+    }
+
+    /// Whether replication is configured but held until the next start (see [`Self::start`]).
+    pub fn is_held(&self) -> bool {
+        match &self.state {
+            State::NotConfigured => false,
+            State::Configured(s) => lock(&s.held).is_some(),
         }
     }
 
@@ -326,6 +460,10 @@ impl Replication {
             task.abort();
             let _ = task.await;
         }
+        if let Some(why) = lock(&s.held).as_deref() {
+            log::warn!(replica = s.replica.as_str(); "stopping; replication to {} was held ({why}): writes since start are only local", s.replica);
+            return;
+        }
         let Some(inner) = s.running() else {
             log::error!(event = "incident", replica = s.replica.as_str(); "stopping with replication to {} never started: recent writes are only local", s.replica);
             return;
@@ -341,20 +479,55 @@ impl Replication {
     }
 }
 
-async fn retry_start(
-    shared: Arc<Shared>,
-    db: std::path::PathBuf,
-    rc: ReplicaConfig,
+/// One attempt to start the replicator. A database marked [`not_restored_marker`] is first
+/// weighed against the replica: empty replica, the marker goes and replication starts; a
+/// replica with data, replication is held (shipping would bury the replica's memories under
+/// this database); the replica unreachable, an error (retried like any start).
+async fn try_start(
+    shared: &Shared,
+    db: &Path,
+    rc: &ReplicaConfig,
     opts: Options,
-) {
+) -> Result<(), barnabee_replicator::ReplicationError> {
+    let marker = not_restored_marker(db);
+    if marker.exists() {
+        let client = rc.client()?;
+        match barnabee_replicator::restore::plan(&client, Target::Latest).await {
+            Err(RestoreError::NotAvailable(_)) => {
+                if let Err(e) = std::fs::remove_file(&marker) {
+                    // Starting anyway would, at the next start, face our own data as "the
+                    // replica holds data": hold instead.
+                    let why = format!("cannot remove {}: {e}", marker.display());
+                    log::error!(event = "replication_held", replica = shared.replica.as_str(), error = why.as_str(); "not replicating to {}: {why}", shared.replica);
+                    shared.hold(why);
+                    return Ok(());
+                }
+                log::info!(replica = shared.replica.as_str(); "replica {} is empty: {} (never restored) becomes its first state", shared.replica, db.display());
+            }
+            Err(e @ RestoreError::Client(_)) => return Err(e.into()),
+            // Data, or files that do not chain: either way not ours to bury.
+            _ => {
+                let (db, m) = (db.display(), marker.display());
+                let why = format!(
+                    "it holds data, but {db} was created while its secret was not provisioned and was never restored from it; shipping {db} would bury the replica's memories. To restore them: stop barnabee-memory, move {db}* aside, start it. To keep {db} and replace the replica's state: delete {m} and restart barnabee-memory"
+                );
+                log::error!(event = "replication_held", replica = shared.replica.as_str(), db = db.to_string().as_str(); "not replicating to {}: {why}", shared.replica);
+                shared.hold(why);
+                return Ok(());
+            }
+        }
+    }
+    let inner = barnabee_replicator::Replication::start(db, rc, opts).await?;
+    shared.started(inner, db);
+    Ok(())
+}
+
+async fn retry_start(shared: Arc<Shared>, db: PathBuf, rc: ReplicaConfig, opts: Options) {
     let mut wait = Duration::from_secs(1);
     loop {
         tokio::time::sleep(wait).await;
-        match barnabee_replicator::Replication::start(&db, &rc, opts.clone()).await {
-            Ok(inner) => {
-                shared.started(inner, &db);
-                return;
-            }
+        match try_start(&shared, &db, &rc, opts.clone()).await {
+            Ok(()) => return,
             Err(e) => {
                 let msg = e.to_string();
                 log::warn!(replica = shared.replica.as_str(), error = msg.as_str(); "replication to {} still not started: {msg}", shared.replica);
@@ -457,6 +630,147 @@ mod tests {
                 .contains("3 consecutive errors (last: connection refused)")
         );
         assert!(!c.critical);
+    }
+
+    /// An S3 section whose secret is `secret` (absolute), written with `body`, mode 0400.
+    fn s3_with_secret(dir: &Path, body: &str) -> ReplicationConfig {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = dir.join("s3-secret-access-key");
+        let _ = std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600));
+        std::fs::write(&secret, body).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o400)).unwrap();
+        cfg(&format!(
+            "type = \"s3\"\nbucket = \"b\"\npath = \"memory\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"GK1\"\nsecret_access_key_file = \"{}\"\n",
+            secret.display()
+        ))
+    }
+
+    #[test]
+    fn only_an_empty_s3_secret_is_not_provisioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = s3_with_secret(dir.path(), "\n");
+        let e = not_provisioned(&c).unwrap();
+        assert!(e.to_string().starts_with(&format!(
+            "secret `replication.secret_access_key_file`: {} is empty: not provisioned yet",
+            dir.path().join("s3-secret-access-key").display()
+        )));
+        // Present: provisioned. Missing: broken, left to the replicator (refused start).
+        assert!(not_provisioned(&s3_with_secret(dir.path(), "k\n")).is_none());
+        let mut missing = c.clone();
+        missing.secret_access_key_file = Some(dir.path().join("nope"));
+        assert!(not_provisioned(&missing).is_none());
+        // A file replica never reads the secret.
+        let mut file = c.clone();
+        file.url = Some("file:///backup/memory".into());
+        assert!(not_provisioned(&file).is_none());
+    }
+
+    #[tokio::test]
+    async fn not_provisioned_secret_creates_a_marked_database_and_holds_replication() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = s3_with_secret(dir.path(), "");
+        let db = dir.path().join("state/m.db");
+        let restored = restore_if_missing(Some(&c), &db).await.unwrap();
+        assert!(
+            matches!(&restored, Restore::NotProvisioned { reason } if reason.contains("not provisioned yet")),
+            "{restored:?}"
+        );
+        let marker = not_restored_marker(&db);
+        assert_eq!(marker, dir.path().join("state/m.db.not-restored"));
+        assert!(marker.exists());
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
+            .unwrap();
+        assert_eq!(
+            restore_if_missing(Some(&c), &db).await.unwrap(),
+            Restore::Present
+        );
+        let r = Replication::start(Some(&c), &db, &Metrics::default())
+            .await
+            .unwrap();
+        assert!(!r.is_running() && r.is_held());
+        let check = r.check();
+        assert!(!check.ok && !check.critical, "{check:?}");
+        assert!(
+            check.detail.starts_with(
+                "replica s3://b/memory: not replicating: secret `replication.secret_access_key_file`: "
+            ) && check.detail.contains("s3-secret-access-key is empty: not provisioned yet")
+                && check.detail.contains("was created without restoring from the replica"),
+            "{}",
+            check.detail
+        );
+        assert_eq!((r.checker())(), check);
+        r.shutdown().await;
+    }
+
+    /// A database created while the secret was missing (marked), then the secret arrives.
+    async fn marked_start(replica_has_data: bool) -> (tempfile::TempDir, Replication, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&format!(
+            "type = \"file\"\npath = \"{}\"\n",
+            dir.path().join("replica").display()
+        ));
+        if replica_has_data {
+            let old = dir.path().join("old.db");
+            rusqlite::Connection::open(&old)
+                .unwrap()
+                .execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES ('family');")
+                .unwrap();
+            let r = Replication::start(Some(&c), &old, &Metrics::default())
+                .await
+                .unwrap();
+            r.shutdown().await;
+        }
+        let db = dir.path().join("m.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES ('first boot');")
+            .unwrap();
+        std::fs::write(not_restored_marker(&db), "test\n").unwrap();
+        let r = Replication::start(Some(&c), &db, &Metrics::default())
+            .await
+            .unwrap();
+        (dir, r, db)
+    }
+
+    #[tokio::test]
+    async fn a_never_restored_database_is_not_shipped_over_a_replica_with_data() {
+        let (dir, r, db) = marked_start(true).await;
+        assert!(!r.is_running() && r.is_held());
+        let check = r.check();
+        assert!(!check.ok && !check.critical, "{check:?}");
+        assert!(
+            check.detail.contains("not replicating: it holds data, but")
+                && check.detail.contains("move ")
+                && check
+                    .detail
+                    .contains(&format!("delete {}", not_restored_marker(&db).display())),
+            "{}",
+            check.detail
+        );
+        r.shutdown().await;
+        assert!(not_restored_marker(&db).exists());
+        // The replica still restores the family's data, not the first-boot database.
+        let c = cfg(&format!(
+            "type = \"file\"\npath = \"{}\"\n",
+            dir.path().join("replica").display()
+        ));
+        let other = dir.path().join("restored/m.db");
+        restore_if_missing(Some(&c), &other).await.unwrap();
+        let x: String = rusqlite::Connection::open(&other)
+            .unwrap()
+            .query_row("SELECT x FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, "family");
+    }
+
+    #[tokio::test]
+    async fn a_never_restored_database_replicates_to_an_empty_replica() {
+        let (_dir, r, db) = marked_start(false).await;
+        assert!(r.is_running() && !r.is_held());
+        assert!(!not_restored_marker(&db).exists());
+        r.shutdown().await;
     }
 
     #[tokio::test]

@@ -5,6 +5,12 @@
 //! write `token_file = "ha-token"` and systemd hands the decrypted sops file to the daemon.
 //! Like Garage, a secret file readable by group or others is refused: a leaked token is worse
 //! than a refused start, and the error says how to fix it.
+//!
+//! An *empty* file is a secret that is not provisioned yet: on a freshly flashed appliance
+//! sops-nix cannot decrypt anything until the host key is enrolled, and the NixOS module pairs
+//! every `LoadCredential=` with an empty `SetCredential=` default so the unit still starts.
+//! [`SecretError::is_not_provisioned`] lets a daemon serve without that dependency and report
+//! it degraded in `/health`, instead of failing to start; every other error means "broken".
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -31,10 +37,23 @@ pub enum SecretError {
         path: PathBuf,
         mode: u32,
     },
-    #[error("secret `{key}`: {path} is empty")]
+    /// Not provisioned yet; see [`SecretError::is_not_provisioned`].
+    #[error(
+        "secret `{key}`: {path} is empty: not provisioned yet (the secret was not decrypted; see docs/nixos.md \"First boot\")"
+    )]
     Empty { key: String, path: PathBuf },
     #[error("secret `{key}`: {path} is not valid UTF-8")]
     NotUtf8 { key: String, path: PathBuf },
+}
+
+impl SecretError {
+    /// True when the file exists but is empty (a trailing newline aside): the secret is not
+    /// provisioned yet (systemd's empty `SetCredential=` default stood in for it). A daemon
+    /// may then run without the dependency it unlocks, reporting it degraded with this error's
+    /// message. A missing, unreadable, too open or non-UTF-8 file is not this: it is broken.
+    pub fn is_not_provisioned(&self) -> bool {
+        matches!(self, SecretError::Empty { .. })
+    }
 }
 
 /// A secret value. `Debug` and `Display` never show it.
@@ -156,6 +175,38 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn only_an_empty_secret_is_not_provisioned() {
+        let dir = tempfile::tempdir().unwrap();
+        for body in ["", "\n", "\r\n"] {
+            let p = write(dir.path(), "s3-secret", body, 0o400);
+            let err = read("replication.secret_access_key_file", &p).unwrap_err();
+            assert!(err.is_not_provisioned(), "{body:?}: {err}");
+            let shown = err.to_string();
+            assert!(
+                shown.contains("replication.secret_access_key_file")
+                    && shown.contains("s3-secret")
+                    && shown.contains("not provisioned yet"),
+                "{shown}"
+            );
+        }
+        let broken = [
+            read("k_file", &dir.path().join("missing")).unwrap_err(),
+            read("k_file", &write(dir.path(), "open", "abc", 0o644)).unwrap_err(),
+            read("k_file", &write(dir.path(), "open-empty", "", 0o644)).unwrap_err(),
+            {
+                let p = write(dir.path(), "latin1", "", 0o600);
+                std::fs::write(&p, [0xffu8, 0xfe]).unwrap();
+                read("k_file", &p).unwrap_err()
+            },
+            resolve_in("k_file", Path::new("rel"), None).unwrap_err(),
+        ];
+        for err in broken {
+            assert!(!err.is_not_provisioned(), "{err}");
+            assert!(!err.to_string().contains("not provisioned"), "{err}");
+        }
     }
 
     #[test]

@@ -35,8 +35,15 @@ impl Daemon {
     }
 
     pub fn start_with(config: &Path) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Start with extra environment variables (e.g. `CREDENTIALS_DIRECTORY`).
+    pub fn start_with_env(config: &Path, env: &[(&str, &Path)]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(config);
+        cmd.arg("--config")
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (*k, *v)));
         let mut process = DaemonProcess::spawn(cmd, &config.with_extension("stderr.log"));
         let addr = process.wait_serving(Duration::from_secs(30));
         Daemon {

@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod credentials;
 mod ha;
 mod llm;
 mod memory;

@@ -543,3 +543,191 @@ async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores()
         "memory {late} not on the replica"
     );
 }
+
+/// An S3 `[replication]` section whose secret is the credential `s3-secret-access-key`.
+fn s3_extra(port: u16) -> String {
+    format!(
+        "{}[replication]\ntype = \"s3\"\nbucket = \"barnabee\"\npath = \"memory\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nforce_path_style = true\naccess_key_id = \"{S3_KEY}\"\nsecret_access_key_file = \"s3-secret-access-key\"\nsync_interval = 0.1\n",
+        small_dims(),
+    )
+}
+
+/// `$CREDENTIALS_DIRECTORY/s3-secret-access-key` as systemd leaves it: mode 0400, `value`
+/// (empty: the `SetCredential=` default while sops-nix cannot decrypt).
+fn credential(creds: &Path, value: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(creds).unwrap();
+    let p = creds.join("s3-secret-access-key");
+    if p.exists() {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::write(&p, value).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+}
+
+fn replication_detail(h: &Value) -> &str {
+    h["checks"]["replication"]["detail"].as_str().unwrap()
+}
+
+/// First boot: the S3 secret is an empty credential. The daemon starts (READY=1) on a new
+/// database, serves reads and writes, and `/health` is degraded (200) with the replication
+/// check saying "not provisioned"; `--check-config` passes. No S3 server is needed: nothing
+/// may be sent to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_secret_not_provisioned_serves_without_replication_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    credential(&creds, "");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = crate::common::write_config(&state, &s3_extra(closed));
+
+    let (code, _, err) =
+        crate::common::run_cli(&["--config", config.to_str().unwrap(), "--check-config"]);
+    assert_eq!(code, 0, "--check-config refused: {err}");
+
+    let notify = barnabee_service::testing::NotifyCapture::bind(dir.path());
+    let env = [
+        ("CREDENTIALS_DIRECTORY", creds.as_path()),
+        ("NOTIFY_SOCKET", notify.path()),
+    ];
+    let mut d = Daemon::start_with_env(config.clone(), &env);
+    notify.expect("READY=1", Duration::from_secs(10));
+    notify.expect(
+        "NOT replicating to s3://barnabee/memory",
+        Duration::from_secs(10),
+    );
+
+    let h = health(&d).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["checks"]["database"]["ok"], true, "{h}");
+    assert_eq!(h["checks"]["replication"]["ok"], false, "{h}");
+    assert_eq!(h["checks"]["replication"]["critical"], false, "{h}");
+    let detail = replication_detail(&h);
+    assert!(
+        detail.starts_with("replica s3://barnabee/memory: not replicating: secret `replication.secret_access_key_file`: ")
+            && detail.contains(&format!(
+                "{} is empty: not provisioned yet (the secret was not decrypted; see docs/nixos.md \"First boot\")",
+                creds.join("s3-secret-access-key").display()
+            ))
+            && detail.contains("was created without restoring from the replica"),
+        "{h}"
+    );
+    let r = client().get(d.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let id = post(&d, "written before the secret was provisioned").await;
+    let r = client()
+        .get(d.url(&format!("/v1/memories/{id}?requester=a")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let m = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("barnabee_memory_memories"), "{m}");
+    assert!(!m.contains("barnabee_replication_"), "{m}");
+
+    let log = d.log();
+    for event in [
+        "event=restore_not_provisioned",
+        "event=replication_not_provisioned",
+    ] {
+        assert!(log.contains(event), "{event} missing:\n{log}");
+    }
+    assert!(log.contains("was NOT consulted"), "{log}");
+    assert!(state.join("memory.db.not-restored").exists());
+
+    // A restart with the database present: the same, and the write is still there.
+    d.stop();
+    let mut d = Daemon::start_with_env(config, &env);
+    let h = health(&d).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        replication_detail(&h).contains("not provisioned yet"),
+        "{h}"
+    );
+    d.stop();
+    assert_eq!(memories(&state.join("memory.db")), 1);
+}
+
+/// The secret arrives after first boot, and the replica holds the family's memories (a
+/// replacement appliance): the first-boot database is never shipped over them. Replication is
+/// held, `/health` says how to choose; moving the database aside as it says restores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_secret_provisioned_later_never_buries_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3s::start("barnabee");
+    let extra = s3_extra(s3.port);
+    let creds = dir.path().join("creds");
+    let env = [("CREDENTIALS_DIRECTORY", creds.as_path())];
+
+    // The old appliance ships the family's memories.
+    credential(&creds, &format!("{S3_SECRET}\n"));
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    let mut d = Daemon::start_with_env(crate::common::write_config(&old, &extra), &env);
+    let family = post(&d, "the family's memory").await;
+    wait_replication_ok(&d, true).await;
+    d.stop();
+
+    // The new one boots without its secret: a new database, marked.
+    credential(&creds, "");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = crate::common::write_config(&state, &extra);
+    let mut d = Daemon::start_with_env(config.clone(), &env);
+    post(&d, "said on first boot").await;
+    d.stop();
+
+    // Provisioned: the replica holds data, so replication is held (degraded, 200).
+    credential(&creds, &format!("{S3_SECRET}\n"));
+    let mut d = Daemon::start_with_env(config.clone(), &env);
+    let h = wait_replication_ok(&d, false).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let detail = replication_detail(&h);
+    assert!(
+        detail.starts_with("replica s3://barnabee/memory: not replicating: it holds data, but ")
+            && detail.contains("move ")
+            && detail.contains("memory.db.not-restored"),
+        "{h}"
+    );
+    assert!(d.log().contains("event=replication_held"), "{}", d.log());
+    post(&d, "said while held").await;
+    d.stop();
+
+    // As /health says: move the database aside and start: the family's memories come back.
+    let aside = dir.path().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    for e in std::fs::read_dir(&state).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("memory.db") {
+            std::fs::rename(e.path(), aside.join(e.file_name())).unwrap();
+        }
+    }
+    let d = Daemon::start_with_env(config, &env);
+    assert!(d.log().contains("restored "), "no restore:\n{}", d.log());
+    let r = client()
+        .get(d.url(&format!("/v1/memories/{family}?requester=a")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", d.log());
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["summary"],
+        "the family's memory"
+    );
+    wait_replication_ok(&d, true).await;
+    assert_eq!(memories(&aside.join("memory.db")), 2);
+}
