@@ -173,11 +173,10 @@ in [
   }
   {
     name = "hosts: sops-nix decrypts with the host's provisioned age key, no SSH or GPG host keys";
-    expr =
-      map (c: {
-        inherit (c.sops.age) keyFile sshKeyPaths;
-        gnupg = c.sops.gnupg.sshKeyPaths;
-      }) [beelink beast];
+    expr = map (c: {
+      inherit (c.sops.age) keyFile sshKeyPaths;
+      gnupg = c.sops.gnupg.sshKeyPaths;
+    }) [beelink beast];
     expected = let
       one = {
         keyFile = "/var/lib/sops-nix/key.txt";
@@ -395,13 +394,12 @@ in [
   }
   {
     name = "appliance: the images get a 1 GiB ESP from make-disk-image (10 generations fit), EFI partition table";
-    expr =
-      map (img: let
-        built = (beelink.image.modules.${img} imageArgs).system.build.image;
-        v = built.content or built;
-      in {
-        inherit (v) bootSize partitionTableType format diskSize;
-      }) ["raw-efi" "qemu-efi"];
+    expr = map (img: let
+      built = (beelink.image.modules.${img} imageArgs).system.build.image;
+      v = built.content or built;
+    in {
+      inherit (v) bootSize partitionTableType format diskSize;
+    }) ["raw-efi" "qemu-efi"];
     expected = let
       one = {
         bootSize = "1G";
@@ -534,31 +532,29 @@ in [
     name = "each daemon: [service] renders listen, drain_timeout and log for agents, voice, inference, watchdog";
     expr =
       map (r: (renderedOf (eval [{services.barnabee.${r}.enable = true;}]) r).service) ["agents" "voice" "inference" "watchdog"];
-    expected =
-      map (port: {
-        listen = "127.0.0.1:${toString port}";
-        drain_timeout = 8;
-        log = {
-          level = "info";
-          target = "auto";
-        };
-      }) [7702 7703 7704 7705];
+    expected = map (port: {
+      listen = "127.0.0.1:${toString port}";
+      drain_timeout = 8;
+      log = {
+        level = "info";
+        target = "auto";
+      };
+    }) [7702 7703 7704 7705];
   }
   {
     name = "each daemon: build-time --check-config runs the daemon's own binary on its rendering";
-    expr =
-      map (r: let
-        c = eval [
-          {
-            services.barnabee.${r} = {
-              enable = true;
-              checkConfig = true;
-            };
-          }
-        ];
-      in
-        lib.hasInfix "/bin/barnabee-${r} --config /nix/store/" c.services.barnabee.${r}.configFile.script
-        && lib.hasInfix "--check-config" c.services.barnabee.${r}.configFile.script) ["memory" "agents" "voice" "inference" "watchdog"];
+    expr = map (r: let
+      c = eval [
+        {
+          services.barnabee.${r} = {
+            enable = true;
+            checkConfig = true;
+          };
+        }
+      ];
+    in
+      lib.hasInfix "/bin/barnabee-${r} --config /nix/store/" c.services.barnabee.${r}.configFile.script
+      && lib.hasInfix "--check-config" c.services.barnabee.${r}.configFile.script) ["memory" "agents" "voice" "inference" "watchdog"];
     expected = [true true true true true];
   }
   {
