@@ -13,11 +13,11 @@
   beast = evalHost "beast" [site.beast];
   beelinkDaemons = ["memory" "agents" "voice" "watchdog"];
 
-  # Every needle is found in some failed assertion's message.
-  saysAll = cfg: needles: let
+  # The failed assertions are exactly one per needle, each needle found in a message.
+  saysExactly = cfg: needles: let
     msgs = failed cfg;
   in
-    lib.filter (n: !(lib.any (lib.hasInfix n) msgs)) needles;
+    builtins.length msgs == builtins.length needles && lib.all (n: lib.any (lib.hasInfix n) msgs) needles;
 
   # The unfree predicate as nixpkgs calls it: with a package's meta.
   allowUnfree = cfg: name: license:
@@ -61,32 +61,23 @@
   ];
 in [
   {
-    name = "beelink host, committed empty site.nix: fails with what to set (assertions, never a throw)";
-    expr = saysAll beelinkEmpty [
-      "barnabee.operatorKeys is empty"
-      "barnabee.beelink.inferenceHost is not set"
-      "barnabee.beelink.replication.enable is on but services.barnabee.memory.settings.replication is not set"
-    ];
-    expected = [];
-  }
-  {
-    name = "beelink host, committed empty site.nix: exactly those three assertions fail";
-    expr = builtins.length (failed beelinkEmpty);
-    expected = 3;
-  }
-  {
-    name = "beast host, committed empty site.nix: fails with what to set (SSH keys, allowed clients, models)";
-    expr = saysAll beastEmpty [
-      "barnabee.operatorKeys is empty"
-      "barnabee.beast.clients is empty"
-      "services.barnabee.inference.models is empty"
-    ];
-    expected = [];
-  }
-  {
-    name = "beast host, committed empty site.nix: exactly those three assertions fail";
-    expr = builtins.length (failed beastEmpty);
-    expected = 3;
+    name = "hosts, committed empty site.nix: fail with exactly the assertions that say what to set (never a throw)";
+    expr = {
+      beelink = saysExactly beelinkEmpty [
+        "barnabee.operatorKeys is empty"
+        "barnabee.beelink.inferenceHost is not set"
+        "barnabee.beelink.replication.enable is on but services.barnabee.memory.settings.replication is not set"
+      ];
+      beast = saysExactly beastEmpty [
+        "barnabee.operatorKeys is empty"
+        "barnabee.beast.clients is empty"
+        "services.barnabee.inference.models is empty"
+      ];
+    };
+    expected = {
+      beelink = true;
+      beast = true;
+    };
   }
   {
     name = "beelink host with the test site values: no failed assertion, every daemon enabled";
