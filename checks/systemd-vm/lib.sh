@@ -82,8 +82,9 @@ boot_vm() {
 collect_journal() {
   [ -n "${QEMU_PID:-}" ] && kill -0 "$QEMU_PID" 2>/dev/null || return 0
   vm 'journalctl -b --no-pager -o short-precise' > "$JOURNAL" 2>/dev/null || true
-  vm 'journalctl -b --no-pager -o export _SYSTEMD_UNIT=barnabee-memory.service + SYSLOG_IDENTIFIER=barnabee-memory + SYSLOG_IDENTIFIER=barnabee-watchdog' \
-    > "${JOURNAL%.log}.export" 2>/dev/null || true
+  local d match=
+  for d in $DAEMONS; do match+="${match:+ + }_SYSTEMD_UNIT=barnabee-$d.service + SYSLOG_IDENTIFIER=barnabee-$d"; done
+  vm "journalctl -b --no-pager -o export $match" > "${JOURNAL%.log}.export" 2>/dev/null || true
 }
 
 # power_off: clean poweroff (bounded), then make sure qemu is gone.
@@ -181,28 +182,44 @@ garage_stop() {
 }
 
 # --- installing the appliance's units into a booted guest -------------------------------------
+# The daemons' units, in the order nixos-modules/watchdog.nix lists them, then the watchdog.
+DAEMONS="memory agents voice inference watchdog"
+daemon_units() { local d; for d in $DAEMONS; do printf 'barnabee-%s.service ' "$d"; done; }
 # install_units [--no-start]: like a package plus host configuration: unit files into
-# /usr/local/lib/systemd/system (the package's place), drop-ins and configs into /etc, the polkit
-# rule, the rollback unit, build A's binaries; then enable and start memory and the watchdog.
+# /usr/local/lib/systemd/system (the package's place), drop-ins, configs and credentials into
+# /etc, ONNX Runtime and the VAD model when staged, the polkit rule, the rollback unit, build
+# A's binaries; then enable and start every daemon (NixOS: wantedBy multi-user.target).
+# `DAEMONS="memory watchdog" install_units` installs only those (the backup scenario's fresh guest).
 install_units() {
   vm 'set -e
-    install -d /usr/local/lib/systemd/system /etc/barnabee /etc/polkit-1/rules.d /usr/local/sbin
+    install -d /usr/local/lib/systemd/system /etc/barnabee /etc/polkit-1/rules.d /usr/local/sbin /tmp/deploy
     install -m644 /mnt/host/units/*.service /usr/local/lib/systemd/system/
-    for u in memory watchdog health-gate; do
+    for u in '"$DAEMONS"'; do
       install -d /etc/systemd/system/barnabee-$u.service.d
       install -m644 /mnt/host/guest/barnabee-$u.conf /etc/systemd/system/barnabee-$u.service.d/10-host.conf
+      install -m644 /mnt/host/guest/$u.toml /etc/barnabee/
+      ln -sf /mnt/host/A/barnabee-$u /tmp/deploy/
+      case $u in
+        memory|watchdog) install -m644 /mnt/host/guest/50-test-timing.conf /etc/systemd/system/barnabee-$u.service.d/ ;;
+        agents) install -m600 /mnt/host/guest/llm-api-key /etc/barnabee/llm-api-key ;;
+        inference) if [ -d /mnt/host/onnxruntime ]; then
+            install -d /usr/local/lib/barnabee/onnxruntime /usr/local/share/barnabee/models
+            install -m644 /mnt/host/onnxruntime/libonnxruntime.so.* /usr/local/lib/barnabee/onnxruntime/
+            ln -sf "$(cd /mnt/host/onnxruntime && ls libonnxruntime.so.*)" /usr/local/lib/barnabee/onnxruntime/libonnxruntime.so
+            install -m644 /mnt/host/onnxruntime/silero_vad.onnx /usr/local/share/barnabee/models/
+          fi ;;
+      esac
     done
-    for u in memory watchdog; do
-      install -m644 /mnt/host/guest/50-test-timing.conf /etc/systemd/system/barnabee-$u.service.d/
-    done
-    install -m644 /mnt/host/guest/memory.toml /mnt/host/guest/watchdog.toml /etc/barnabee/
+    install -d /etc/systemd/system/barnabee-health-gate.service.d
+    install -m644 /mnt/host/guest/barnabee-health-gate.conf /etc/systemd/system/barnabee-health-gate.service.d/10-host.conf
     install -m644 /mnt/host/guest/barnabee-watchdog.rules /etc/polkit-1/rules.d/50-barnabee-watchdog.rules
     install -m644 /mnt/host/guest/barnabee-rollback.service /etc/systemd/system/
     install -m755 /mnt/host/guest/barnabee-deploy /usr/local/sbin/
-    barnabee-deploy /mnt/host/A
+    barnabee-deploy /tmp/deploy
+    rm -rf /tmp/deploy
     systemctl daemon-reload
-    systemctl enable --quiet barnabee-memory.service barnabee-watchdog.service'
-  [ "${1:-}" = --no-start ] || vm 'systemctl start --no-block barnabee-memory.service barnabee-watchdog.service'
+    systemctl enable --quiet '"$(daemon_units)"
+  [ "${1:-}" = --no-start ] || vm "systemctl start --no-block $(daemon_units)"
 }
 
 # pull_the_plug: power the guest off without a shutdown (qemu SIGKILL, like a cut power cord).

@@ -15,7 +15,8 @@ mkdir -p "$OUT"
 rm -rf "$R"
 # ca-certificates: barnabee-watchdog's HTTP client panics at start without any CA certificate
 # (reqwest's Client::new(); it only probes loopback), and a real host has them anyway.
-PKGS=systemd,systemd-sysv,dbus,udev,kmod,iproute2,linux-image-amd64,openssh-server,curl,polkitd,sqlite3,ca-certificates
+# libasound2: barnabee-voice links ALSA's libasound.so.2 (cpal); the guest has no sound card.
+PKGS=systemd,systemd-sysv,dbus,udev,kmod,iproute2,linux-image-amd64,openssh-server,curl,polkitd,sqlite3,ca-certificates,libasound2
 mmdebstrap --quiet --variant=minbase --include="$PKGS" \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \

@@ -9,8 +9,10 @@ stat_field() {
   vm 'curl -sS -m 5 http://127.0.0.1:7701/v1/stats' | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"
 }
 
-deploy() { # deploy BUILD: install /mnt/host/BUILD, restart barnabee-memory without waiting
-  vm "barnabee-deploy /mnt/host/$1 && systemctl restart --no-block barnabee-memory.service"
+deploy() { # deploy BUILD: install BUILD's barnabee-memory, restart it without waiting
+  # (only memory: build A's other four binaries are installed already and would be copied again)
+  vm "rm -rf /tmp/deploy && mkdir /tmp/deploy && ln -s /mnt/host/$1/barnabee-memory /tmp/deploy/ &&
+      barnabee-deploy /tmp/deploy && systemctl restart --no-block barnabee-memory.service"
 }
 
 scenario_upgrade() {
