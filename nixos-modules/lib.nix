@@ -162,13 +162,16 @@ in {
             # changes the unit, so `switch` restarts the daemon.
             ExecStart = ["" "${exe} --config ${cfg.configFile}"];
             LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
-            # An empty default for each credential (systemd.exec(5): SetCredential= "will act as
-            # default if the former cannot be retrieved ... not considered fatal"). Before the
+            # A default for each credential (systemd.exec(5): SetCredential= "will act as default
+            # if the former cannot be retrieved ... not considered fatal"): one newline, which
+            # the daemons read as empty (a trailing newline is trimmed). Not an empty value:
+            # systemd 252 rejects `SetCredential=ID:` ("Invalid syntax, ignoring"), and the
+            # missing file is then fatal (checks/systemd-vm scenario credentials). Before the
             # host is provisioned (first boot: sops-nix has no key yet, /run/secrets/... is
             # missing) the daemon starts and reports the credential "not provisioned" in
             # /health (degraded) instead of the unit failing with status 243/CREDENTIALS, so the
             # health gate can tell "not provisioned yet" from "broken".
-            SetCredential = lib.mapAttrsToList (name: _: "${name}:") cfg.credentials;
+            SetCredential = lib.mapAttrsToList (name: _: "${name}:\\n") cfg.credentials;
           };
         };
       }

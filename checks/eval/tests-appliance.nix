@@ -141,14 +141,14 @@ in [
     };
   }
   {
-    name = "credentials: each has an empty SetCredential= default, so a host not provisioned yet starts degraded instead of failing";
+    name = "credentials: each has a SetCredential= default of one newline (read as empty), so a host not provisioned yet starts degraded instead of failing";
     expr = {
       memory = (serviceOf beelink "memory").serviceConfig.SetCredential;
       agents = (serviceOf beelink "agents").serviceConfig.SetCredential;
     };
     expected = {
-      memory = ["s3-secret-access-key:"];
-      agents = ["home-assistant-token:" "openrouter-api-key:"];
+      memory = ["s3-secret-access-key:\\n"];
+      agents = ["home-assistant-token:\\n" "openrouter-api-key:\\n"];
     };
   }
   {

@@ -2,7 +2,7 @@
 # TEST-ONLY age key (secrets/test/age-key.txt) standing in for the host's age identity.
 #  1. First boot before provisioning (no /var/lib/sops-nix/key.txt, as on a freshly flashed
 #     image): sops-nix cannot decrypt, /run/secrets/... is missing, and barnabee-memory still
-#     starts (the module's SetCredential= empty fallback), serves, and says "not provisioned"
+#     starts (the module's SetCredential= default), serves, and says "not provisioned"
 #     in /health (degraded, not down); the health gate passes, so the boot is blessed.
 #  2. The operator installs the host key and re-activates (docs/nixos.md "First boot"): the
 #     secret is decrypted, memory is restarted (sops restartUnits), gets it as a credential,
@@ -47,7 +47,8 @@ testLib.mkTest {
     with subtest("first boot, not provisioned: memory serves, degraded, the gate passes"):
         memory_ready(beelink)
         beelink.fail(f"test -e {SECRET_PATH}")
-        assert beelink.succeed(f"stat -c %s {CRED}").strip() == "0"
+        # The module's SetCredential= default: one newline, which the daemon reads as empty.
+        assert beelink.succeed(f"stat -c %s {CRED}").strip() == "1"
         code = beelink.succeed(
             f"curl -s -o /tmp/health.json -w '%{{http_code}}' {MEMORY}/health"
         ).strip()

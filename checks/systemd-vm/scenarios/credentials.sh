@@ -2,9 +2,10 @@
 # credentials: LoadCredential=s3-secret-access-key:/run/nonexistent/secret plus a SetCredential=
 # default for the same ID (systemd.exec(5): the default is used when LoadCredential= cannot be
 # retrieved, and that is not fatal).
-#   1. The shape nixos-modules/lib.nix renders, an EMPTY default (`SetCredential=ID:`), on a
-#      oneshot unit of its own (guest/credential-probe.service): systemd must start it and the
-#      empty file must be in $CREDENTIALS_DIRECTORY. systemd 252 refuses (see ../README.md).
+#   1. The shape nixos-modules/lib.nix renders, a default of one newline (`SetCredential=ID:\n`;
+#      an EMPTY value is rejected by systemd 252, see ../README.md), on a oneshot unit of its own
+#      (guest/credential-probe.service): systemd must start it and the 1-byte default must be in
+#      $CREDENTIALS_DIRECTORY.
 #   2. barnabee-memory with an S3 [replication] whose secret is that credential, the default a
 #      newline (`SetCredential=ID:\n`, accepted by 252; the daemons trim it): the unit starts,
 #      memory serves: /health 200 with the replication check degraded "not provisioned",
@@ -16,12 +17,12 @@ credentials_probe() {
   if vm 'systemctl start credential-probe.service' 2>/dev/null; then
     out="$(vm "journalctl -b -u credential-probe.service -o cat --no-pager | grep -m1 '^[0-9]* /run/credentials/'")"
     case "$out" in
-      "0 "*) check "systemd $(vm 'systemctl --version | head -1 | cut -d" " -f2') starts a unit with LoadCredential= of a missing file and the empty default SetCredential=s3-secret-access-key: (the NixOS modules' shape); the service reads: $out" ;;
+      "1 "*) check "systemd $(vm 'systemctl --version | head -1 | cut -d" " -f2') starts a unit with LoadCredential= of a missing file and the default SetCredential=s3-secret-access-key:\\n (the NixOS modules' shape); the service reads: $out" ;;
       *) fail "credential-probe.service started, but its credential is not the empty default: $out"; return 1 ;;
     esac
     return 0
   fi
-  fail "systemd $(vm 'systemctl --version | head -1 | cut -d" " -f2') does NOT start a unit with LoadCredential= of a missing file and the EMPTY default SetCredential=s3-secret-access-key:, the shape nixos-modules/lib.nix renders: $(vm 'systemctl show -p Result,ExecMainStatus credential-probe.service | tr "\n" " "')(243 = CREDENTIALS); at load: $(vm "journalctl -b -u credential-probe.service -o cat --no-pager | grep -m1 'credential-probe.service:[0-9]*:'"); at start: $(vm "journalctl -b -u credential-probe.service -o cat --no-pager | grep -m1 'Failed to set up credentials'")"
+  fail "systemd $(vm 'systemctl --version | head -1 | cut -d" " -f2') does NOT start a unit with LoadCredential= of a missing file and the default SetCredential=s3-secret-access-key:\\n, the shape nixos-modules/lib.nix renders: $(vm 'systemctl show -p Result,ExecMainStatus credential-probe.service | tr "\n" " "')(243 = CREDENTIALS); at load: $(vm "journalctl -b -u credential-probe.service -o cat --no-pager | grep -m1 'credential-probe.service:[0-9]*:'"); at start: $(vm "journalctl -b -u credential-probe.service -o cat --no-pager | grep -m1 'Failed to set up credentials'")"
   return 1
 }
 
