@@ -2,3 +2,7 @@
 # watchdog's private-bus tests, util-linux for `unshare` (the journald test).
 apt_need pkg-config libasound2-dev dbus-daemon util-linux
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# aiosmtpd: the SMTP server the watchdog's notifier tests deliver e-mail to; openssl makes the
+# private CA of its STARTTLS test.
+apt_need openssl
+pip_need "$ROOT/crates/watchdog/tests/requirements.txt"

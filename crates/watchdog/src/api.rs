@@ -2,6 +2,7 @@
 //! `GET /v1/incidents?since_ms=<epoch ms>&limit=<n>` → `{"incidents": [Record, ...]}`,
 //! newest first; what `barnabee incident collect` puts into the bundle.
 //! `GET /v1/units` → `{"units": [UnitReport, ...]}`: the latest state of each supervised unit.
+//! `/v1/notify...`: the notifier ([`crate::notify::api`]).
 
 use std::sync::Arc;
 
@@ -40,7 +41,11 @@ pub struct UnitList {
     pub units: Vec<UnitReport>,
 }
 
-pub fn routes(log: Arc<IncidentLog>, view: UnitsView) -> Router {
+pub fn routes(
+    log: Arc<IncidentLog>,
+    view: UnitsView,
+    notifier: Option<crate::notify::Notifier>,
+) -> Router {
     Router::new()
         .route("/v1/incidents", get(list))
         .with_state(log)
@@ -49,6 +54,7 @@ pub fn routes(log: Arc<IncidentLog>, view: UnitsView) -> Router {
                 .route("/v1/units", get(units))
                 .with_state(view),
         )
+        .merge(crate::notify::api::routes(notifier))
 }
 
 async fn units(State(view): State<UnitsView>) -> Json<UnitList> {

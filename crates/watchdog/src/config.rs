@@ -33,6 +33,10 @@ pub struct Config {
     pub gate: GateConfig,
     #[serde(default)]
     pub rollback: RollbackConfig,
+    /// `[notify]`: where the family is told about alerts, incidents and rollbacks; absent =
+    /// the notifier is off.
+    #[serde(default)]
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// One `[[units]]` entry.
@@ -276,6 +280,11 @@ impl Config {
                 "must be more than 0 seconds".into(),
             ));
         }
+        if let Some(notify) = &self.notify
+            && let Err((key, message)) = notify.check()
+        {
+            return Err(field(&key, message));
+        }
         Ok(())
     }
 
@@ -303,6 +312,9 @@ mod tests {
         let cfg = Config::load(&path).unwrap();
         assert!(!cfg.units.is_empty());
         assert_eq!(cfg.thresholds.disk_warn_free_percent, 20.0);
+        let notify = cfg.notify.unwrap();
+        assert!(notify.home_assistant.is_some() && notify.email.is_some());
+        assert!(notify.webhook.is_some());
     }
 
     #[test]
@@ -323,6 +335,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("units[0].name"), "{err}");
+    }
+
+    #[test]
+    fn notify_is_off_without_its_section_and_errors_name_the_key() {
+        assert!(
+            Config::parse(Path::new("w.toml"), "")
+                .unwrap()
+                .notify
+                .is_none()
+        );
+        let err = Config::parse(
+            Path::new("w.toml"),
+            "[notify.email]\nhost = \"mail\"\nsecurity = \"startls\"\nfrom = \"a@b.org\"\nto = [\"c@d.org\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("notify.email.security"), "{err}");
+        let err = Config::parse(
+            Path::new("w.toml"),
+            "[notify.email]\nhost = \"mail\"\nfrom = \"a@b.org\"\nto = [\"not an address\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("notify.email.to[0]"), "{err}");
+        let err = Config::parse(Path::new("w.toml"), "[notify]\nmax_age = 60\n").unwrap_err();
+        assert!(err.to_string().contains("no channel"), "{err}");
+        let cfg = Config::parse(
+            Path::new("w.toml"),
+            "[notify.email]\nhost = \"mail\"\nsecurity = \"tls\"\nfrom = \"a@b.org\"\nto = [\"c@d.org\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.notify.unwrap().email.unwrap().port(), 465);
     }
 
     #[test]

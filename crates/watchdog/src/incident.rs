@@ -250,11 +250,13 @@ struct SeverityLabel {
     severity: String,
 }
 
-/// Raises incidents: journal, log, metrics. Cheap to clone.
+/// Raises incidents: journal, log, metrics, and (with a notifier) a notification. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Incidents {
     log: Arc<IncidentLog>,
     counts: Family<SeverityLabel, Counter>,
+    notify: Option<crate::notify::Notifier>,
 }
 
 impl Incidents {
@@ -262,7 +264,14 @@ impl Incidents {
         Self {
             log,
             counts: Family::default(),
+            notify: None,
         }
+    }
+
+    /// Also queue a notification for P1 (critical) and P2 (warning) incidents.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notify = Some(notifier);
+        self
     }
 
     /// Register `barnabee_watchdog_incidents_total{severity}`.
@@ -295,6 +304,9 @@ impl Incidents {
             .inc();
         if let Err(err) = self.log.insert(&incident) {
             log::error!(event = "incident_log_error"; "cannot record incident: {err}");
+        }
+        if let Some(notifier) = &self.notify {
+            notifier.incident(&incident);
         }
     }
 }

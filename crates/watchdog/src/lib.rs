@@ -2,6 +2,8 @@
 //! daemon's `/health`, restarts with backoff behind a circuit breaker, watches the host (disk,
 //! memory, load, GPU), records incidents (journald fields + SQLite + metrics), and gates
 //! upgrades: `gate` waits for every unit to be healthy and rolls the system back if not.
+//! With `[notify]` it also tells the family (Home Assistant, e-mail, a webhook) about
+//! Alertmanager alerts, its own P1/P2 incidents and rollbacks ([`notify`]).
 //!
 //! Layer: a daemon on top of barnabee-service; it talks to the other daemons only over HTTP.
 
@@ -10,6 +12,7 @@ pub mod config;
 pub mod gate;
 pub mod host;
 pub mod incident;
+pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod supervisor;
@@ -38,6 +41,10 @@ pub enum RunError {
     Serve(#[from] barnabee_service::ServeError),
     #[error("cannot build the HTTP client for health probes: {0}")]
     HttpClient(#[source] reqwest::Error),
+    #[error("cannot build the HTTP client for notifications: {0}")]
+    NotifyHttpClient(#[source] reqwest::Error),
+    #[error(transparent)]
+    NotifyQueue(#[from] notify::QueueError),
 }
 
 /// How long a single D-Bus call may take before the connection counts as lost.
@@ -52,16 +59,35 @@ pub fn systemd_client(cfg: &Config) -> DbusSystemd {
     )
 }
 
-/// Open the incident log in the configured state directory.
-pub fn open_incidents(cfg: &Config) -> Result<Incidents, RunError> {
+/// Open the incident log in the configured state directory, with the notifier's queue
+/// attached when `[notify]` is set (the notifier is returned too; nothing is delivered
+/// until [`notify::Notifier::start`]).
+pub fn open_incidents(cfg: &Config) -> Result<(Incidents, Option<notify::Notifier>), RunError> {
     let dir = cfg.state_dir().ok_or(RunError::NoStateDir)?;
-    Ok(Incidents::new(Arc::new(IncidentLog::open(&dir)?)))
+    let incidents = Incidents::new(Arc::new(IncidentLog::open(&dir)?));
+    match &cfg.notify {
+        None => Ok((incidents, None)),
+        Some(n) => {
+            let notifier = notify::Notifier::open(n, &dir)?;
+            Ok((incidents.with_notifier(notifier.clone()), Some(notifier)))
+        }
+    }
 }
 
 /// The daemon: start-up, then serve until SIGTERM.
 pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
-    let incidents = open_incidents(&cfg)?;
+    let (incidents, notifier) = open_incidents(&cfg)?;
     incidents.register(rt.metrics());
+    if let Some(n) = &notifier {
+        let timeout = n.config().timeout;
+        let http = barnabee_service::http_client::build(|b| {
+            b.timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .redirect(reqwest::redirect::Policy::none())
+        })
+        .map_err(RunError::NotifyHttpClient)?;
+        n.start(&rt, http);
+    }
     let keep = Duration::from_secs(u64::from(cfg.incident_retention_days) * 86_400);
     let store = incidents.store().clone();
     let stop = rt.shutdown();
@@ -146,7 +172,7 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     tokio::spawn(monitor.run(hb, rt.shutdown()));
 
     rt.status(&format!("supervising {} units", cfg.units.len()));
-    rt.serve(api::routes(incidents.store().clone(), view))
+    rt.serve(api::routes(incidents.store().clone(), view, notifier))
         .await?;
     Ok(())
 }

@@ -67,8 +67,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Some(Command::Gate { timeout, dry_run }) => {
             let timeout = timeout.unwrap_or(cfg.gate.timeout);
             runtime.block_on(async {
+                // With [notify], the rollback notice is queued in notify.db; the daemon (of
+                // whichever generation runs next) delivers it.
                 let incidents = match barnabee_watchdog::open_incidents(&cfg) {
-                    Ok(i) => Some(i),
+                    Ok((i, _)) => Some(i),
                     Err(err) => {
                         log::warn!("incidents go to the journal only: {err}");
                         None

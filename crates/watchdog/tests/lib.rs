@@ -5,6 +5,8 @@
 
 mod common;
 mod gate;
+mod notify;
+mod notify_ha;
 mod real_systemd;
 mod supervise;
 mod systemd_protocols;
