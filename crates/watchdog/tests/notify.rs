@@ -542,12 +542,26 @@ async fn a_down_channel_is_retried_across_a_restart_without_blocking_another() {
     );
     assert!(wd.log().contains("notify_failed"), "{}", wd.log());
 
-    // SIGKILL, the webhook comes up, a new daemon on the same state directory delivers it.
+    // SIGKILL; a new daemon on the same state directory finds the message still queued and
+    // keeps retrying while the webhook is down; once it comes up, the message is delivered.
     wd.kill();
-    let hook = Sink::start(down).await;
     let wd = Daemon::start(dir.path(), &cfg).await;
+    let c = wd.channel("webhook").await;
+    assert_eq!(c["queue_depth"], 1, "lost in the restart: {c}");
+    eventually(
+        "the restarted daemon retrying",
+        Duration::from_secs(15),
+        || async {
+            wd.channel("webhook").await["failures"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+        },
+    )
+    .await;
+    let hook = Sink::start(down).await;
     wait_for(
-        "the webhook delivery after the restart",
+        "the webhook delivery once it is up",
         Duration::from_secs(15),
         || !hook.hits().is_empty(),
     )
