@@ -43,8 +43,6 @@ pub enum RunError {
     HttpClient(#[source] reqwest::Error),
     #[error("cannot build the HTTP client for notifications: {0}")]
     NotifyHttpClient(#[source] reqwest::Error),
-    #[error(transparent)]
-    NotifyQueue(#[from] notify::QueueError),
 }
 
 /// How long a single D-Bus call may take before the connection counts as lost.
@@ -65,11 +63,15 @@ pub fn systemd_client(cfg: &Config) -> DbusSystemd {
 pub fn open_incidents(cfg: &Config) -> Result<(Incidents, Option<notify::Notifier>), RunError> {
     let dir = cfg.state_dir().ok_or(RunError::NoStateDir)?;
     let incidents = Incidents::new(Arc::new(IncidentLog::open(&dir)?));
-    match &cfg.notify {
-        None => Ok((incidents, None)),
-        Some(n) => {
-            let notifier = notify::Notifier::open(n, &dir)?;
-            Ok((incidents.with_notifier(notifier.clone()), Some(notifier)))
+    let Some(n) = &cfg.notify else {
+        return Ok((incidents, None));
+    };
+    match notify::Notifier::open(n, &dir) {
+        Ok(notifier) => Ok((incidents.with_notifier(notifier.clone()), Some(notifier))),
+        // Supervision, incidents and the gate matter more than notifications: run on without.
+        Err(err) => {
+            log::error!(event = "notify_queue_error"; "the notifier is off: {err}");
+            Ok((incidents, None))
         }
     }
 }
@@ -87,6 +89,12 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         })
         .map_err(RunError::NotifyHttpClient)?;
         n.start(&rt, http);
+    } else if cfg.notify.is_some() {
+        rt.health().component(
+            "notify",
+            Check::fail("the notification queue cannot be opened (EVENT=notify_queue_error)")
+                .non_critical(),
+        );
     }
     let keep = Duration::from_secs(u64::from(cfg.incident_retention_days) * 86_400);
     let store = incidents.store().clone();

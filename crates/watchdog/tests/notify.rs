@@ -856,3 +856,21 @@ async fn email_goes_out_over_starttls() {
     assert_eq!(c["sent"], 1, "{c}");
     assert_eq!(c["failures"], 0, "{c}");
 }
+
+/// A notification queue that cannot be opened turns the notifier off, never the watchdog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_queue_degrades_but_the_watchdog_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // A directory where the database file should be.
+    std::fs::create_dir_all(state.join("notify.db")).unwrap();
+    let extra = format!("{FAST}[notify.webhook]\nurl = \"http://127.0.0.1:9/\"\n");
+    let wd = Daemon::start(dir.path(), &config(&state, &[], "", &extra)).await;
+    let health = wd.get("/health").await;
+    assert_eq!(health["checks"]["notify"]["ok"], false, "{health}");
+    assert_eq!(health["checks"]["notify"]["critical"], false, "{health}");
+    assert_eq!(health["checks"]["incident_log"]["ok"], true, "{health}");
+    assert!(wd.log().contains("notify_queue_error"), "{}", wd.log());
+    let (code, _) = wd.post("/v1/notify/test", &json!({})).await;
+    assert_eq!(code, 503);
+}
