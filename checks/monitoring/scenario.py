@@ -160,9 +160,22 @@ class Target:
         self.server = None
 
 
+# --broken: the shipped files with one fault each, to show the scenario fails on it.
+BROKEN = {
+    # the unit-down rule never matches: no alert, no notification
+    "unit-down-never-fires": ("alerts.yml", 'expr: up{job=~"barnabee-.*"} == 0', 'expr: up{job=~"barnabee-.*"} == 2'),
+    # no resolved message
+    "no-send-resolved": ("alertmanager.yml", "send_resolved: true", "send_resolved: false"),
+    # the unit-down inhibition gone: its job's other alerts are notified while it is down
+    "no-unit-down-inhibit": ("alertmanager.yml", "source_matchers: ['alertname=\"BarnabeeUnitDown\"']",
+                             "source_matchers: ['alertname=\"NoSuchAlert\"']"),
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "monitoring"))
+    ap.add_argument("--broken", choices=sorted(BROKEN), help="break the shipped files this way first (expect FAIL)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t_scenario = time.monotonic()
@@ -175,12 +188,22 @@ def main() -> int:
 
         # alerts.yml with every `for:` at 3s (LOUDLY: the real durations are alerts.test.yml's).
         rules = open(os.path.join(MON, "alerts.yml")).read()
+        am_cfg = open(os.path.join(MON, "alertmanager.yml")).read()
+        if args.broken:
+            f, a, b = BROKEN[args.broken]
+            text = rules if f == "alerts.yml" else am_cfg
+            if text.count(a) != 1:
+                fail(f"--broken {args.broken}: {a!r} is not in {f} exactly once")
+            if f == "alerts.yml":
+                rules = rules.replace(a, b)
+            else:
+                am_cfg = am_cfg.replace(a, b)
+            print(f"!!! scenario: --broken {args.broken}: {f} altered ({a} -> {b}); expect FAIL !!!")
         assert re.search(r"- alert: BarnabeeUnitDown\n\s+expr: .*\n\s+for: 2m\n", rules), "BarnabeeUnitDown's for: is not 2m"
         fast, n = re.subn(r"(?m)^(\s+for:\s*)\S+\s*$", rf"\g<1>{FAST_FOR}", rules)
         print(f"!!! scenario: {n} `for:` durations of alerts.yml rewritten to {FAST_FOR} (promtool tests pin the real ones) !!!")
         open(os.path.join(work, "alerts.yml"), "w").write(fast)
 
-        am_cfg = open(os.path.join(MON, "alertmanager.yml")).read()
         if am_cfg.count(NOTIFIER_URL) != 1:
             fail(f"alertmanager.yml does not name the notifier URL {NOTIFIER_URL} exactly once")
         sink_url = f"http://127.0.0.1:{sink.port}/v1/notify/alertmanager"
@@ -319,6 +342,7 @@ def main() -> int:
         for s in synthetic:
             s.update(startsAt=now, endsAt=ends, annotations={"summary": "scenario: synthetic"})
         post_json(f"{am}/api/v2/alerts", synthetic)
+        t_posted = time.monotonic()
 
         def states():
             out = {}
@@ -339,6 +363,12 @@ def main() -> int:
         log("5. inhibition in Alertmanager: " + "; ".join(
             f"{k[0]}/{k[1]}@{k[2]} {st[k]['state']}" + (f" by {len(st[k]['inhibitedBy'])}" if st[k]["inhibitedBy"] else "")
             for k in expect))
+
+        # Past the critical route's group_wait (10s): an uninhibited critical would be out by now.
+        time.sleep(max(0.0, 15 - (time.monotonic() - t_posted)))
+        if sink.find("BarnabeeHttpErrors", "firing"):
+            fail("BarnabeeHttpErrors was notified while barnabee-voice was down (the unit-down inhibition did not hold)")
+        log("   15 s later (past group_wait 10s) the inhibited critical has not been notified")
 
         # 6. recovery.
         target.start()
