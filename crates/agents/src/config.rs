@@ -40,7 +40,7 @@ pub struct RouterConfig {
     /// defaults, so an operator's rule wins.
     pub rules_file: Option<PathBuf>,
     /// When no rule matches, ask the LLM (within the budget) to pick the route; counted in
-    /// `barnabee_llm_fallback_rate`. Off: unmatched utterances go to the interaction agent.
+    /// `barnabee_agents_router_decisions_total{method="llm"}`. Off: unmatched utterances go to the interaction agent.
     #[serde(default)]
     pub llm_classifier: bool,
 }

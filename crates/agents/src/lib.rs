@@ -61,6 +61,7 @@ pub fn build(
     let router = route::Router::load(cfg.router.rules_file.as_deref())?;
     let metrics = metrics::AgentMetrics::new();
     metrics.register(rt.metrics());
+    metrics.set_budget(cfg.budget.daily_limit_usd, cfg.budget.monthly_limit_usd);
     let health = rt.health();
 
     // Home Assistant (optional).
@@ -178,11 +179,17 @@ pub fn build(
     );
     let state = interaction.budget_state();
     let gov = interaction.governor.clone();
+    let cost_gauges = metrics.clone();
+    // Also refreshes the spend gauges: /metrics evaluates /health first, so a scrape after
+    // midnight sees today's spend (0), not yesterday's until the next conversation.
     health.probe("budget", move || {
         let gov = gov.clone();
+        let gauges = cost_gauges.clone();
         async move {
             match gov.spend() {
                 Ok(s) => {
+                    gauges.daily_cost.set(s.day_usd);
+                    gauges.monthly_cost.set(s.month_usd);
                     let detail = format!(
                         "{:?}: ${:.4} today, ${:.4} this month ({:.0}% of a limit)",
                         s.state,

@@ -1,6 +1,6 @@
 //! The agents' Prometheus metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use barnabee_service::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
@@ -12,7 +12,7 @@ type Labels = Vec<(String, String)>;
 
 #[derive(Clone)]
 pub struct AgentMetrics {
-    /// `barnabee_requests_by_agent_total{agent}`
+    /// `barnabee_agents_requests_total{agent}`
     pub requests_by_agent: Family<Labels, Counter>,
     /// The router's decision time.
     pub meta_latency: Histogram,
@@ -21,17 +21,17 @@ pub struct AgentMetrics {
     pub memory_latency: Histogram,
     pub daily_cost: Gauge<f64, AtomicU64>,
     pub monthly_cost: Gauge<f64, AtomicU64>,
-    /// `barnabee_llm_requests_total{provider, model, outcome}`
+    /// `barnabee_agents_llm_requests_total{provider, model, outcome}`
     pub llm_requests: Family<Labels, Counter>,
-    /// `barnabee_llm_tokens_total{provider, model, kind}`
+    /// `barnabee_agents_llm_tokens_total{provider, model, kind}`
     pub llm_tokens: Family<Labels, Counter>,
-    /// Share of router decisions since start that fell back to the LLM classifier (no rule
-    /// matched and `[router] llm_classifier` is on).
-    pub llm_fallback_rate: Gauge<f64, AtomicU64>,
+    pub daily_budget: Gauge<f64, AtomicU64>,
+    pub monthly_budget: Gauge<f64, AtomicU64>,
     /// LLM answers served by a later provider after an earlier one failed.
     pub llm_failovers: Counter,
-    decisions: std::sync::Arc<AtomicU64>,
-    classified: std::sync::Arc<AtomicU64>,
+    /// `barnabee_agents_router_decisions_total{method}`: rule, or llm when no rule matched
+    /// and `[router] llm_classifier` asked the LLM.
+    decisions: Family<Labels, Counter>,
 }
 
 fn ms_histogram(buckets: &[f64]) -> Histogram {
@@ -54,69 +54,47 @@ impl AgentMetrics {
             monthly_cost: Gauge::default(),
             llm_requests: Family::default(),
             llm_tokens: Family::default(),
-            llm_fallback_rate: Gauge::default(),
+            daily_budget: Gauge::default(),
+            monthly_budget: Gauge::default(),
             llm_failovers: Counter::default(),
-            decisions: Default::default(),
-            classified: Default::default(),
+            decisions: {
+                let f = Family::<Labels, Counter>::default();
+                // Present at 0 from the start, so rate() has both series.
+                for method in ["rule", "llm"] {
+                    let _ = f.get_or_create(&vec![("method".into(), method.into())]);
+                }
+                f
+            },
         }
     }
 
     pub fn register(&self, m: &Metrics) {
-        m.register(
-            "barnabee_requests_by_agent",
-            "Utterances handled, by agent (instant, action, memory, interaction)",
-            self.requests_by_agent.clone(),
-        );
-        m.register(
-            "barnabee_meta_agent_latency_ms",
-            "Meta router decision time (ms)",
-            self.meta_latency.clone(),
-        );
-        m.register(
-            "barnabee_action_agent_latency_ms",
-            "Action agent time per utterance, Home Assistant included (ms)",
-            self.action_latency.clone(),
-        );
-        m.register(
-            "barnabee_interaction_agent_latency_ms",
-            "Interaction agent time per utterance, LLM included (ms)",
+        use barnabee_service::catalog;
+        m.register_def(&catalog::AGENTS_REQUESTS, self.requests_by_agent.clone());
+        m.register_def(&catalog::AGENTS_ROUTER_LATENCY, self.meta_latency.clone());
+        m.register_def(&catalog::AGENTS_ROUTER_DECISIONS, self.decisions.clone());
+        m.register_def(&catalog::AGENTS_ACTION_LATENCY, self.action_latency.clone());
+        m.register_def(
+            &catalog::AGENTS_INTERACTION_LATENCY,
             self.interaction_latency.clone(),
         );
-        m.register(
-            "barnabee_memory_agent_latency_ms",
-            "Memory agent time per utterance, barnabee-memory included (ms)",
-            self.memory_latency.clone(),
+        m.register_def(&catalog::AGENTS_MEMORY_LATENCY, self.memory_latency.clone());
+        m.register_def(&catalog::AGENTS_LLM_COST_TODAY, self.daily_cost.clone());
+        m.register_def(&catalog::AGENTS_LLM_COST_MONTH, self.monthly_cost.clone());
+        m.register_def(&catalog::AGENTS_LLM_BUDGET_DAILY, self.daily_budget.clone());
+        m.register_def(
+            &catalog::AGENTS_LLM_BUDGET_MONTHLY,
+            self.monthly_budget.clone(),
         );
-        m.register(
-            "barnabee_daily_cost_usd",
-            "LLM spend today (local day), USD",
-            self.daily_cost.clone(),
-        );
-        m.register(
-            "barnabee_monthly_cost_usd",
-            "LLM spend this calendar month, USD",
-            self.monthly_cost.clone(),
-        );
-        m.register(
-            "barnabee_llm_requests",
-            "LLM completion requests by provider, model and outcome (ok, error, timeout)",
-            self.llm_requests.clone(),
-        );
-        m.register(
-            "barnabee_llm_tokens",
-            "LLM tokens by provider, model and kind (prompt, completion)",
-            self.llm_tokens.clone(),
-        );
-        m.register(
-            "barnabee_llm_fallback_rate",
-            "Share of router decisions since start that consulted the LLM classifier",
-            self.llm_fallback_rate.clone(),
-        );
-        m.register(
-            "barnabee_llm_failovers",
-            "LLM answers served by a later provider after an earlier one failed",
-            self.llm_failovers.clone(),
-        );
+        m.register_def(&catalog::AGENTS_LLM_REQUESTS, self.llm_requests.clone());
+        m.register_def(&catalog::AGENTS_LLM_TOKENS, self.llm_tokens.clone());
+        m.register_def(&catalog::AGENTS_LLM_FAILOVERS, self.llm_failovers.clone());
+    }
+
+    /// The configured budget, so the alert rules can compare spend with it.
+    pub fn set_budget(&self, daily_usd: f64, monthly_usd: f64) {
+        self.daily_budget.set(daily_usd);
+        self.monthly_budget.set(monthly_usd);
     }
 
     pub fn count_agent(&self, agent: &str) {
@@ -147,14 +125,13 @@ impl AgentMetrics {
         }
     }
 
-    /// One router decision; `classified` when the LLM classifier was consulted.
+    /// One router decision; `classified` when the LLM classifier was consulted. The alert
+    /// rules take the windowed fallback rate from the two counters.
     pub fn decision(&self, classified: bool) {
-        let n = self.decisions.fetch_add(1, Ordering::Relaxed) + 1;
-        let c = self
-            .classified
-            .fetch_add(u64::from(classified), Ordering::Relaxed)
-            + u64::from(classified);
-        self.llm_fallback_rate.set(c as f64 / n as f64);
+        let method = if classified { "llm" } else { "rule" };
+        self.decisions
+            .get_or_create(&vec![("method".into(), method.into())])
+            .inc();
     }
 }
 

@@ -415,8 +415,38 @@ async fn gather(
         };
         [versions, generations, host]
     };
-    let (journal, http, local) = tokio::join!(journal, http, local);
-    let mut all = vec![journal];
+    let kernel = async {
+        let start = Instant::now();
+        if args.no_journal {
+            return Collected {
+                name: "kernel".into(),
+                file: "kernel.txt".into(),
+                content: Content::Bytes(Vec::new()),
+                result: Ok(String::new()),
+                note: Some("--no-journal".into()),
+                skipped: true,
+                took: Duration::ZERO,
+            };
+        }
+        let j = journal::collect_kernel(args.since).await;
+        Collected {
+            name: "kernel".into(),
+            file: "kernel.txt".into(),
+            content: j
+                .file
+                .map(Content::File)
+                .unwrap_or(Content::Bytes(Vec::new())),
+            result: match j.error {
+                Some(e) => Err(e),
+                None => Ok(format!("{} lines", j.lines)),
+            },
+            note: j.note,
+            skipped: false,
+            took: start.elapsed(),
+        }
+    };
+    let (journal, kernel, http, local) = tokio::join!(journal, kernel, http, local);
+    let mut all = vec![journal, kernel];
     all.extend(http);
     all.extend(local);
     Ok(all)

@@ -1,8 +1,10 @@
 //! `barnabee`: the operator's command. One file per subcommand.
 
+mod alerts;
 mod daemons;
 mod health;
 mod incident;
+mod metrics;
 mod status;
 mod up;
 mod utc;
@@ -28,6 +30,8 @@ enum Command {
     Incident(incident::IncidentArgs),
     /// Voice tools: `enroll NAME WAV...` stores a family member's voice profile.
     Voice(voice::VoiceArgs),
+    /// The metric contract: every metric the daemons export (`--json`, `--markdown`).
+    Metrics(metrics::MetricsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(args),
         Command::Incident(args) => incident::run(args),
         Command::Voice(args) => voice::run(args),
+        Command::Metrics(args) => metrics::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,6 @@
-//! `barnabee status`: a table of every daemon's `/health`.
+//! `barnabee status`: a table of every daemon's `/health` (failing checks in DETAIL), then the
+//! alerts firing in the local Alertmanager. Exit 1 when a daemon is unhealthy or unreachable,
+//! or a critical alert fires.
 //!
 //! Which daemons: those `barnabee up` recorded in its data dir (`up.json`), else those with a
 //! config in `/etc/barnabee/<role>.toml` (the appliance), else `--url role=URL` given here.
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::alerts;
 use crate::daemons::DAEMONS;
 use crate::health;
 use crate::up::{self, UpState};
@@ -26,6 +29,9 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The Alertmanager whose firing alerts to show (the beelink runs one here); `none` skips.
+    #[arg(long, default_value = "http://127.0.0.1:9093", value_name = "URL")]
+    alertmanager: String,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -41,12 +47,17 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let client = health::client()?;
-    let outcomes = runtime.block_on(async {
+    let (outcomes, firing) = runtime.block_on(async {
         let mut out = Vec::new();
         for (role, url) in &targets {
             out.push((role.clone(), url.clone(), health::fetch(&client, url).await));
         }
-        out
+        let firing = if args.alertmanager == "none" {
+            None
+        } else {
+            Some(alerts::firing(&client, &args.alertmanager).await)
+        };
+        (out, firing)
     });
     if args.json {
         let rows: Vec<_> = outcomes
@@ -55,7 +66,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({"daemon": role, "url": url, "status": o.word().to_lowercase(), "detail": o.detail()})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let alerts = match &firing {
+            Some(Ok(list)) => serde_json::to_value(list)?,
+            Some(Err(why)) => serde_json::json!({ "error": why }),
+            None => serde_json::Value::Null,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"daemons": rows, "alerts": alerts}))?
+        );
     } else {
         println!("{:<10} {:<28} {:<12} DETAIL", "DAEMON", "URL", "STATUS");
         for (role, url, outcome) in &outcomes {
@@ -66,8 +85,18 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if !args.json {
+        match &firing {
+            Some(Ok(list)) => alerts::print(&args.alertmanager, list),
+            // No Alertmanager is normal for `barnabee up`; on the beelink it is a finding.
+            Some(Err(why)) => println!("\nalerts: {why}"),
+            None => {}
+        }
+    }
     let all_serving = outcomes.iter().all(|(_, _, o)| o.serving());
-    Ok(if all_serving {
+    let critical_firing =
+        matches!(&firing, Some(Ok(list)) if list.iter().any(|a| a.severity == "critical"));
+    Ok(if all_serving && !critical_firing {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -124,5 +153,20 @@ fn appliance_targets(config_dir: &Path) -> anyhow::Result<Vec<(String, String)>>
             .unwrap_or_else(|| daemon.default_addr().to_string());
         out.push((daemon.role.to_owned(), format!("http://{listen}")));
     }
+    // The beelink has no inference daemon of its own: ask the beast's, where voice's speaker
+    // identification finds it, so one `barnabee status` covers both hosts.
+    if !out.iter().any(|(role, _)| role == "inference")
+        && let Some(url) = beast_inference_url(&config_dir.join("voice.toml"))
+    {
+        out.push(("inference".to_owned(), url));
+    }
     Ok(out)
+}
+
+/// `[speaker] inference_url` of voice.toml, when set.
+fn beast_inference_url(voice_toml: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(voice_toml).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let url = table.get("speaker")?.get("inference_url")?.as_str()?;
+    (!url.is_empty()).then(|| url.trim_end_matches('/').to_owned())
 }

@@ -21,6 +21,9 @@ const MEMORY: &str = "[service]\nlisten = \"@LISTEN@\"\n[service.log]\ntarget = 
 /// host check records a P3 `disk_low` incident.
 const WATCHDOG: &str = "state_dir = \"@DIR@\"\n[service]\nlisten = \"@LISTEN@\"\n[service.log]\ntarget = \"stderr\"\n[thresholds]\ndisk_paths = [\"/\"]\ndisk_warn_free_percent = 100\ndisk_critical_free_percent = 0\n";
 
+/// What the stand-in journalctl prints for `-k`: an OOM kill as the kernel logs it.
+const KERNEL_LINE: &str =
+    "2026-12-02T03:04:05+0000 beelink kernel: Out of memory: Killed process 4242 (barnabee-agents)";
 const JOURNAL_LINES: &str = concat!(
     r#"{"_SYSTEMD_UNIT":"barnabee-memory.service","MESSAGE":"served","REQUEST_ID":"r-1","LATENCY_MS":"3"}"#,
     "\n",
@@ -138,7 +141,9 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
     script(
         &fake.path().join("journalctl"),
         &format!(
-            "printf '%s\\n' \"$@\" > '{}'\ncat <<'EOF'\n{JOURNAL_LINES}EOF\n",
+            "if [ \"$1\" = -k ]; then printf '%s\\n' \"$@\" > '{}.kernel'; echo '{KERNEL_LINE}'; exit 0; fi\n\
+             printf '%s\\n' \"$@\" > '{}'\ncat <<'EOF'\n{JOURNAL_LINES}EOF\n",
+            argv.display(),
             argv.display()
         ),
     );
@@ -192,6 +197,13 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
         ]
     );
 
+    // and the kernel log over the same window (OOM kills)
+    let kernel_args = std::fs::read_to_string(format!("{}.kernel", argv.display())).unwrap();
+    assert_eq!(
+        kernel_args.lines().collect::<Vec<_>>(),
+        ["-k", "--since=-7200s", "-o", "short-iso", "--no-pager"]
+    );
+
     let (top, files) = unpack(&bundle);
     let host = top
         .strip_prefix("barnabee-incident-")
@@ -223,6 +235,7 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
             "host.txt",
             "incidents.json",
             "journal.json",
+            "kernel.txt",
             "units.json",
             "versions.txt",
         ]
@@ -232,6 +245,7 @@ fn collect_real_memory_and_watchdog_journalctl_stand_in_agents_down() {
         JOURNAL_LINES.as_bytes(),
         "raw journal lines kept"
     );
+    assert_eq!(files["kernel.txt"], format!("{KERNEL_LINE}\n").as_bytes());
 
     let mem = json(&files, "health/memory.json");
     assert_eq!(mem["http_status"], 200, "{mem:#}");
@@ -356,6 +370,8 @@ fn collect_without_journalctl_and_every_daemon_down_still_writes_the_bundle() {
         "{journal:#}"
     );
     assert_eq!(files["journal.json"], b"");
+    assert_eq!(section(&manifest, "kernel")["status"], "error");
+    assert_eq!(files["kernel.txt"], b"");
     for (role, spec) in roles.iter().zip(&urls) {
         let s = section(&manifest, &format!("health/{role}"));
         assert_eq!(s["status"], "error", "{s:#}");
@@ -383,10 +399,10 @@ fn collect_without_journalctl_and_every_daemon_down_still_writes_the_bundle() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.lines().filter(|l| l.contains("FAILED")).count(),
-        1 + roles.len() + 2,
+        2 + roles.len() + 2,
         "{stdout}"
     );
-    assert!(stdout.contains("8 failed: see MANIFEST.json"), "{stdout}");
+    assert!(stdout.contains("9 failed: see MANIFEST.json"), "{stdout}");
 }
 
 #[test]

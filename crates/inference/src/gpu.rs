@@ -48,41 +48,14 @@ pub struct GpuMetrics {
 
 impl GpuMetrics {
     pub fn register(&self, m: &barnabee_service::metrics::Metrics) {
-        m.register(
-            "barnabee_gpu_temperature_celsius",
-            "GPU temperature",
-            self.temperature.clone(),
-        );
-        m.register(
-            "barnabee_gpu_memory_used_bytes",
-            "GPU memory in use",
-            self.memory_used.clone(),
-        );
-        m.register(
-            "barnabee_gpu_memory_total_bytes",
-            "GPU memory in all",
-            self.memory_total.clone(),
-        );
-        m.register(
-            "barnabee_gpu_utilization_percent",
-            "GPU utilisation",
-            self.utilization.clone(),
-        );
-        m.register(
-            "barnabee_gpu_power_watts",
-            "GPU power draw",
-            self.power.clone(),
-        );
-        m.register(
-            "barnabee_gpu_throttled",
-            "1 while a throttle reason is active, per reason",
-            self.throttled.clone(),
-        );
-        m.register(
-            "barnabee_gpu_process_memory_bytes",
-            "GPU memory per process",
-            self.process_memory.clone(),
-        );
+        use barnabee_service::catalog;
+        m.register_def(&catalog::GPU_TEMPERATURE, self.temperature.clone());
+        m.register_def(&catalog::GPU_MEMORY_USED, self.memory_used.clone());
+        m.register_def(&catalog::GPU_MEMORY_TOTAL, self.memory_total.clone());
+        m.register_def(&catalog::GPU_UTILIZATION, self.utilization.clone());
+        m.register_def(&catalog::GPU_POWER, self.power.clone());
+        m.register_def(&catalog::GPU_THROTTLED, self.throttled.clone());
+        m.register_def(&catalog::GPU_PROCESS_MEMORY, self.process_memory.clone());
     }
 
     fn update(&self, s: &Snapshot) {

@@ -82,31 +82,12 @@ impl AppMetrics {
             requests: Family::default(),
             shed: Family::default(),
         };
-        m.register(
-            "barnabee_stt_latency_ms",
-            "Speech-to-text latency (audio in hand → transcript)",
-            a.stt_latency.clone(),
-        );
-        m.register(
-            "barnabee_tts_latency_ms",
-            "Text-to-speech latency to the first sentence's audio",
-            a.tts_latency.clone(),
-        );
-        m.register(
-            "barnabee_inference_model_load_ms",
-            "Time to verify, load and warm each model",
-            a.load_ms.clone(),
-        );
-        m.register(
-            "barnabee_inference_requests",
-            "Inference requests by kind and outcome",
-            a.requests.clone(),
-        );
-        m.register(
-            "barnabee_inference_shed",
-            "Requests refused by admission control, by reason",
-            a.shed.clone(),
-        );
+        use barnabee_service::catalog;
+        m.register_def(&catalog::INFERENCE_STT_LATENCY, a.stt_latency.clone());
+        m.register_def(&catalog::INFERENCE_TTS_LATENCY, a.tts_latency.clone());
+        m.register_def(&catalog::INFERENCE_MODEL_LOAD, a.load_ms.clone());
+        m.register_def(&catalog::INFERENCE_REQUESTS, a.requests.clone());
+        m.register_def(&catalog::INFERENCE_SHED, a.shed.clone());
         a
     }
 

@@ -177,8 +177,14 @@ fn http_api_transcribe_synthesize_embed_with_timings() {
 
     let (_, _, metrics) = http(d.addr, "GET", "/metrics", "text/plain", b"");
     let m = String::from_utf8_lossy(&metrics);
-    assert!(m.contains("barnabee_stt_latency_ms_count 2"), "{m}");
-    assert!(m.contains("barnabee_tts_latency_ms_count 2"), "{m}");
+    assert!(
+        m.contains("barnabee_inference_stt_latency_ms_count 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("barnabee_inference_tts_latency_ms_count 2"),
+        "{m}"
+    );
     assert!(
         m.contains("barnabee_inference_model_load_ms{model=\"parakeet\""),
         "{m}"

@@ -131,39 +131,20 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         Check::ok("waiting for first pass").non_critical(),
     );
 
+    use barnabee_service::catalog;
     let metrics = rt.metrics();
     let retrieval = api::retrieval_histogram();
-    metrics.register(
-        "barnabee_memory_retrieval_latency_ms",
-        "Latency of /v1/search and turn search, milliseconds",
-        retrieval.clone(),
-    );
-    metrics.register(
-        "barnabee_memory_sqlite_query_latency_ms",
-        "Latency of SQLite work by operation, milliseconds",
-        store.query_latency(),
-    );
+    metrics.register_def(&catalog::MEMORY_RETRIEVAL_LATENCY, retrieval.clone());
+    metrics.register_def(&catalog::MEMORY_SQLITE_QUERY_LATENCY, store.query_latency());
     let gauges = maintenance::Gauges {
         db_bytes: Gauge::default(),
         memories: Gauge::default(),
     };
-    metrics.register(
-        "barnabee_memory_db_size_bytes",
-        "Database file plus WAL, bytes",
-        gauges.db_bytes.clone(),
-    );
-    metrics.register(
-        "barnabee_memory_memories",
-        "Memories stored",
-        gauges.memories.clone(),
-    );
+    metrics.register_def(&catalog::MEMORY_DB_SIZE, gauges.db_bytes.clone());
+    metrics.register_def(&catalog::MEMORY_MEMORIES, gauges.memories.clone());
     let schema_gauge = Gauge::<i64>::default();
     schema_gauge.set(i64::from(opened.to));
-    metrics.register(
-        "barnabee_memory_schema_version",
-        "Schema version of the open database",
-        schema_gauge,
-    );
+    metrics.register_def(&catalog::MEMORY_SCHEMA_VERSION, schema_gauge);
     gauges.refresh(&store);
 
     let heartbeat = rt.heartbeat(

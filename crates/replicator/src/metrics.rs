@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use barnabee_service::catalog::{self, MetricDef};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LevelLabel {
     pub level: String,
@@ -63,59 +65,52 @@ impl ReplicationMetrics {
             .inc();
     }
 
-    /// Register every metric with `register(name, help, metric)`; works with
-    /// `barnabee_service::metrics::Metrics::register` and a plain prometheus-client `Registry`.
-    pub fn register_with(&self, mut register: impl FnMut(&str, &str, Box<dyn RegisterableMetric>)) {
+    /// Register every metric with `register(definition, metric)`; the names and help come
+    /// from the metric contract (`barnabee_service::catalog`). Works with
+    /// `barnabee_service::metrics::Metrics::register_def` and a plain prometheus-client `Registry`.
+    pub fn register_with(
+        &self,
+        mut register: impl FnMut(&'static MetricDef, Box<dyn RegisterableMetric>),
+    ) {
         register(
-            "barnabee_replication_lag_seconds",
-            "Seconds the oldest unshipped commit has waited",
+            &catalog::REPLICATION_LAG,
             Box::new(self.lag_seconds.clone()),
         );
         register(
-            "barnabee_replication_last_shipped_txid",
-            "TXID of the newest level-0 file on the replica",
+            &catalog::REPLICATION_LAST_SHIPPED_TXID,
             Box::new(self.last_shipped_txid.clone()),
         );
         register(
-            "barnabee_replication_uploaded_bytes",
-            "Bytes uploaded, by level",
+            &catalog::REPLICATION_UPLOADED_BYTES,
             Box::new(self.uploaded_bytes.clone()),
         );
         register(
-            "barnabee_replication_uploaded_objects",
-            "Objects uploaded, by level",
+            &catalog::REPLICATION_UPLOADED_OBJECTS,
             Box::new(self.uploaded_objects.clone()),
         );
+        register(&catalog::REPLICATION_ERRORS, Box::new(self.errors.clone()));
         register(
-            "barnabee_replication_errors",
-            "Errors, by operation",
-            Box::new(self.errors.clone()),
-        );
-        register(
-            "barnabee_replication_compaction_duration_seconds",
-            "Compaction durations, by target level",
+            &catalog::REPLICATION_COMPACTION_DURATION,
             Box::new(self.compaction_seconds.clone()),
         );
         register(
-            "barnabee_replication_checkpoints",
-            "WAL checkpoints run by the replicator",
+            &catalog::REPLICATION_CHECKPOINTS,
             Box::new(self.checkpoints.clone()),
         );
         register(
-            "barnabee_replication_retry_backoff_seconds",
-            "Delay before the next upload retry after failures (0 when uploads succeed)",
+            &catalog::REPLICATION_RETRY_BACKOFF,
             Box::new(self.retry_backoff_seconds.clone()),
         );
     }
 
     /// Register into a daemon's `barnabee_service` metrics.
     pub fn register(&self, metrics: &barnabee_service::metrics::Metrics) {
-        self.register_with(|name, help, m| metrics.register(name, help, m));
+        self.register_with(|def, m| metrics.register_def(def, m));
     }
 
     /// Register into a prometheus-client registry.
     pub fn register_registry(&self, registry: &mut Registry) {
-        self.register_with(|name, help, m| registry.register(name, help, m));
+        self.register_with(|def, m| registry.register(def.name, def.help, m));
     }
 }
 

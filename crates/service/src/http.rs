@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,10 +26,31 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `REQUEST_ID`, `METHOD`, `PATH`, `STATUS` and `LATENCY_MS` (health and metrics scrapes at
 /// debug level, so a watchdog probing every few seconds does not fill the journal).
 pub fn router(routes: Router, health: Health, metrics: Metrics) -> Router {
-    with_routes(routes, health, metrics).layer(axum::middleware::from_fn(log_request))
+    let counted = metrics.clone();
+    with_routes(routes, health, metrics)
+        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let metrics = counted.clone();
+                count_request(metrics, request, next)
+            },
+        ))
+}
+
+/// `barnabee_http_requests_total{route, status}`: the 5xx rate per daemon is an alert rule.
+async fn count_request(metrics: Metrics, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    metrics.http_request(&route, response.status().as_u16());
+    response
 }
 
 fn with_routes(routes: Router, health: Health, metrics: Metrics) -> Router {
+    let health_for_metrics = health.clone();
     routes
         .route(
             "/health",
@@ -42,7 +63,11 @@ fn with_routes(routes: Router, health: Health, metrics: Metrics) -> Router {
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
+                let health = health_for_metrics.clone();
                 async move {
+                    // The health checks are metrics too (`barnabee_health_check_ok`), fresh
+                    // at every scrape; probes are bounded by PROBE_TIMEOUT.
+                    metrics.set_health(&health.report().await);
                     (
                         [(
                             header::CONTENT_TYPE,

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod args;
+pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod http;

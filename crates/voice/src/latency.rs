@@ -2,12 +2,10 @@
 //! observed into the metrics.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 
@@ -53,80 +51,70 @@ pub struct VoiceMetrics {
     pub stt_latency: Histogram,
     pub tts_latency: Histogram,
     pub total_latency: Histogram,
-    pub stt_error_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `barnabee_voice_stt_requests_total{outcome}`: the alert rules take windowed error
+    /// rates from it (a ratio since start would hide a fresh outage behind weeks of successes).
+    stt_requests: Family<Vec<(String, String)>, Counter>,
     pub requests: Family<Vec<(String, String)>, Counter>,
     pub barge_ins: Counter,
-    pub speaker_confidence: Gauge<f64, std::sync::atomic::AtomicU64>,
-    stt_attempts: Arc<AtomicU64>,
-    stt_errors: Arc<AtomicU64>,
+    /// Every identification's best score, so a windowed mean is `rate(_sum) / rate(_count)`.
+    speaker_confidence: Histogram,
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
     [
-        25.0, 50.0, 100.0, 200.0, 400.0, 600.0, 800.0, 1000.0, 1500.0, 2000.0, 5000.0,
+        25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0, 1500.0, 2000.0,
+        5000.0,
+    ]
+    .into_iter()
+}
+
+fn confidence_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0,
     ]
     .into_iter()
 }
 
 impl VoiceMetrics {
     pub fn new(m: &barnabee_service::metrics::Metrics) -> VoiceMetrics {
+        use barnabee_service::catalog;
         let v = VoiceMetrics {
             stt_latency: Histogram::new(buckets()),
             tts_latency: Histogram::new(buckets()),
             total_latency: Histogram::new(buckets()),
-            stt_error_rate: Gauge::default(),
+            stt_requests: Family::default(),
             requests: Family::default(),
             barge_ins: Counter::default(),
-            speaker_confidence: Gauge::default(),
-            stt_attempts: Arc::default(),
-            stt_errors: Arc::default(),
+            speaker_confidence: Histogram::new(confidence_buckets()),
         };
-        m.register(
-            "barnabee_stt_latency_ms",
-            "Voice pipeline: end of capture to transcript (Wyoming round trip)",
-            v.stt_latency.clone(),
-        );
-        m.register(
-            "barnabee_tts_latency_ms",
-            "Voice pipeline: synthesize sent to first audio",
-            v.tts_latency.clone(),
-        );
-        m.register(
-            "barnabee_total_latency_ms",
-            "Voice pipeline: end of speech to first audio",
-            v.total_latency.clone(),
-        );
-        m.register(
-            "barnabee_stt_error_rate",
-            "Share of STT attempts that failed since start",
-            v.stt_error_rate.clone(),
-        );
-        m.register(
-            "barnabee_voice_requests",
-            "Voice requests by outcome",
-            v.requests.clone(),
-        );
-        m.register(
-            "barnabee_voice_barge_ins",
-            "Wake words heard while speaking (playback stopped)",
-            v.barge_ins.clone(),
-        );
-        m.register(
-            "barnabee_speaker_id_confidence",
-            "Cosine score of the last speaker identification's best match",
+        // Present at 0 from the start, so rate() has a series before the first failure.
+        for outcome in ["ok", "error"] {
+            let _ = v
+                .stt_requests
+                .get_or_create(&vec![("outcome".into(), outcome.into())]);
+        }
+        m.register_def(&catalog::VOICE_STT_LATENCY, v.stt_latency.clone());
+        m.register_def(&catalog::VOICE_TTS_LATENCY, v.tts_latency.clone());
+        m.register_def(&catalog::VOICE_TOTAL_LATENCY, v.total_latency.clone());
+        m.register_def(&catalog::VOICE_STT_REQUESTS, v.stt_requests.clone());
+        m.register_def(&catalog::VOICE_REQUESTS, v.requests.clone());
+        m.register_def(&catalog::VOICE_BARGE_INS, v.barge_ins.clone());
+        m.register_def(
+            &catalog::VOICE_SPEAKER_CONFIDENCE,
             v.speaker_confidence.clone(),
         );
         v
     }
 
     pub fn stt_outcome(&self, ok: bool) {
-        let a = self.stt_attempts.fetch_add(1, Ordering::SeqCst) + 1;
-        let e = if ok {
-            self.stt_errors.load(Ordering::SeqCst)
-        } else {
-            self.stt_errors.fetch_add(1, Ordering::SeqCst) + 1
-        };
-        self.stt_error_rate.set(e as f64 / a as f64);
+        let outcome = if ok { "ok" } else { "error" };
+        self.stt_requests
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    pub fn speaker_confidence(&self, score: f64) {
+        self.speaker_confidence.observe(score);
     }
 
     pub fn record(&self, b: &Breakdown) {
@@ -212,13 +200,14 @@ mod tests {
     }
 
     #[test]
-    fn metrics_are_exported_and_error_rate_is_a_ratio() {
+    fn metrics_are_exported_with_stt_outcomes_counted() {
         let m = barnabee_service::metrics::Metrics::new();
         let v = VoiceMetrics::new(&m);
         v.stt_outcome(true);
         v.stt_outcome(false);
         v.stt_outcome(true);
-        v.stt_outcome(false);
+        v.stt_outcome(true);
+        v.speaker_confidence(0.82);
         v.record(&Breakdown {
             outcome: "answered".into(),
             stt_ms: Some(120.0),
@@ -228,10 +217,12 @@ mod tests {
         });
         let text = m.encode();
         for name in [
-            "barnabee_stt_latency_ms",
-            "barnabee_tts_latency_ms",
-            "barnabee_total_latency_ms",
-            "barnabee_stt_error_rate 0.5",
+            "barnabee_voice_stt_latency_ms_bucket",
+            "barnabee_voice_tts_latency_ms_bucket",
+            "barnabee_voice_total_latency_ms_bucket{le=\"500.0\"} 1",
+            "barnabee_voice_stt_requests_total{outcome=\"ok\"} 3",
+            "barnabee_voice_stt_requests_total{outcome=\"error\"} 1",
+            "barnabee_voice_speaker_confidence_ratio_count 1",
             "barnabee_voice_requests_total{outcome=\"answered\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");

@@ -74,10 +74,10 @@ async fn minimal_config_serves_degraded_with_no_audio_device_on_this_machine_wit
         .await
         .unwrap();
     for name in [
-        "barnabee_stt_latency_ms",
-        "barnabee_tts_latency_ms",
-        "barnabee_total_latency_ms",
-        "barnabee_stt_error_rate",
+        "barnabee_voice_stt_latency_ms",
+        "barnabee_voice_tts_latency_ms",
+        "barnabee_voice_total_latency_ms",
+        "barnabee_voice_stt_requests_total",
     ] {
         assert!(m.contains(name), "{name} missing:\n{m}");
     }

@@ -453,10 +453,11 @@ async fn speaker_id_wiring_inference_embedding_memory_centroids_stand_in_model_i
     assert_eq!(b[0].speaker.as_deref(), Some("alice"), "{b:#?}");
     assert_eq!(b[0].outcome, "answered");
     let c = b[0].speaker_confidence.unwrap();
+    let text = metrics.encode();
     assert!(
-        metrics
-            .encode()
-            .contains(&format!("barnabee_speaker_id_confidence {c}"))
+        text.contains(&format!("barnabee_voice_speaker_confidence_ratio_sum {c}"))
+            && text.contains("barnabee_voice_speaker_confidence_ratio_count 1"),
+        "{text}"
     );
 }
 

@@ -139,29 +139,19 @@ pub struct HostMetrics {
 
 impl HostMetrics {
     pub fn register(&self, metrics: &barnabee_service::metrics::Metrics) {
-        metrics.register(
-            "barnabee_watchdog_disk_free_percent",
-            "Free disk space by path",
-            self.disk_free_percent.clone(),
-        );
-        metrics.register(
-            "barnabee_watchdog_memory_available_bytes",
-            "MemAvailable",
+        use barnabee_service::catalog;
+        metrics.register_def(&catalog::WATCHDOG_DISK_FREE, self.disk_free_percent.clone());
+        metrics.register_def(
+            &catalog::WATCHDOG_MEMORY_AVAILABLE,
             self.memory_available_bytes.clone(),
         );
-        metrics.register(
-            "barnabee_watchdog_load1",
-            "1-minute load average",
-            self.load1.clone(),
-        );
-        metrics.register(
-            "barnabee_watchdog_gpu_temperature_celsius",
-            "Hottest GPU, from the inference daemon",
+        metrics.register_def(&catalog::WATCHDOG_LOAD1, self.load1.clone());
+        metrics.register_def(
+            &catalog::WATCHDOG_GPU_TEMPERATURE,
             self.gpu_temperature_celsius.clone(),
         );
-        metrics.register(
-            "barnabee_watchdog_gpu_memory_used_percent",
-            "Fullest GPU memory, from the inference daemon",
+        metrics.register_def(
+            &catalog::WATCHDOG_GPU_MEMORY_USED,
             self.gpu_memory_used_percent.clone(),
         );
     }

@@ -282,9 +282,8 @@ impl Incidents {
                 severity: s.as_str().to_owned(),
             });
         }
-        metrics.register(
-            "barnabee_watchdog_incidents",
-            "Incidents raised, by severity",
+        metrics.register_def(
+            &barnabee_service::catalog::WATCHDOG_INCIDENTS,
             self.counts.clone(),
         );
     }

@@ -35,26 +35,14 @@ pub struct SupervisorMetrics {
 
 impl SupervisorMetrics {
     pub fn register(&self, metrics: &barnabee_service::metrics::Metrics) {
-        metrics.register(
-            "barnabee_watchdog_restarts",
-            "Restarts the watchdog issued, by unit",
-            self.restarts.clone(),
-        );
-        metrics.register(
-            "barnabee_watchdog_probe_failures",
-            "Failed /health probes, by unit",
+        use barnabee_service::catalog;
+        metrics.register_def(&catalog::WATCHDOG_RESTARTS, self.restarts.clone());
+        metrics.register_def(
+            &catalog::WATCHDOG_PROBE_FAILURES,
             self.probe_failures.clone(),
         );
-        metrics.register(
-            "barnabee_watchdog_unit_healthy",
-            "1 when the unit is active and its /health answers 2xx",
-            self.healthy.clone(),
-        );
-        metrics.register(
-            "barnabee_watchdog_unit_nrestarts",
-            "systemd's NRestarts of the unit",
-            self.n_restarts.clone(),
-        );
+        metrics.register_def(&catalog::WATCHDOG_UNIT_HEALTHY, self.healthy.clone());
+        metrics.register_def(&catalog::WATCHDOG_UNIT_NRESTARTS, self.n_restarts.clone());
     }
 }
 

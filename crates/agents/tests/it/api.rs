@@ -69,12 +69,12 @@ fn minimal_config_serves_degraded_and_answers_instant_questions() {
 
     let m = d.metrics();
     for name in [
-        "barnabee_requests_by_agent_total{agent=\"instant\"} 2",
-        "barnabee_requests_by_agent_total{agent=\"action\"} 1",
-        "barnabee_meta_agent_latency_ms_count 5",
-        "barnabee_action_agent_latency_ms_count 1",
-        "barnabee_interaction_agent_latency_ms_count 1",
-        "barnabee_daily_cost_usd 0",
+        "barnabee_agents_requests_total{agent=\"instant\"} 2",
+        "barnabee_agents_requests_total{agent=\"action\"} 1",
+        "barnabee_agents_router_latency_ms_count 5",
+        "barnabee_agents_action_latency_ms_count 1",
+        "barnabee_agents_interaction_latency_ms_count 1",
+        "barnabee_agents_llm_cost_today_dollars 0",
     ] {
         assert!(m.contains(name), "{name} missing:\n{m}");
     }

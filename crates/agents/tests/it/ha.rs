@@ -538,5 +538,5 @@ fn home_assistant_actions() {
     assert_eq!(h["status"], "degraded", "{h}");
     assert_eq!(h["checks"]["home_assistant"]["ok"], false, "{h}");
     let m = d.metrics();
-    assert!(m.contains("barnabee_action_agent_latency_ms_count"), "{m}");
+    assert!(m.contains("barnabee_agents_action_latency_ms_count"), "{m}");
 }

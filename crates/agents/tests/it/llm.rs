@@ -177,13 +177,13 @@ fn streaming_answer_with_usage_history_and_metrics() {
 
     let m = d.metrics();
     for line in [
-        "barnabee_llm_requests_total{provider=\"cloud\",model=\"cloud-model\",outcome=\"ok\"} 2",
-        "barnabee_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"completion\"} 200",
-        "barnabee_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"prompt\"} 40",
-        "barnabee_daily_cost_usd 0.2",
-        "barnabee_llm_fallback_rate 0.0",
-        "barnabee_llm_failovers_total 0",
-        "barnabee_requests_by_agent_total{agent=\"interaction\"} 2",
+        "barnabee_agents_llm_requests_total{provider=\"cloud\",model=\"cloud-model\",outcome=\"ok\"} 2",
+        "barnabee_agents_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"completion\"} 200",
+        "barnabee_agents_llm_tokens_total{provider=\"cloud\",model=\"cloud-model\",kind=\"prompt\"} 40",
+        "barnabee_agents_llm_cost_today_dollars 0.2",
+        "barnabee_agents_router_decisions_total{method=\"llm\"} 0",
+        "barnabee_agents_llm_failovers_total 0",
+        "barnabee_agents_requests_total{agent=\"interaction\"} 2",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
@@ -213,10 +213,10 @@ fn failover_past_errors_and_slow_providers() {
     assert_eq!(good.requests()[0]["stream"], false);
     let m = d.metrics();
     for line in [
-        "barnabee_llm_requests_total{provider=\"broken\",model=\"broken-model\",outcome=\"error\"} 1",
-        "barnabee_llm_requests_total{provider=\"slow\",model=\"slow-model\",outcome=\"timeout\"} 1",
-        "barnabee_llm_requests_total{provider=\"good\",model=\"good-model\",outcome=\"ok\"} 1",
-        "barnabee_llm_failovers_total 1",
+        "barnabee_agents_llm_requests_total{provider=\"broken\",model=\"broken-model\",outcome=\"error\"} 1",
+        "barnabee_agents_llm_requests_total{provider=\"slow\",model=\"slow-model\",outcome=\"timeout\"} 1",
+        "barnabee_agents_llm_requests_total{provider=\"good\",model=\"good-model\",outcome=\"ok\"} 1",
+        "barnabee_agents_llm_failovers_total 1",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
@@ -269,7 +269,8 @@ fn governor_green_yellow_red_persisting_across_restart() {
     // Restart: the ledger in the state directory still says $0.55 today.
     let mut d = Daemon::start(dir.path(), &providers);
     assert!(
-        d.metrics().contains("barnabee_daily_cost_usd 0.55"),
+        d.metrics()
+            .contains("barnabee_agents_llm_cost_today_dollars 0.55"),
         "{}",
         d.metrics()
     );
@@ -349,8 +350,15 @@ fn llm_classifier_routes_what_no_rule_matched() {
             .contains("one word")
     );
     let m = d.metrics();
-    assert!(m.contains("barnabee_llm_fallback_rate 0.5"), "{m}");
-    assert!(m.contains("barnabee_daily_cost_usd 0.001"), "{m}");
+    assert!(
+        m.contains("barnabee_agents_router_decisions_total{method=\"llm\"} 1")
+            && m.contains("barnabee_agents_router_decisions_total{method=\"rule\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("barnabee_agents_llm_cost_today_dollars 0.001"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `journal.json`: `journalctl -u 'barnabee-*' --since=-<window> -o json --no-pager`, raw
 //! (one JSON object per line, with our structured fields EVENT, SEVERITY, REQUEST_ID, ...),
-//! spooled to a temp file because an hour of logs can be large.
+//! spooled to a temp file because an hour of logs can be large; and `kernel.txt`, the kernel
+//! log over the same window (`journalctl -k`), where OOM kills show.
 
 use std::fs::File;
 use std::process::Stdio;
@@ -31,7 +32,29 @@ pub fn args(window: Duration) -> Vec<String> {
     ]
 }
 
+/// `kernel.txt`: the kernel's messages over the window (OOM kills, I/O errors, GPU Xid
+/// errors), as journald has them.
+pub fn kernel_args(window: Duration) -> Vec<String> {
+    vec![
+        "-k".into(),
+        format!("--since=-{}s", window.as_secs()),
+        "-o".into(),
+        "short-iso".into(),
+        "--no-pager".into(),
+    ]
+}
+
+/// The barnabee units' journal over the window.
 pub async fn collect(window: Duration) -> Journal {
+    run(args(window)).await
+}
+
+/// The kernel log over the window.
+pub async fn collect_kernel(window: Duration) -> Journal {
+    run(kernel_args(window)).await
+}
+
+async fn run(args: Vec<String>) -> Journal {
     let file = match tempfile::tempfile() {
         Ok(f) => f,
         Err(e) => return failed(format!("cannot create a spool file: {e}")),
@@ -41,7 +64,7 @@ pub async fn collect(window: Duration) -> Journal {
         Err(e) => return failed(format!("cannot create a spool file: {e}")),
     };
     let child = tokio::process::Command::new("journalctl")
-        .args(args(window))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::piped())
