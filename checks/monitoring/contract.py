@@ -283,6 +283,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", type=Path, default=ROOT / "target/debug")
     ap.add_argument("--node-exporter", default="/usr/bin/prometheus-node-exporter")
+    ap.add_argument("--alerts", type=Path, default=ALERTS, help="rules file to check")
+    ap.add_argument("--dashboard", type=Path, default=DASHBOARD, help="dashboard to check")
     args = ap.parse_args()
 
     catalog = json.loads(
@@ -337,7 +339,7 @@ def main():
     else:
         node_exported = exported_sample_names(parse_exposition(scrape_node_exporter(args.node_exporter)))
 
-    used = promql_names.names(str(ALERTS), str(DASHBOARD))
+    used = promql_names.names(str(args.alerts), str(args.dashboard))
     if node_exported is None:
         used = {n for n in used if not n.startswith("node_")}
         node_exported = set()
@@ -348,13 +350,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         broken = Path(tmp, "alerts.yml")
         broken.write_text(
-            ALERTS.read_text()
+            args.alerts.read_text()
             + "\n      - alert: ContractSelfTest\n"
             + "        expr: barnabee_voice_pipeline_latency_ms_bucket > 0\n"
             + "        labels: {severity: warning}\n"
         )
         caught = unknown_names(
-            promql_names.names(str(broken), str(DASHBOARD)) - PROMETHEUS_OWN,
+            promql_names.names(str(broken), str(args.dashboard)) - PROMETHEUS_OWN,
             barnabee_exported,
             node_exported | {n for n in used if n.startswith("node_")},
         )

@@ -89,7 +89,10 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         })
         .map_err(RunError::NotifyHttpClient)?;
         n.start(&rt, http);
-    } else if cfg.notify.is_some() {
+    } else {
+        notify::Notifier::register_idle_metrics(&rt);
+    }
+    if notifier.is_none() && cfg.notify.is_some() {
         rt.health().component(
             "notify",
             Check::fail("the notification queue cannot be opened (EVENT=notify_queue_error)")

@@ -248,6 +248,18 @@ impl Notifier {
         Ok(names.len())
     }
 
+    /// Without `[notify]` (or with a queue that cannot be opened) the metric families are
+    /// still registered, without series, so the alert rules and dashboards that name them
+    /// stay valid against every watchdog (checks/monitoring's contract).
+    pub fn register_idle_metrics(rt: &Runtime) {
+        let m = NotifyMetrics::default();
+        let reg = rt.metrics();
+        reg.register_def(&catalog::NOTIFY_SENT, m.sent);
+        reg.register_def(&catalog::NOTIFY_FAILURES, m.failures);
+        reg.register_def(&catalog::NOTIFY_DROPPED, m.dropped);
+        reg.register_def(&catalog::NOTIFY_QUEUE_DEPTH, m.depth);
+    }
+
     /// The watchdog's own incidents (P1, P2); a queue error is logged, never raised.
     pub fn incident(&self, incident: &Incident) {
         if let Some(msg) = Message::from_incident(incident)
