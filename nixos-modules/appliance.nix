@@ -1,6 +1,6 @@
 # The appliance base profile shared by both hosts (nixosModules.appliance): boot loader with
 # generations and boot counting, the journal, PID 1's hardware watchdog, SSH with keys only,
-# garbage collection, monitoring files. Daemons are enabled by the roles, not here.
+# garbage collection; monitoring (./monitoring.nix). Daemons are enabled by the roles, not here.
 {
   config,
   lib,
@@ -15,8 +15,9 @@
   hasBootCounting = lib.hasAttrByPath ["boot" "loader" "systemd-boot" "bootCounting"] options;
   hasJournaldSettings = lib.hasAttrByPath ["services" "journald" "settings"] options;
 in {
-  # The daemon modules' options (nothing enabled): monitoring reads
-  # services.barnabee.<role>.enable, and nixosModules.appliance is exported on its own.
+  # The daemon modules' options (nothing enabled) and barnabee.monitoring (./monitoring.nix):
+  # monitoring reads services.barnabee.<role>.enable, and nixosModules.appliance is exported on
+  # its own.
   imports = [./default.nix];
 
   options.barnabee = {
@@ -42,15 +43,6 @@ in {
         default = 3;
         description = "Boot attempts of a new generation before it is marked bad.";
       };
-    };
-    monitoring.enable = mkOption {
-      type = types.bool;
-      default = false;
-      description = ''
-        Load the Barnabee alert rules into services.prometheus.ruleFiles, scrape the enabled
-        daemons, and provision the Grafana dashboard (when Prometheus / Grafana are enabled on
-        this host). The files are installed under /etc/barnabee/monitoring/ either way.
-      '';
     };
   };
 
@@ -135,7 +127,12 @@ in {
       nix.settings.auto-optimise-store = true;
       documentation.nixos.enable = mkDefault false;
 
+      # Monitoring (./monitoring.nix): node_exporter on every appliance host; Prometheus and
+      # Alertmanager where barnabee.monitoring.enable is on (the beelink role). The files are on
+      # every host, for `promtool check rules` / `amtool check-config` by hand.
+      barnabee.monitoring.nodeExporter.enable = mkDefault true;
       environment.etc."barnabee/monitoring/alerts.yml".source = ./monitoring/alerts.yml;
+      environment.etc."barnabee/monitoring/alertmanager.yml".source = ./monitoring/alertmanager.yml;
       environment.etc."barnabee/monitoring/grafana-dashboard.json".source = ./monitoring/grafana-dashboard.json;
     }
 
@@ -172,33 +169,5 @@ in {
       }
       else {}
     )
-
-    (lib.mkIf cfg.monitoring.enable {
-      services.prometheus.ruleFiles = [./monitoring/alerts.yml];
-      services.prometheus.scrapeConfigs =
-        map (role: {
-          job_name = "barnabee-${role}";
-          static_configs = [
-            {
-              targets = [
-                (builtins.replaceStrings ["0.0.0.0:" "[::]:"] ["127.0.0.1:" "[::1]:"]
-                  config.services.barnabee.${role}.settings.service.listen)
-              ];
-            }
-          ];
-        })
-        (lib.filter (role: config.services.barnabee.${role}.enable)
-          ["memory" "agents" "voice" "inference" "watchdog"]);
-      # provision.enable: grafana.nix's own switch for the provisioning files (every use of
-      # provision.dashboards.settings in nixpkgs and downstream sets it).
-      services.grafana.provision.enable = true;
-      services.grafana.provision.dashboards.settings.providers = [
-        {
-          name = "barnabee";
-          type = "file";
-          options.path = ./monitoring/grafana-dashboard.json;
-        }
-      ];
-    })
   ];
 }

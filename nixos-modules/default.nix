@@ -8,5 +8,8 @@
     ./voice.nix
     ./inference.nix
     ./watchdog.nix
+    # barnabee.monitoring's options; with their defaults it configures nothing (the appliance
+    # profile turns node_exporter on, the beelink role Prometheus and Alertmanager).
+    ./monitoring.nix
   ];
 }

@@ -17,6 +17,26 @@
   inherit (lib) mkOption types;
   daemons = ["memory" "agents" "voice" "inference"];
   enabled = lib.filter (r: config.services.barnabee.${r}.enable or false) daemons;
+  agents = config.services.barnabee.agents;
+  # The agents' Home Assistant (same instance) when this host runs agents with one configured.
+  agentsHaUrl =
+    if agents.enable or false
+    then agents.settings.home_assistant.url or null
+    else null;
+  agentsHaToken =
+    if agents.enable or false
+    then agents.homeAssistantTokenFile
+    else null;
+  severity = types.enum ["info" "warning" "critical"];
+  minSeverity = channel:
+    mkOption {
+      type = severity;
+      default = "warning";
+      description = "The least severe notification the ${channel} channel gets (`info` < `warning` < `critical`).";
+    };
+  # The watchdog reads `*_file` keys as paths; its credentials live here (systemd sets
+  # $CREDENTIALS_DIRECTORY to it for LoadCredential=).
+  credentialPath = name: "/run/credentials/barnabee-watchdog.service/${name}";
   # The daemons may listen on all addresses (beast); the watchdog probes them on loopback.
   healthUrl = r: let
     listen = config.services.barnabee.${r}.settings.service.listen;
@@ -46,6 +66,107 @@ in {
             '';
           };
         };
+        notify = {
+          homeAssistant = {
+            enable = lib.mkEnableOption "notifications through Home Assistant (`[notify.home_assistant]`: companion app notify services and persistent notifications)";
+            url = mkOption {
+              type = types.nullOr types.str;
+              default = agentsHaUrl;
+              defaultText = lib.literalMD "`services.barnabee.agents.settings.home_assistant.url` when agents run on this host, else null";
+              example = "http://homeassistant.lan:8123";
+              description = "Home Assistant's base URL. Defaults to the agents' Home Assistant (the same instance) on the beelink.";
+            };
+            tokenFile = mkOption {
+              type = types.nullOr blib.pathNotInStore;
+              default = agentsHaToken;
+              defaultText = lib.literalMD "`services.barnabee.agents.homeAssistantTokenFile` when agents run on this host, else null";
+              description = ''
+                File with a long-lived access token (a sops secret); passed as the credential
+                `notify-home-assistant-token`. Defaults to the agents' token file.
+              '';
+            };
+            services = mkOption {
+              type = types.listOf (types.strMatching "[A-Za-z0-9_]+");
+              default = [];
+              example = ["mobile_app_anna_phone"];
+              description = "Home Assistant `notify` services to call (the name after `notify.`).";
+            };
+            persistent = mkOption {
+              type = types.bool;
+              default = true;
+              description = "Also create a persistent notification in Home Assistant (dismissed when resolved).";
+            };
+            minSeverity = minSeverity "Home Assistant";
+          };
+          email = {
+            enable = lib.mkEnableOption "notifications by e-mail over SMTP (`[notify.email]`)";
+            host = mkOption {
+              type = types.str;
+              default = "";
+              example = "smtp.example.org";
+              description = "SMTP server.";
+            };
+            port = mkOption {
+              type = types.nullOr types.port;
+              default = null;
+              description = "SMTP port; null: 587 (starttls), 465 (tls), 25 (none).";
+            };
+            security = mkOption {
+              type = types.enum ["starttls" "tls" "none"];
+              default = "starttls";
+              description = "`starttls` (upgrade a plain connection, required), `tls` (SMTPS) or `none` (a relay on this machine or the LAN only).";
+            };
+            username = mkOption {
+              type = types.nullOr types.str;
+              default = null;
+              description = "SMTP AUTH user (with `passwordFile`, or neither).";
+            };
+            passwordFile = mkOption {
+              type = types.nullOr blib.pathNotInStore;
+              default = null;
+              description = "File with the SMTP password (a sops secret); passed as the credential `notify-email-password`.";
+            };
+            from = mkOption {
+              type = types.str;
+              default = "";
+              example = "Barnabee <barnabee@example.org>";
+              description = "Sender address.";
+            };
+            to = mkOption {
+              type = types.listOf types.str;
+              default = [];
+              example = ["anna@example.org"];
+              description = "Recipients.";
+            };
+            minSeverity = minSeverity "e-mail";
+          };
+          webhook = {
+            enable = lib.mkEnableOption "notifications as a JSON POST to a webhook (`[notify.webhook]`, ntfy/Gotify style)";
+            url = mkOption {
+              type = types.str;
+              default = "";
+              example = "https://ntfy.sh/barnabee-alerts";
+              description = "The URL the notification is POSTed to.";
+            };
+            tokenFile = mkOption {
+              type = types.nullOr blib.pathNotInStore;
+              default = null;
+              description = "File with a bearer token (a sops secret), optional; passed as the credential `notify-webhook-token`.";
+            };
+            minSeverity = minSeverity "webhook";
+          };
+          ipAddressAllow = mkOption {
+            type = types.listOf types.str;
+            default = ["any"];
+            example = ["192.168.1.0/24"];
+            description = ''
+              The packaged unit only lets the watchdog talk to localhost (IPAddressDeny=any,
+              IPAddressAllow=localhost); with a channel enabled these are added to
+              `IPAddressAllow=` so it reaches Home Assistant, the SMTP server or the webhook.
+              Narrow it (e.g. to the LAN prefix) when every channel is local.
+            '';
+          };
+        };
         rollbackCommand = mkOption {
           type = types.listOf types.str;
           default = ["/run/current-system/sw/bin/systemctl" "start" "--no-block" "barnabee-rollback.service"];
@@ -55,7 +176,40 @@ in {
           '';
         };
       };
-      extraConfig = cfg: {
+      extraConfig = cfg: let
+        n = cfg.notify;
+        anyChannel = n.homeAssistant.enable || n.email.enable || n.webhook.enable;
+      in {
+        assertions = [
+          {
+            assertion = n.homeAssistant.enable -> n.homeAssistant.url != null && n.homeAssistant.tokenFile != null;
+            message = "services.barnabee.watchdog.notify.homeAssistant is enabled but its url or tokenFile is not set (they default to the agents' Home Assistant only on a host that runs agents with one configured).";
+          }
+          {
+            assertion = n.homeAssistant.enable -> n.homeAssistant.services != [] || n.homeAssistant.persistent;
+            message = "services.barnabee.watchdog.notify.homeAssistant: services is empty and persistent = false, so nothing would be sent.";
+          }
+          {
+            assertion = n.email.enable -> n.email.host != "" && n.email.from != "" && n.email.to != [];
+            message = "services.barnabee.watchdog.notify.email is enabled: set host, from and to.";
+          }
+          {
+            assertion = n.email.enable -> (n.email.username == null) == (n.email.passwordFile == null);
+            message = "services.barnabee.watchdog.notify.email: username and passwordFile go together (set both or neither).";
+          }
+          {
+            assertion = n.webhook.enable -> n.webhook.url != "";
+            message = "services.barnabee.watchdog.notify.webhook is enabled: set url.";
+          }
+        ];
+
+        services.barnabee.watchdog.credentials =
+          lib.optionalAttrs (n.homeAssistant.enable && n.homeAssistant.tokenFile != null) {notify-home-assistant-token = n.homeAssistant.tokenFile;}
+          // lib.optionalAttrs (n.email.enable && n.email.passwordFile != null) {notify-email-password = n.email.passwordFile;}
+          // lib.optionalAttrs (n.webhook.enable && n.webhook.tokenFile != null) {notify-webhook-token = n.webhook.tokenFile;};
+        # Out of the packaged unit's localhost-only IP sandbox, to the channels.
+        systemd.services.barnabee-watchdog.serviceConfig.IPAddressAllow = lib.mkIf anyChannel n.ipAddressAllow;
+
         users.users.barnabee-watchdog = {
           isSystemUser = true;
           group = "barnabee-watchdog";
@@ -73,6 +227,37 @@ in {
             runner = lib.mkDefault [];
             command = lib.mkDefault cfg.rollbackCommand;
           };
+          # [notify] of watchdog.toml (crates/watchdog/src/notify/config.rs); secrets as
+          # credentials, named by their path under /run/credentials/barnabee-watchdog.service/.
+          notify = lib.mkIf anyChannel (
+            lib.optionalAttrs n.homeAssistant.enable {
+              home_assistant = {
+                inherit (n.homeAssistant) url services persistent;
+                token_file = credentialPath "notify-home-assistant-token";
+                min_severity = n.homeAssistant.minSeverity;
+              };
+            }
+            // lib.optionalAttrs n.email.enable {
+              email = {
+                inherit (n.email) host port security username from to;
+                password_file =
+                  if n.email.passwordFile != null
+                  then credentialPath "notify-email-password"
+                  else null;
+                min_severity = n.email.minSeverity;
+              };
+            }
+            // lib.optionalAttrs n.webhook.enable {
+              webhook = {
+                inherit (n.webhook) url;
+                token_file =
+                  if n.webhook.tokenFile != null
+                  then credentialPath "notify-webhook-token"
+                  else null;
+                min_severity = n.webhook.minSeverity;
+              };
+            }
+          );
         };
 
         security.polkit.enable = true;

@@ -1,4 +1,4 @@
-# Runs ./tests.nix; evaluates to { total; failures; } (failures empty = all passed). Driven by
+# Runs ./tests.nix, ./tests-appliance.nix and ./tests-monitoring.nix; evaluates to { total; failures; } (failures empty = all passed). Driven by
 # checks/nix/run in the Nix chroot, and by the flake check `eval-modules` in Nix CI:
 #   nix-instantiate --eval --strict --json checks/eval/run.nix --arg lib 'import /nixlib/lib'
 #   ... --arg only 7     one case (0-based) alone, for its full error trace
@@ -10,7 +10,10 @@
   lib,
   only ? null,
 }: let
-  all = import ./tests.nix {inherit lib;} ++ import ./tests-appliance.nix {inherit lib;};
+  all =
+    import ./tests.nix {inherit lib;}
+    ++ import ./tests-appliance.nix {inherit lib;}
+    ++ import ./tests-monitoring.nix {inherit lib;};
   cases =
     if only == null
     then all

@@ -24,6 +24,99 @@
       type = lib.types.listOf elemType;
       default = [];
     };
+  option = type: default: lib.mkOption {inherit type default;};
+  nullOption = type: option (lib.types.nullOr type) null;
+  inherit (lib) types;
+  # A declared namespace as a submodule without a freeform type: an undeclared option inside it
+  # is an error, as on NixOS (the root's freeform type would otherwise swallow it).
+  closed = options:
+    lib.mkOption {
+      type = types.submodule {inherit options;};
+      default = {};
+    };
+
+  # The monitoring options ../../nixos-modules/monitoring.nix sets, declared with the types and
+  # defaults of their nixpkgs declarations (nixos/modules/services/monitoring/prometheus/
+  # {default,alertmanager,exporters}.nix, exporters/node.nix, grafana.nix), so a wrong name or
+  # type fails here as it would on NixOS. Submodules without a freeform type, as in nixpkgs:
+  # an undeclared key is an error. Only the options our module uses are declared.
+  monitoringOptions = {
+    services.prometheus = closed {
+      enable = option types.bool false;
+      port = option types.port 9090;
+      listenAddress = option types.str "0.0.0.0";
+      retentionTime = nullOption types.str;
+      checkConfig = option (types.either types.bool (types.enum ["syntax-only"])) true;
+      globalConfig = option (types.submodule {
+        options = {
+          scrape_interval = nullOption types.str;
+          scrape_timeout = nullOption types.str;
+          evaluation_interval = nullOption types.str;
+          external_labels = nullOption (types.attrsOf types.str);
+        };
+      }) {};
+      ruleFiles = listOption types.path;
+      scrapeConfigs = listOption (types.submodule {
+        options = {
+          job_name = lib.mkOption {type = types.str;};
+          scrape_interval = nullOption types.str;
+          metrics_path = nullOption types.str;
+          params = nullOption (types.attrsOf (types.listOf types.str));
+          static_configs = nullOption (types.listOf (types.submodule {
+            options = {
+              targets = lib.mkOption {type = types.listOf types.str;};
+              labels = option (types.attrsOf types.str) {};
+            };
+          }));
+        };
+      });
+      alertmanagers = listOption types.attrs;
+      alertmanager = closed {
+        enable = option types.bool false;
+        listenAddress = option types.str "";
+        port = option types.port 9093;
+        configuration = nullOption types.attrs;
+        configText = nullOption types.lines;
+        checkConfig = option types.bool true;
+        extraFlags = listOption types.str;
+      };
+      exporters = closed {
+        node = closed {
+          enable = option types.bool false;
+          port = option types.port 9100;
+          listenAddress = option types.str "0.0.0.0";
+          extraFlags = listOption types.str;
+          openFirewall = option types.bool false;
+          enabledCollectors = listOption types.str;
+          disabledCollectors = listOption types.str;
+        };
+      };
+    };
+    services.grafana = closed {
+      enable = option types.bool false;
+      settings = option (types.submodule {
+        freeformType = types.attrsOf (types.attrsOf types.anything);
+        options = {
+          server.http_addr = option types.str "127.0.0.1";
+          server.http_port = option types.port 3000;
+          security.secret_key = nullOption types.str;
+        };
+      }) {};
+      provision = closed {
+        enable = option types.bool false;
+        datasources = closed {
+          settings = nullOption (types.submodule {
+            options.datasources = listOption types.attrs;
+          });
+        };
+        dashboards = closed {
+          settings = nullOption (types.submodule {
+            options.providers = listOption types.attrs;
+          });
+        };
+      };
+    };
+  };
 in {
   inherit pkg;
 
@@ -63,17 +156,19 @@ in {
   nixos = {
     config._module.freeformType = lib.types.lazyAttrsOf lib.types.anything;
     # Declared because several modules define them and they must concatenate as in NixOS.
-    options = {
-      assertions = listOption lib.types.unspecified;
-      warnings = listOption lib.types.str;
-      systemd.packages = listOption lib.types.unspecified;
-      environment.systemPackages = listOption lib.types.unspecified;
-      networking.firewall.allowedTCPPorts = listOption lib.types.port;
-      networking.firewall.extraInputRules = lib.mkOption {
-        type = lib.types.lines;
-        default = "";
-      };
-    };
+    options =
+      {
+        assertions = listOption lib.types.unspecified;
+        warnings = listOption lib.types.str;
+        systemd.packages = listOption lib.types.unspecified;
+        environment.systemPackages = listOption lib.types.unspecified;
+        networking.firewall.allowedTCPPorts = listOption lib.types.port;
+        networking.firewall.extraInputRules = lib.mkOption {
+          type = lib.types.lines;
+          default = "";
+        };
+      }
+      // monitoringOptions;
     config.nix.package = pkg "nix";
   };
 

@@ -210,7 +210,7 @@ in [
     ];
   }
   {
-    name = "beast host: inference listens on the LAN, reachable from the listed clients only (nftables), no port open to all";
+    name = "beast host: inference (and node_exporter, ./tests-monitoring.nix) listen on the LAN, reachable from the listed clients only (nftables), no port open to all";
     expr = {
       inherit (beast.services.barnabee.inference.settings.service) listen;
       open = beast.networking.firewall.allowedTCPPorts;
@@ -220,7 +220,11 @@ in [
     expected = {
       listen = "0.0.0.0:7704";
       open = [];
-      rules = "ip saddr { 192.0.2.10, 192.0.2.11 } tcp dport { 7704, 10300 } accept comment \"barnabee-inference\"\n";
+      rules = ''
+        ip saddr { 192.0.2.10, 192.0.2.11 } tcp dport { 7704, 10300 } accept comment "barnabee-inference"
+
+        ip saddr { 192.0.2.10, 192.0.2.11 } tcp dport 9100 accept comment "barnabee-node-exporter"
+      '';
       nftables = true;
     };
   }
@@ -335,53 +339,6 @@ in [
       utilLinux = true;
       survivesSwitch = false;
     };
-  }
-  {
-    name = "appliance alone (nixosModules.appliance) with monitoring on: evaluates, scrapes nothing when no daemon is enabled";
-    expr = let
-      c = evalAppliance [
-        {
-          barnabee.operatorKeys = ["ssh-ed25519 AAAA test"];
-          barnabee.monitoring.enable = true;
-        }
-      ];
-    in {
-      scrape = c.services.prometheus.scrapeConfigs;
-      failed = failed c;
-      rules = map toString c.services.prometheus.ruleFiles;
-    };
-    expected = {
-      scrape = [];
-      failed = [];
-      rules = [(toString ../../nixos-modules/monitoring/alerts.yml)];
-    };
-  }
-  {
-    name = "appliance with monitoring and a daemon on the LAN: scraped on loopback";
-    expr =
-      (evalAppliance [
-        {
-          barnabee.monitoring.enable = true;
-          services.barnabee.inference = {
-            enable = true;
-            settings.service.listen = "0.0.0.0:7704";
-          };
-        }
-      ])
-      .services
-      .prometheus
-      .scrapeConfigs;
-    expected = [
-      {
-        job_name = "barnabee-inference";
-        static_configs = [{targets = ["127.0.0.1:7704"];}];
-      }
-    ];
-  }
-  {
-    name = "appliance: alert rules and dashboard installed under /etc/barnabee/monitoring with monitoring off";
-    expr = lib.attrNames (lib.filterAttrs (n: _: lib.hasPrefix "barnabee/monitoring/" n) beelink.environment.etc);
-    expected = ["barnabee/monitoring/alerts.yml" "barnabee/monitoring/grafana-dashboard.json"];
   }
   {
     name = "appliance: the images get a 1 GiB ESP from make-disk-image (10 generations fit), EFI partition table";

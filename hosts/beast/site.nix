@@ -10,5 +10,10 @@
 #     tts = { kind = "tts"; files = { model = { ... }; config = { ... }; }; };
 #     embeddings = { kind = "text_embedding"; files = { model = { ... }; vocab = { ... }; }; };
 #   };
+#
+# Optional: node_exporter (port 9100) is open to barnabee.beast.clients by default; only the
+# beelink's Prometheus scrapes it (docs/nixos.md "Monitoring and notifications"):
+#
+#   barnabee.monitoring.nodeExporter.allowFrom = [ "192.168.1.20" ];   # the beelink
 _: {
 }

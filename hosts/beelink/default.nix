@@ -1,7 +1,11 @@
 # hosts/beelink: the beelink role on an Intel mini PC, with the file systems of the image
 # (by label: nixos, ESP) and its secrets from sops. Site values the operator must set (SSH keys,
 # the beast's address, the S3 replica) are options with assertions: see ./site.nix.
-{config, ...}: {
+{
+  config,
+  lib,
+  ...
+}: {
   imports = [
     ./hardware.nix
     ./site.nix
@@ -39,10 +43,15 @@
     secrets = {
       "s3/secret_access_key".restartUnits = ["barnabee-memory.service"];
       "openrouter/api_key".restartUnits = ["barnabee-agents.service"];
-      "home_assistant/token".restartUnits = ["barnabee-agents.service"];
+      # The watchdog's Home Assistant notifications default to the same token.
+      "home_assistant/token".restartUnits =
+        ["barnabee-agents.service"]
+        ++ lib.optional config.services.barnabee.watchdog.notify.homeAssistant.enable "barnabee-watchdog.service";
     };
   };
   services.barnabee.memory.replication.secretAccessKeyFile = config.sops.secrets."s3/secret_access_key".path;
+  # Notifications (the watchdog's [notify], docs/nixos.md "Monitoring and notifications") are
+  # set in ./site.nix; Home Assistant's URL and token default to the agents' ones.
   services.barnabee.agents = {
     openrouterApiKeyFile = config.sops.secrets."openrouter/api_key".path;
     homeAssistantTokenFile = config.sops.secrets."home_assistant/token".path;

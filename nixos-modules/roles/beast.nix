@@ -55,6 +55,12 @@ in {
         };
         watchdog.enable = true;
       };
+      # No Prometheus here (the beelink runs it); node_exporter on the LAN for the beelink's
+      # Prometheus, open to the inference clients unless the site narrows it to the beelink.
+      barnabee.monitoring = {
+        host = lib.mkDefault "beast";
+        nodeExporter.allowFrom = lib.mkDefault cfg.clients;
+      };
     }
     (lib.mkIf cfg.gpu.enable {
       # services.xserver.videoDrivers is how nixos/modules/hardware/video/nvidia.nix is switched

@@ -1,5 +1,6 @@
 # The beelink role (nixosModules.beelink): the mini PC in the house. Voice (microphone and
-# speaker), agents, memory with replication to S3, watchdog, audio.
+# speaker), agents, memory with replication to S3, watchdog, audio, and the monitoring server
+# (Prometheus + Alertmanager scraping both hosts; ../monitoring.nix).
 {
   config,
   lib,
@@ -61,6 +62,19 @@ in {
       speaker = {
         inference_url = lib.mkDefault "http://${cfg.inferenceHost}:7704";
         memory_url = lib.mkDefault (localUrl "memory");
+      };
+    };
+
+    # Monitoring on by default: Prometheus (30 days) and Alertmanager on loopback, scraping this
+    # host's daemons and node_exporter and, on the beast, inference (the one beast daemon on the
+    # LAN: port 7704, open to barnabee.beast.clients) and node_exporter (9100, open to
+    # barnabee.monitoring.nodeExporter.allowFrom there).
+    barnabee.monitoring = {
+      enable = lib.mkDefault true;
+      host = lib.mkDefault "beelink";
+      remoteHosts.beast = lib.mkIf (cfg.inferenceHost != null) {
+        address = lib.mkDefault cfg.inferenceHost;
+        daemons.inference = lib.mkDefault 7704;
       };
     };
 
