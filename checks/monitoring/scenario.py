@@ -5,9 +5,13 @@ Peers, all real and on 127.0.0.1 free ports with temporary data directories:
   - prometheus (Debian 2.42) with nixos-modules/monitoring/alerts.yml,
   - prometheus-alertmanager (Debian 0.25) with nixos-modules/monitoring/alertmanager.yml,
   - prometheus-node-exporter (Debian 1.5) scraped as job `node`, host `beelink`.
-The only things of this script's own are the webhook sink that stands in for the watchdog's
-notifier (alertmanager.yml's receiver URL is rewritten to it) and the `barnabee-voice` target,
-a tiny /metrics server that this script stops (the fault: its port is closed) and restarts.
+  - with --watchdog-bin: the real barnabee-watchdog, whose notifier (POST
+    /v1/notify/alertmanager) is Alertmanager's second webhook in the same receiver; its webhook
+    channel delivers to the sink. It is scraped as job `barnabee-watchdog` too.
+The only things of this script's own are the webhook sink (alertmanager.yml's receiver URL is
+rewritten to it: it records Alertmanager's raw payload, and the notifier's messages) and the
+`barnabee-voice` target, a tiny /metrics server that this script stops (the fault: its port is
+closed) and restarts.
 
 !!! Every `for:` of alerts.yml is rewritten to 3s here, so the scenario takes a minute, not a !!!
 !!! quarter of an hour. The real durations are pinned by alerts.test.yml (promtool test     !!!
@@ -23,11 +27,12 @@ What it proves, in order:
   3. every dashboard query executes against the live Prometheus;
   4. barnabee-voice's port closes -> BarnabeeUnitDown fires at Prometheus (/api/v1/alerts) ->
      Alertmanager delivers it to the notifier URL (webhook v4, receiver barnabee-notifier,
-     labels and annotations intact);
+     labels and annotations intact); with --watchdog-bin the real notifier turns it into the
+     family's message (title = the summary, tags barnabee/critical/firing/alertmanager);
   5. the inhibit rules hold in the real Alertmanager: the unit-down alert suppresses another
      alert of the same job and host, a critical suppresses the warning of the same alertname;
   6. the target comes back -> the alert resolves at Prometheus -> the resolved message arrives
-     (send_resolved).
+     (send_resolved), and through the real notifier ("Resolved: ...", tag resolved).
 It prints the time from fault to firing and to notification, and from recovery to resolution.
 """
 from __future__ import annotations
@@ -120,6 +125,15 @@ class Sink:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def find_notifier(self, status: str, title: str):
+        """A message of the watchdog's webhook channel (ntfy/Gotify style)."""
+        with self.lock:
+            for t, m in self.messages:
+                b = m["body"]
+                if m["path"] == "/ntfy/barnabee" and status in b.get("tags", []) and title in b.get("title", ""):
+                    return t, m
+        return None
+
     def find(self, alertname: str, status: str, job: str | None = None):
         with self.lock:
             for t, m in self.messages:
@@ -176,7 +190,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "monitoring"))
     ap.add_argument("--broken", choices=sorted(BROKEN), help="break the shipped files this way first (expect FAIL)")
+    ap.add_argument("--watchdog-bin", help="the barnabee-watchdog binary: its notifier receives the alerts too "
+                    "(webhook channel to the sink), and it is scraped as job barnabee-watchdog")
     args = ap.parse_args()
+    if args.watchdog_bin:
+        args.watchdog_bin = os.path.abspath(args.watchdog_bin)
+        if not os.access(args.watchdog_bin, os.X_OK):
+            fail(f"--watchdog-bin {args.watchdog_bin} is not an executable")
     os.makedirs(args.out, exist_ok=True)
     t_scenario = time.monotonic()
 
@@ -207,8 +227,20 @@ def main() -> int:
         if am_cfg.count(NOTIFIER_URL) != 1:
             fail(f"alertmanager.yml does not name the notifier URL {NOTIFIER_URL} exactly once")
         sink_url = f"http://127.0.0.1:{sink.port}/v1/notify/alertmanager"
-        open(os.path.join(work, "alertmanager.yml"), "w").write(am_cfg.replace(NOTIFIER_URL, sink_url))
-        log(f"alertmanager.yml receiver rewritten to the sink {sink_url}")
+        am_out = am_cfg.replace(NOTIFIER_URL, sink_url)
+        if args.watchdog_bin:
+            ports["watchdog"] = free_port()
+            wd_url = NOTIFIER_URL.replace(":7705/", f":{ports['watchdog']}/")
+            # The same receiver also posts to the real notifier (the shipped path, another port).
+            import yaml  # noqa: PLC0415 (in .venv: dev/setup.d/80-monitoring.sh)
+            doc = yaml.safe_load(am_out)
+            (recv,) = doc["receivers"]
+            recv["webhook_configs"].append(dict(recv["webhook_configs"][0], url=wd_url))
+            am_out = yaml.safe_dump(doc, sort_keys=False)
+            log(f"alertmanager.yml receiver rewritten to the sink {sink_url} and the real notifier {wd_url}")
+        else:
+            log(f"alertmanager.yml receiver rewritten to the sink {sink_url}")
+        open(os.path.join(work, "alertmanager.yml"), "w").write(am_out)
 
         prom_cfg = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
@@ -219,6 +251,9 @@ def main() -> int:
                 {"job_name": "barnabee-voice", "static_configs": [{"targets": [f"127.0.0.1:{ports['voice']}"], "labels": {"host": HOST}}]},
             ],
         }
+        if args.watchdog_bin:
+            prom_cfg["scrape_configs"].append({"job_name": "barnabee-watchdog", "static_configs": [
+                {"targets": [f"127.0.0.1:{ports['watchdog']}"], "labels": {"host": HOST}}]})
         open(os.path.join(work, "prometheus.yml"), "w").write(json.dumps(prom_cfg, indent=1))
 
         def spawn(name: str, argv: list[str]) -> None:
@@ -227,6 +262,24 @@ def main() -> int:
             log(f"started {name} (pid {procs[-1].pid}): {' '.join(argv[:1])} ...")
 
         spawn("node_exporter", ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ports['node']}"])
+        if args.watchdog_bin:
+            # The real barnabee-watchdog, notifier on, supervision idle (no units, no D-Bus: the
+            # notifier does not need systemd), host checks that cannot trip on a busy CI box.
+            os.makedirs(os.path.join(work, "watchdog"))
+            open(os.path.join(work, "watchdog.toml"), "w").write(
+                f'state_dir = "{work}/watchdog"\n'
+                f'[service]\nlisten = "127.0.0.1:{ports["watchdog"]}"\ndrain_timeout = 1\n'
+                '[service.log]\ntarget = "stderr"\nlevel = "info"\n'
+                '[thresholds]\ninterval = 3600\ndisk_paths = []\nmemory_warn_available_gb = 0\n'
+                'memory_critical_available_gb = 0\nload_warn_per_cpu = 1000\nload_critical_per_cpu = 1000\n'
+                '[notify]\nbackoff_initial = 0.2\nbackoff_max = 1\ntimeout = 5\n'
+                f'[notify.webhook]\nurl = "http://127.0.0.1:{sink.port}/ntfy/barnabee"\nmin_severity = "info"\n')
+            env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "RUST_LOG")}
+            env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=/nonexistent/bus"
+            logf = open(os.path.join(args.out, "watchdog.log"), "w")
+            procs.append(subprocess.Popen([args.watchdog_bin, "--config", f"{work}/watchdog.toml"], stdout=logf,
+                                          stderr=subprocess.STDOUT, cwd=work, env=env, start_new_session=True))
+            log(f"started barnabee-watchdog (pid {procs[-1].pid}): {args.watchdog_bin} (the notifier)")
         spawn("alertmanager", ["prometheus-alertmanager", f"--config.file={work}/alertmanager.yml",
                                f"--storage.path={work}/am", f"--web.listen-address=127.0.0.1:{ports['am']}",
                                "--cluster.listen-address="])
@@ -253,8 +306,9 @@ def main() -> int:
         wait_for("Prometheus, Alertmanager and node_exporter ready", lambda: all(
             urllib.request.urlopen(u, timeout=2).status == 200
             for u in (f"{prom}/-/ready", f"{am}/-/ready", f"http://127.0.0.1:{ports['node']}/metrics")), 60)
-        wait_for("both targets scraped up", lambda: len(query('up{job=~"node|barnabee-voice"} == 1')) == 2, 30)
-        log("Prometheus scrapes node_exporter and barnabee-voice (up == 1)")
+        jobs = ["node", "barnabee-voice"] + (["barnabee-watchdog"] if args.watchdog_bin else [])
+        wait_for("every target scraped up", lambda: len(query(f'up{{job=~"{"|".join(jobs)}"}} == 1')) == len(jobs), 30)
+        log(f"Prometheus scrapes {', '.join(jobs)} (up == 1)")
 
         # 1. every rule evaluates without error on real data.
         def rules_evaluated():
@@ -330,6 +384,16 @@ def main() -> int:
             f"({t_notified - t_firing:.1f} s after firing: group_wait 10s): receiver {body['receiver']}, "
             f"summary {alert['annotations']['summary']!r}")
 
+        t_notifier = None
+        if args.watchdog_bin:
+            title = "barnabee-voice on beelink is not answering /metrics"
+            t_notifier, m = wait_for("the real notifier's webhook message", lambda: sink.find_notifier("firing", title), 30)
+            tags = m["body"].get("tags")
+            if tags != ["barnabee", "critical", "firing", "alertmanager"] or m["body"].get("priority") != 5:
+                fail(f"the notifier's message is not a critical firing alertmanager one: {m['body']}")
+            log(f"   the real watchdog notifier delivered it {t_notifier - t_fault:.1f} s after the fault: "
+                f"title {m['body']['title']!r}, tags {tags}")
+
         # 5. the inhibit rules in the real Alertmanager.
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
@@ -385,6 +449,12 @@ def main() -> int:
         got = wait_for("the resolved notification at the sink", lambda: sink.find("BarnabeeUnitDown", "resolved", "barnabee-voice"), 120)
         t_res_notified = got[0]
         log(f"   resolved notification delivered {t_res_notified - t_up:.1f} s after recovery (group_interval 1m)")
+        t_notifier_res = None
+        if args.watchdog_bin:
+            t_notifier_res, m = wait_for("the real notifier's resolved message",
+                                         lambda: sink.find_notifier("resolved", "barnabee-voice on beelink"), 30)
+            log(f"   the real notifier delivered the resolution {t_notifier_res - t_up:.1f} s after recovery: "
+                f"tags {m['body'].get('tags')}")
 
         # Inhibited means not notified: the suppressed warning never; the alert the unit-down
         # inhibited only once the unit is back (the inhibition lifts, it is still firing).
@@ -399,11 +469,17 @@ def main() -> int:
 
         others = sorted({a["labels"]["alertname"] + "/" + a["labels"].get("severity", "")
                          for _, m in sink.messages for a in m["body"].get("alerts", [])} - {"BarnabeeUnitDown/critical"})
+        if args.watchdog_bin:
+            figures_notifier = {"fault_to_notifier_message_s": round(t_notifier - t_fault, 1),
+                                "recovery_to_notifier_resolved_s": round(t_notifier_res - t_up, 1)}
+        else:
+            figures_notifier = {"notifier": "not run (no --watchdog-bin)"}
         figures = {
             "fault_to_firing_s": round(t_firing - t_fault, 1),
             "fault_to_notification_s": round(t_notified - t_fault, 1),
             "recovery_to_resolved_s": round(t_res - t_up, 1),
             "recovery_to_resolved_notification_s": round(t_res_notified - t_up, 1),
+            **figures_notifier,
             "rules_evaluated_ok": len(rs),
             "dashboard_queries_ok": len(dq),
             "notifications": len(sink.messages),
