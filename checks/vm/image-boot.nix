@@ -1,7 +1,8 @@
 # vm-image-boot: the beelink image (system.build.images.qemu-efi: the same image module as the
 # raw-efi we ship) boots in a VM through its own systemd-boot, every barnabee unit comes up
 # (READY=1), answers /health, and is hardened on the real system (drop-ins included); the result
-# is a normal NixOS install (a system profile, so nixos-rebuild and rollback work on it).
+# is a normal NixOS install (a system profile, so nixos-rebuild and rollback work on it), and the
+# monitoring the beelink ships (Prometheus, Alertmanager, node_exporter) runs on loopback.
 {
   testLib,
   pkgs,
@@ -89,5 +90,21 @@ testLib.mkTest {
         assert summaries(machine) == ["from the image"]
         journal_has(machine, "barnabee-memory", "REQUEST_ID")
         journal_has(machine, "barnabee-memory", "LATENCY_MS")
+
+    with subtest("monitoring as shipped: Prometheus (30 d, the rules) scrapes the daemons, Alertmanager and node_exporter, all on loopback"):
+        for unit, port in (("prometheus", 9090), ("alertmanager", 9093), ("prometheus-node-exporter", 9100)):
+            machine.wait_for_unit(f"{unit}.service")
+            machine.wait_for_open_port(port)
+        prom = "http://127.0.0.1:9090/api/v1"
+        machine.succeed(f"curl -sf {prom}/status/flags | jq -e '.data[\"storage.tsdb.retention.time\"] == \"30d\"'")
+        machine.succeed(f"curl -sf {prom}/rules | jq -e '[.data.groups[].rules[]] | length > 0'")
+        machine.wait_until_succeeds(f"curl -sf {prom}/alertmanagers | jq -e '.data.activeAlertmanagers | length == 1'", timeout=60)
+        for job in ("barnabee-memory", "barnabee-watchdog", "node"):
+            machine.wait_until_succeeds(
+                f"curl -sf {prom}/targets | jq -e '[.data.activeTargets[] | select(.labels.job == \"{job}\" and .labels.host == \"beelink\" and .health == \"up\")] | length == 1'",
+                timeout=120,
+            )
+        # Nothing of the monitoring stack on another address, no Alertmanager gossip port.
+        machine.fail("ss -Htln | grep -E ':(9090|9093|9094|9100) ' | grep -v '127.0.0.1:'")
   '';
 }
