@@ -1,6 +1,6 @@
 # vm-beast-cpu: the beast role without a GPU (QEMU has none): barnabee-inference runs on CPU
 # with the nixpkgs onnxruntime, NVML is absent, /health says degraded (not down), metrics are
-# served, and the unit has no NVIDIA device rights.
+# served, and the unit has no NVIDIA device rights; node_exporter answers the listed clients only.
 {testLib, ...}:
 testLib.mkTest {
   name = "barnabee-beast-cpu";
@@ -53,5 +53,15 @@ testLib.mkTest {
         other.wait_for_unit("multi-user.target")
         other.fail("curl -s --max-time 5 http://beast:7704/health")
         other.fail("bash -c 'exec 3<>/dev/tcp/beast/10300' 2>/dev/null")
+
+    with subtest("node_exporter for the beelink's Prometheus: on the LAN for the listed clients only, no Prometheus here"):
+        beast.wait_for_unit("prometheus-node-exporter.service")
+        beast.wait_for_open_port(9100)
+        # To a file first: the test driver runs commands with pipefail, and `grep -q` would close
+        # the pipe on node_exporter's long output.
+        client.succeed("curl -fsS --max-time 10 -o /tmp/beast.prom http://beast:9100/metrics")
+        client.succeed("grep -q '^node_systemd_unit_state{name=\"barnabee-inference.service\"' /tmp/beast.prom")
+        other.fail("curl -s --max-time 5 http://beast:9100/metrics")
+        beast.fail("systemctl is-active prometheus.service alertmanager.service")
   '';
 }
