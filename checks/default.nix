@@ -51,8 +51,12 @@ in
       else throw "module-logic tests failed: ${builtins.toJSON evalResult.failures}";
 
     # The operators' alert rules and dashboard ship as files: check them with the real tools.
-    monitoring = pkgs.runCommand "barnabee-monitoring" {nativeBuildInputs = [(pkgs.prometheus.cli or pkgs.prometheus) pkgs.jq];} ''
+    # The same checks as checks/monitoring/run offline (the real-peer scenarios stay there):
+    # the rules parse, every rule's promtool unit tests pass, Alertmanager's config is valid.
+    monitoring = pkgs.runCommand "barnabee-monitoring" {nativeBuildInputs = [(pkgs.prometheus.cli or pkgs.prometheus) pkgs.prometheus-alertmanager pkgs.jq];} ''
       promtool check rules ${../nixos-modules/monitoring/alerts.yml}
+      promtool test rules ${../nixos-modules/monitoring}/alerts.test.yml
+      amtool check-config ${../nixos-modules/monitoring/alertmanager.yml}
       jq -e '.panels | length > 0' ${../nixos-modules/monitoring/grafana-dashboard.json}
       touch $out
     '';

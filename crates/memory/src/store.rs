@@ -24,7 +24,7 @@ pub type LatencyFamily = Family<Vec<(String, String)>, Histogram, fn() -> Histog
 
 fn latency_histogram() -> Histogram {
     Histogram::new([
-        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0,
+        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 30.0, 50.0, 100.0, 250.0, 1000.0,
     ])
 }
 
