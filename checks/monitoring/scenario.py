@@ -434,6 +434,21 @@ def main() -> int:
             fail("BarnabeeHttpErrors was notified while barnabee-voice was down (the unit-down inhibition did not hold)")
         log("   15 s later (past group_wait 10s) the inhibited critical has not been notified")
 
+        # `barnabee status` shows what fires in this Alertmanager, critical first, not the
+        # inhibited ones, and exits 1 because a critical fires (its daemon itself is healthy).
+        if args.watchdog_bin:
+            cli = os.path.join(os.path.dirname(args.watchdog_bin), "barnabee")
+            r = subprocess.run([cli, "status", "--url", f"watchdog=http://127.0.0.1:{ports['watchdog']}",
+                                "--alertmanager", am], capture_output=True, text=True, timeout=60)
+            lines = r.stdout.splitlines()
+            row = [ln for ln in lines if "BarnabeeUnitDown" in ln]
+            if r.returncode != 1 or not row or not row[0].startswith("critical") \
+                    or any("BarnabeeHttpErrors" in ln for ln in lines) \
+                    or not any(ln.startswith("warning") and "BarnabeeLoadHigh" in ln for ln in lines):
+                fail(f"barnabee status (exit {r.returncode}) does not show the firing alerts as expected:\n{r.stdout}{r.stderr}")
+            log(f"   barnabee status lists {sum(1 for ln in lines if ln.startswith(('critical', 'warning')))} firing alerts "
+                "(critical first, inhibited ones hidden) and exits 1")
+
         # 6. recovery.
         target.start()
         t_up = time.monotonic()
