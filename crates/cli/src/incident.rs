@@ -298,42 +298,52 @@ fn targets(args: &CollectArgs) -> anyhow::Result<(Targets, Option<String>)> {
     }
 }
 
+/// A section written by journalctl (`journal.json`, `kernel.txt`); skipped with `--no-journal`.
+async fn journal_section(
+    name: &str,
+    file: &str,
+    skip: bool,
+    collect: impl std::future::Future<Output = journal::Journal>,
+) -> Collected {
+    if skip {
+        return Collected {
+            name: name.into(),
+            file: file.into(),
+            content: Content::Bytes(Vec::new()),
+            result: Ok(String::new()),
+            note: Some("--no-journal".into()),
+            skipped: true,
+            took: Duration::ZERO,
+        };
+    }
+    let start = Instant::now();
+    let j = collect.await;
+    Collected {
+        name: name.into(),
+        file: file.into(),
+        content: j
+            .file
+            .map(Content::File)
+            .unwrap_or(Content::Bytes(Vec::new())),
+        result: match j.error {
+            Some(e) => Err(e),
+            None => Ok(format!("{} lines", j.lines)),
+        },
+        note: j.note,
+        skipped: false,
+        took: start.elapsed(),
+    }
+}
+
 async fn gather(
     args: &CollectArgs,
     targets: &[(String, String)],
     since_ms: i64,
 ) -> anyhow::Result<Vec<Collected>> {
     let client = health::client()?;
-    let journal = async {
-        let start = Instant::now();
-        if args.no_journal {
-            return Collected {
-                name: "journal".into(),
-                file: "journal.json".into(),
-                content: Content::Bytes(Vec::new()),
-                result: Ok(String::new()),
-                note: Some("--no-journal".into()),
-                skipped: true,
-                took: Duration::ZERO,
-            };
-        }
-        let j = journal::collect(args.since).await;
-        Collected {
-            name: "journal".into(),
-            file: "journal.json".into(),
-            content: j
-                .file
-                .map(Content::File)
-                .unwrap_or(Content::Bytes(Vec::new())),
-            result: match j.error {
-                Some(e) => Err(e),
-                None => Ok(format!("{} lines", j.lines)),
-            },
-            note: j.note,
-            skipped: false,
-            took: start.elapsed(),
-        }
-    };
+    let journal = journal_section("journal", "journal.json", args.no_journal, async {
+        journal::collect(args.since).await
+    });
     let http = async {
         let mut set = tokio::task::JoinSet::new();
         for (i, (role, url)) in targets.iter().enumerate() {
@@ -415,36 +425,9 @@ async fn gather(
         };
         [versions, generations, host]
     };
-    let kernel = async {
-        let start = Instant::now();
-        if args.no_journal {
-            return Collected {
-                name: "kernel".into(),
-                file: "kernel.txt".into(),
-                content: Content::Bytes(Vec::new()),
-                result: Ok(String::new()),
-                note: Some("--no-journal".into()),
-                skipped: true,
-                took: Duration::ZERO,
-            };
-        }
-        let j = journal::collect_kernel(args.since).await;
-        Collected {
-            name: "kernel".into(),
-            file: "kernel.txt".into(),
-            content: j
-                .file
-                .map(Content::File)
-                .unwrap_or(Content::Bytes(Vec::new())),
-            result: match j.error {
-                Some(e) => Err(e),
-                None => Ok(format!("{} lines", j.lines)),
-            },
-            note: j.note,
-            skipped: false,
-            took: start.elapsed(),
-        }
-    };
+    let kernel = journal_section("kernel", "kernel.txt", args.no_journal, async {
+        journal::collect_kernel(args.since).await
+    });
     let (journal, kernel, http, local) = tokio::join!(journal, kernel, http, local);
     let mut all = vec![journal, kernel];
     all.extend(http);
