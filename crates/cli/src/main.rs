@@ -1,6 +1,7 @@
 //! `barnabee`: the operator's command. One file per subcommand.
 
 mod alerts;
+mod backup;
 mod daemons;
 mod health;
 mod incident;
@@ -32,6 +33,9 @@ enum Command {
     Voice(voice::VoiceArgs),
     /// The metric contract: every metric the daemons export (`--json`, `--markdown`).
     Metrics(metrics::MetricsArgs),
+    /// Backups: `verify` restores memory's replica into a temporary file and compares it
+    /// with the live database; `status` shows replica, lag, restore points, last verification.
+    Backup(backup::BackupArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Incident(args) => incident::run(args),
         Command::Voice(args) => voice::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Backup(args) => backup::run(args),
     };
     match result {
         Ok(code) => code,

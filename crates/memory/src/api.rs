@@ -28,6 +28,8 @@ use crate::vector::Filter;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    /// The backup verification (`/v1/backup/*`).
+    pub verifier: Arc<crate::verify::Verifier>,
     pub config: Arc<Config>,
     pub health: Health,
     /// `barnabee_memory_retrieval_latency_ms`.
@@ -216,6 +218,8 @@ pub fn router(state: AppState) -> Router {
             get(get_speaker).put(put_speaker).delete(delete_speaker),
         )
         .route("/v1/stats", get(stats))
+        .route("/v1/backup/verify", axum::routing::post(backup_verify))
+        .route("/v1/backup/status", get(backup_status))
         .route("/health/detailed", get(health_detailed))
         .fallback(|| async {
             ApiError {
@@ -447,6 +451,30 @@ async fn delete_speaker(
 async fn stats(State(s): State<AppState>) -> ApiResult<Response> {
     let store = s.store.clone();
     Ok(ok(blocking(move || store.stats()).await?))
+}
+
+/// Run a restore verification now: 200 with the result when it passed, 503 with the result
+/// when it failed (the body says why), 409 without `[replication]`.
+async fn backup_verify(State(s): State<AppState>) -> ApiResult<Response> {
+    if s.config.replication.is_none() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            field: None,
+            message: "replication is not configured: nothing to verify".into(),
+        });
+    }
+    let v = s.verifier.verify("request").await;
+    let code = if v.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((code, axum::Json(v)).into_response())
+}
+
+/// Replica, lag, restore points, last verification.
+async fn backup_status(State(s): State<AppState>) -> ApiResult<Response> {
+    Ok(ok(s.verifier.status().await))
 }
 
 /// `/health`'s checks plus `PRAGMA integrity_check` (run now) and the schema numbers.

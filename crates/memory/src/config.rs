@@ -242,6 +242,62 @@ pub struct ReplicationConfig {
     /// `/health` reports replication failing after this many consecutive failed uploads.
     #[serde(default = "default_fail_after_errors")]
     pub fail_after_errors: u32,
+    /// How often a level-9 snapshot (the whole database) is written to the replica
+    /// (litestream.yml `snapshot.interval`). Default 24 h.
+    #[serde(default = "default_snapshot_interval", with = "seconds")]
+    pub snapshot_interval: Duration,
+    /// How long snapshots, and the compacted files between them, are kept: the window of
+    /// point-in-time restore (litestream.yml `snapshot.retention`). Default 30 days.
+    #[serde(default = "default_snapshot_retention", with = "seconds")]
+    pub snapshot_retention: Duration,
+    /// `[replication.verify]`: the scheduled restore verification.
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// `[replication.verify]`: restore the replica into a temporary file on a schedule, check it,
+/// compare it with the live database (see `crate::verify`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// How often a verification runs. Default 24 h.
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// Delay after start before the first scheduled verification (a new appliance is
+    /// verified the same day). Default 10 min.
+    #[serde(with = "seconds")]
+    pub first_after: Duration,
+    /// `/health` `backup_verify` degrades when the last good verification is older than this
+    /// (or the last one failed). Default 48 h.
+    #[serde(with = "seconds")]
+    pub max_age: Duration,
+    /// Where the temporary restore goes (a fresh directory inside it, removed afterwards).
+    /// Default: `.backup-verify/` next to the database (the state directory: a daemon never
+    /// writes outside it, and there is room for a copy of the database there).
+    pub temp_dir: Option<PathBuf>,
+    /// On failure, POST an Alertmanager-style webhook payload here. Default unset; the NixOS
+    /// module sets the watchdog's notifier, `http://127.0.0.1:7705/v1/notify/alertmanager`.
+    pub notify_url: Option<String>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(24 * 3600),
+            first_after: Duration::from_secs(600),
+            max_age: Duration::from_secs(48 * 3600),
+            temp_dir: None,
+            notify_url: None,
+        }
+    }
+}
+
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_snapshot_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 fn default_sync_interval() -> Duration {
@@ -349,6 +405,29 @@ impl ReplicationConfig {
         if self.fail_after_errors == 0 {
             return bad("fail_after_errors", "must be at least 1");
         }
+        if self.snapshot_interval.is_zero() {
+            return bad("snapshot_interval", "must be more than 0 seconds");
+        }
+        if self.snapshot_retention < self.snapshot_interval {
+            return bad(
+                "snapshot_retention",
+                "must be at least snapshot_interval (otherwise only the newest snapshot is kept)",
+            );
+        }
+        if self.verify.interval.is_zero() {
+            return bad("verify.interval", "must be more than 0 seconds");
+        }
+        if self.verify.max_age < self.verify.interval {
+            return bad(
+                "verify.max_age",
+                "must be at least verify.interval (or /health degrades between two good runs)",
+            );
+        }
+        if let Some(u) = &self.verify.notify_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return bad("verify.notify_url", "must be an http:// or https:// URL");
+        }
         Ok(())
     }
 }
@@ -413,6 +492,11 @@ mod tests {
         assert!(r.restore_if_missing);
         assert_eq!(r.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(r.fail_after_errors, 3);
+        assert_eq!(r.snapshot_interval, Duration::from_secs(86400));
+        assert_eq!(r.snapshot_retention, Duration::from_secs(30 * 86400));
+        assert_eq!(r.verify.interval, Duration::from_secs(86400));
+        assert_eq!(r.verify.max_age, Duration::from_secs(2 * 86400));
+        assert!(r.verify.notify_url.is_none());
         let cfg = parse("[replication]\ntype = \"file\"\n").unwrap();
         let err = cfg.validate().unwrap_err();
         assert_eq!(err.field, "replication.path");
@@ -422,6 +506,42 @@ mod tests {
         assert!(err.message.contains("absolute"));
         let cfg = parse("[replication]\ntype = \"s3\"\nurl = \"http://x/b\"\n").unwrap();
         assert_eq!(cfg.validate().unwrap_err().field, "replication.url");
+    }
+
+    #[test]
+    fn retention_and_verify_are_settable_and_checked() {
+        let base = "[replication]\ntype = \"file\"\npath = \"/backup/memory\"\n";
+        let cfg = parse(&format!(
+            "{base}snapshot_interval = 3600\nsnapshot_retention = 604800\n[replication.verify]\ninterval = 600\nmax_age = 1200\nfirst_after = 5\nnotify_url = \"http://127.0.0.1:7705/v1/notify/alertmanager\"\n"
+        ))
+        .unwrap();
+        cfg.validate().unwrap();
+        let r = cfg.replication.unwrap();
+        assert_eq!(r.snapshot_interval, Duration::from_secs(3600));
+        assert_eq!(r.snapshot_retention, Duration::from_secs(7 * 86400));
+        assert_eq!(r.verify.interval, Duration::from_secs(600));
+        assert_eq!(r.verify.first_after, Duration::from_secs(5));
+        let field = |extra: &str| {
+            parse(&format!("{base}{extra}"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(
+            field("snapshot_interval = 86400\nsnapshot_retention = 3600\n"),
+            "replication.snapshot_retention"
+        );
+        assert_eq!(
+            field("[replication.verify]\ninterval = 7200\nmax_age = 3600\n"),
+            "replication.verify.max_age"
+        );
+        assert_eq!(
+            field("[replication.verify]\nnotify_url = \"127.0.0.1:7705\"\n"),
+            "replication.verify.notify_url"
+        );
+        let err = parse(&format!("{base}[replication.verify]\nintervall = 1\n")).unwrap_err();
+        assert!(err.contains("intervall"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod search;
 pub mod store;
 pub mod time;
 pub mod vector;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,7 +99,18 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let replication =
         Replication::start(cfg.replication.as_ref(), store.path(), rt.metrics()).await?;
 
+    let verifier = verify::Verifier::new(
+        cfg.replication.as_ref(),
+        store.clone(),
+        replication.handle(),
+        rt.metrics(),
+    );
     let health = rt.health().clone();
+    let v = verifier.clone();
+    health.probe("backup_verify", move || {
+        let c = v.check();
+        async move { c }
+    });
     let replication_check = replication.checker();
     health.probe("replication", move || {
         let c = replication_check();
@@ -160,7 +172,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         rt.shutdown(),
     ));
 
+    let verify_task = tokio::spawn(verifier.clone().schedule(rt.shutdown()));
     let state = api::AppState {
+        verifier,
         store: store.clone(),
         config: cfg.clone(),
         health,
@@ -184,6 +198,10 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let served = rt.serve_on(listener, api::router(state)).await;
     shutdown.trigger();
     let _ = worker.await;
+    // A verification in flight only reads the replica and writes its temporary directory
+    // (removed at the next start if cut short): stop it rather than wait for a long restore.
+    verify_task.abort();
+    let _ = verify_task.await;
     // After the drain every acknowledged write is committed: ship it (bounded), then stop.
     // The replicator returns once its own connection is closed (without checkpointing), so
     // the next start resumes incrementally.

@@ -129,6 +129,8 @@ pub fn replica_config(cfg: &ReplicationConfig) -> ReplicaConfig {
 pub fn options(cfg: &ReplicationConfig) -> Options {
     Options {
         sync_interval: cfg.sync_interval,
+        snapshot_interval: cfg.snapshot_interval,
+        snapshot_retention: cfg.snapshot_retention,
         ..Options::default()
     }
 }
@@ -437,6 +439,14 @@ impl Replication {
         }
     }
 
+    /// A cloneable handle for the backup verification (`crate::verify`): ship now, status.
+    pub fn handle(&self) -> Handle {
+        Handle(match &self.state {
+            State::NotConfigured => None,
+            State::Configured(s) => Some(s.clone()),
+        })
+    }
+
     /// The same check as a closure for a `/health` probe.
     pub fn checker(&self) -> impl Fn() -> Check + Send + Sync + 'static {
         let shared = match &self.state {
@@ -476,6 +486,40 @@ impl Replication {
                 log::error!(event = "incident", replica = s.replica.as_str(), error = e.to_string().as_str(); "replication to {} did not ship everything before stopping: {e}", s.replica)
             }
         }
+    }
+}
+
+/// What the backup verification needs of the running replication.
+#[derive(Clone)]
+pub struct Handle(Option<Arc<Shared>>);
+
+impl Handle {
+    /// The replica (None when not configured).
+    pub fn replica(&self) -> Option<&str> {
+        self.0.as_deref().map(|s| s.replica.as_str())
+    }
+
+    /// The replicator's status (None when not configured or not started yet).
+    pub fn status(&self) -> Option<barnabee_replicator::Status> {
+        self.0.as_ref()?.running().map(|r| r.status())
+    }
+
+    /// Ship everything committed now; the TXID the replica then holds. An error says why
+    /// not: not configured, held, not started, or the upload failed.
+    pub async fn sync_now(&self) -> Result<u64, String> {
+        let Some(s) = &self.0 else {
+            return Err("replication is not configured".into());
+        };
+        if let Some(why) = lock(&s.held).as_deref() {
+            return Err(format!("replication is held: {why}"));
+        }
+        let Some(inner) = s.running() else {
+            return Err(format!(
+                "replication has not started ({})",
+                lock(&s.start_error).as_deref().unwrap_or("starting")
+            ));
+        };
+        inner.sync_now().await.map_err(|e| e.to_string())
     }
 }
 
@@ -603,6 +647,11 @@ mod tests {
         );
         assert_eq!(r.secret_access_key, None);
         assert_eq!(options(&c).sync_interval, Duration::from_secs(2));
+        assert_eq!(
+            options(&c).snapshot_retention,
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(options(&c).snapshot_interval, Duration::from_secs(86400));
         assert_eq!(describe(&c), "s3://b/memory");
         let c = cfg("type = \"file\"\nurl = \"s3://b/p?endpoint=http://x\"\n");
         assert_eq!(describe(&c), "s3://b/p");

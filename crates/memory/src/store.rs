@@ -962,6 +962,15 @@ impl Store {
     }
 
     /// Run `f` with the write connection inside one transaction (the importer's batches).
+    /// Run `f` with the write connection held, outside any transaction: the daemon's own
+    /// writers wait meanwhile, so what `f` reads (on that connection) is the last committed
+    /// state and stays it until `f` returns. The backup verification ships everything
+    /// committed and counts rows under it (`crate::verify`).
+    pub fn with_writes_held<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+        let conn = self.writer();
+        f(&conn)
+    }
+
     pub fn with_write_tx<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,

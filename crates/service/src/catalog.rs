@@ -225,6 +225,32 @@ pub const REPLICATION_RETRY_BACKOFF: MetricDef = def(
     "Delay before the next upload retry after failures (0 when uploads succeed)",
 );
 
+// --- backup verification (barnabee-memory restores its replica and compares) ---
+pub const BACKUP_LAST_VERIFIED: MetricDef = def(
+    Memory,
+    "barnabee_backup_last_verified_timestamp_seconds",
+    Gauge,
+    "seconds",
+    &["replica"],
+    "Unix time of the last good restore verification of the replica (0: never)",
+);
+pub const BACKUP_VERIFY_DURATION: MetricDef = def(
+    Memory,
+    "barnabee_backup_verify_duration_seconds",
+    Gauge,
+    "seconds",
+    &["replica"],
+    "Duration of the last restore verification, good or failed",
+);
+pub const BACKUP_VERIFY_FAILURES: MetricDef = def(
+    Memory,
+    "barnabee_backup_verify_failures",
+    Counter,
+    "",
+    &["replica"],
+    "Restore verifications that failed (restore, checksum, integrity or row counts)",
+);
+
 // --- barnabee-agents ---
 pub const AGENTS_REQUESTS: MetricDef = def(
     Agents,
@@ -621,6 +647,9 @@ pub const ALL: &[MetricDef] = &[
     REPLICATION_COMPACTION_DURATION,
     REPLICATION_CHECKPOINTS,
     REPLICATION_RETRY_BACKOFF,
+    BACKUP_LAST_VERIFIED,
+    BACKUP_VERIFY_DURATION,
+    BACKUP_VERIFY_FAILURES,
     AGENTS_REQUESTS,
     AGENTS_ROUTER_LATENCY,
     AGENTS_ROUTER_DECISIONS,

@@ -10,3 +10,4 @@ mod compat;
 mod crash;
 mod import;
 mod replication;
+mod verify;
