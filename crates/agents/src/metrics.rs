@@ -45,8 +45,7 @@ impl AgentMetrics {
             // Bucket edges at the alert thresholds (docs/runbook.md): router 15/50 ms, action
             // 80/200 ms, interaction 2/5 s, memory agent beside retrieval's 40/100 ms.
             meta_latency: ms_histogram(&[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 10.0, 15.0, 25.0, 50.0, 100.0,
-                250.0,
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 10.0, 15.0, 25.0, 50.0, 100.0, 250.0,
             ]),
             action_latency: ms_histogram(&[
                 5.0, 10.0, 25.0, 50.0, 80.0, 100.0, 200.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
