@@ -170,10 +170,10 @@ class Sink:
         self.server.server_close()
         self.server = None
 
-    def find(self, pred):
+    def find(self, pred, since: float = 0.0):
         with self.lock:
             for t, b in self.messages:
-                if pred(b):
+                if t >= since and pred(b):
                     return t, b
         return None
 
@@ -237,10 +237,10 @@ class Smtp:
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
         self.controller.start()
 
-    def find(self, pred):
+    def find(self, pred, since: float = 0.0):
         with self.lock:
             for t, subject, body in self.messages:
-                if pred(subject, body):
+                if t >= since and pred(subject, body):
                     return t, subject
         return None
 
@@ -462,32 +462,33 @@ class Family:
     def __init__(self, sink: Sink, smtp: Smtp, hass: Hass, am: str) -> None:
         self.sink, self.smtp, self.hass, self.am = sink, smtp, hass, am
 
-    def fingerprint(self, alertname: str, severity: str, timeout: float = 60) -> str:
+    def fingerprint(self, alertname: str, severity: str, timeout: float = 60, job: str | None = None) -> str:
         def fp():
             for a in http_json(f"{self.am}/api/v2/alerts")[1]:
-                if a["labels"].get("alertname") == alertname and a["labels"].get("severity") == severity:
+                if a["labels"].get("alertname") == alertname and a["labels"].get("severity") == severity \
+                        and (job is None or a["labels"].get("job") == job):
                     return a["fingerprint"]
         return wait_for(f"{alertname}/{severity} at Alertmanager", fp, timeout)
 
-    def firing(self, title_re: str, severity: str, fingerprint: str) -> dict:
-        """The first arrival time on each channel of a firing alert (None: not yet)."""
+    def firing(self, title_re: str, severity: str, fingerprint: str, since: float) -> dict:
+        """The first arrival time on each channel of a firing alert after `since` (None: not yet)."""
         rx = re.compile(title_re)
         w = self.sink.find(lambda b: rx.search(b.get("title", "")) and not b["title"].startswith("Resolved:")
-                           and "firing" in b.get("tags", []) and severity in b.get("tags", []))
+                           and "firing" in b.get("tags", []) and severity in b.get("tags", []), since)
         pre = f"[Barnabee {severity.upper()}] "
-        e = self.smtp.find(lambda s, _b: s.startswith(pre) and rx.search(s[len(pre):]))
+        e = self.smtp.find(lambda s, _b: s.startswith(pre) and rx.search(s[len(pre):]), since)
         n = self.hass.notification(f"barnabee_am_{fingerprint}")
-        h = n["seen"] if n and rx.search(n["title"]) else None
+        h = n["seen"] if n and n["seen"] >= since and rx.search(n["title"]) else None
         return {"webhook": w and w[0], "email": e and e[0], "home_assistant": h}
 
-    def resolved(self, title_re: str, fingerprint: str) -> dict:
+    def resolved(self, title_re: str, fingerprint: str, since: float) -> dict:
         rx = re.compile(title_re)
         w = self.sink.find(lambda b: b.get("title", "").startswith("Resolved: ") and rx.search(b["title"][len("Resolved: "):])
-                           and "resolved" in b.get("tags", []))
+                           and "resolved" in b.get("tags", []), since)
         pre = "[Barnabee RESOLVED] Resolved: "
-        e = self.smtp.find(lambda s, _b: s.startswith(pre) and rx.search(s[len(pre):]))
+        e = self.smtp.find(lambda s, _b: s.startswith(pre) and rx.search(s[len(pre):]), since)
         n = self.hass.notification(f"barnabee_am_{fingerprint}")
-        h = n["gone"] if n else None
+        h = n["gone"] if n and n["gone"] and n["gone"] >= since else None
         return {"webhook": w and w[0], "email": e and e[0], "home_assistant": h}
 
     def wait_all(self, what: str, fn, timeout: float, channels=("webhook", "email", "home_assistant")) -> dict:
@@ -657,8 +658,6 @@ def main() -> int:
         spawn("alertmanager", ["prometheus-alertmanager", f"--config.file={work}/alertmanager.yml",
                                f"--storage.path={work}/am", f"--web.listen-address=127.0.0.1:{ports['am']}",
                                "--cluster.listen-address="])
-        spawn("prometheus", ["prometheus", f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/tsdb",
-                             f"--web.listen-address=127.0.0.1:{ports['prom']}"])
         prom = f"http://127.0.0.1:{ports['prom']}"
         am = f"http://127.0.0.1:{ports['am']}"
 
@@ -709,6 +708,9 @@ def main() -> int:
         for d in daemons.values():
             d.wait_serving()
         log("barnabee-memory, -agents, -voice, -watchdog serving")
+        # Prometheus only now: a daemon still starting would be a (real) BarnabeeUnitDown.
+        spawn("prometheus", ["prometheus", f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/tsdb",
+                             f"--web.listen-address=127.0.0.1:{ports['prom']}"])
 
         def alive() -> None:
             for p in procs:
@@ -792,9 +794,9 @@ def main() -> int:
             daemons["voice"].stop(signal.SIGTERM)
             log(f"1. barnabee-voice stopped with SIGTERM (exit {daemons['voice'].proc.returncode})")
             title = re.escape("barnabee-voice on beelink is not answering /metrics")
-            fp = fam.fingerprint("BarnabeeUnitDown", "critical")
+            fp = fam.fingerprint("BarnabeeUnitDown", "critical", job="barnabee-voice")
             got = fam.wait_all("BarnabeeUnitDown on e-mail and HA while the webhook is down",
-                               lambda: fam.firing(title, "critical", fp), 90, channels=("email", "home_assistant"))
+                               lambda: fam.firing(title, "critical", fp, t_fault), 90, channels=("email", "home_assistant"))
             log(f"1. BarnabeeUnitDown notified: e-mail +{got['email'] - t_fault:.1f}s, HA +{got['home_assistant'] - t_fault:.1f}s "
                 "(the webhook channel is down and holds nobody up)")
             if "barnabee-voice" not in hass.family_txt():
@@ -818,7 +820,7 @@ def main() -> int:
             t_back = now()
             sink.open()
             log(f"4. the webhook sink is back (queue_depth was {wh['queue_depth']}, last_error {wh['last_error']!r})")
-            got = fam.wait_all("BarnabeeUnitDown on every channel", lambda: fam.firing(title, "critical", fp), 30)
+            got = fam.wait_all("BarnabeeUnitDown on every channel", lambda: fam.firing(title, "critical", fp, t_fault), 30)
             log(f"4. the queued message reached the webhook {got['webhook'] - t_back:.1f} s after it came back "
                 f"({got['webhook'] - t_fault:.1f} s after the fault)")
             wait_for("the webhook channel healthy again", lambda: not [c for c in http_json(
@@ -833,7 +835,7 @@ def main() -> int:
             daemons["voice"].start()
             daemons["voice"].wait_serving()
             log("1. barnabee-voice started again")
-            res = fam.wait_all("BarnabeeUnitDown resolved", lambda: fam.resolved(title, fp), 120)
+            res = fam.wait_all("BarnabeeUnitDown resolved", lambda: fam.resolved(title, fp, t_rec), 120)
             log("1. resolved: " + ", ".join(f"{c} +{res[c] - t_rec:.1f}s" for c in res) + " (critical group_interval 1m)")
             record("1 unit down", fired, t_fault, res, t_rec)
 
@@ -852,27 +854,26 @@ def main() -> int:
                 r = query(f'barnabee_agents_llm_cost_today_dollars{{job="barnabee-agents",host="{HOST}"}}')
                 return float(r[0]["value"][1]) if r else 0.0
 
+            # Two answers: $0.60, past 50 % (the fault is the moment the second one is spent).
+            say()
+            v = say()
             t_fault = now()
-            while spent() <= 0.5 + 1e-9:
-                v = say()
-                wait_for("the spend scraped", lambda: spent() > 0, 10)
-                time.sleep(1.2)
+            wait_for("the spend of $0.60 scraped", lambda: abs(spent() - 2 * COST_PER_ANSWER) < 1e-6, 15)
             log(f"2. LLM spend ${spent():.2f} of $1.00 (budget {v['budget']}, {llm.requests} answers at ${COST_PER_ANSWER:.2f})")
             title = r"^LLM spend today on beelink is 6\d(\.\d+)?% of the daily budget$"
             fp_w = fam.fingerprint("BarnabeeLlmDailyCostHigh", "warning")
-            got_w = fam.wait_all("BarnabeeLlmDailyCostHigh warning", lambda: fam.firing(title, "warning", fp_w), 120)
+            got_w = fam.wait_all("BarnabeeLlmDailyCostHigh warning", lambda: fam.firing(title, "warning", fp_w, t_fault), 120)
             log("2. the warning notified: " + ", ".join(f"{c} +{got_w[c] - t_fault:.1f}s" for c in got_w) + " (warning group_wait 1m)")
             record("2 LLM spend > 50 %", got_w, t_fault)
 
+            # A third: $0.90, past 80 %.
+            v = say()
             t_fault2 = now()
-            while spent() <= 0.8 + 1e-9:
-                v = say()
-                wait_for("the spend scraped", lambda: spent() > 0.6, 10)
-                time.sleep(1.2)
-            log(f"2. LLM spend ${spent():.2f} of $1.00 (budget {v['budget']})")
+            wait_for("the spend of $0.90 scraped", lambda: abs(spent() - 3 * COST_PER_ANSWER) < 1e-6, 15)
+            log(f"2. LLM spend ${spent():.2f} of $1.00 (budget {v['budget']}, {llm.requests} answers)")
             title_c = r"^LLM spend today on beelink is 9\d(\.\d+)?% of the daily budget$"
             fp_c = fam.fingerprint("BarnabeeLlmDailyCostHigh", "critical")
-            got_c = fam.wait_all("BarnabeeLlmDailyCostHigh critical", lambda: fam.firing(title_c, "critical", fp_c), 90)
+            got_c = fam.wait_all("BarnabeeLlmDailyCostHigh critical", lambda: fam.firing(title_c, "critical", fp_c, t_fault2), 90)
             log("2. the critical notified: " + ", ".join(f"{c} +{got_c[c] - t_fault2:.1f}s" for c in got_c) + " (critical group_wait 10s)")
             record("2 LLM spend > 80 %", got_c, t_fault2)
 
@@ -907,11 +908,11 @@ def main() -> int:
             errs = fam.fingerprint("BarnabeeReplicationErrors", "warning")
             title = r"^the memory replica of beelink is \d+ s behind$"
             fp = fam.fingerprint("BarnabeeReplicationLag", "warning", 150)
-            got = fam.wait_all("BarnabeeReplicationLag warning", lambda: fam.firing(title, "warning", fp), 120)
+            got = fam.wait_all("BarnabeeReplicationLag warning", lambda: fam.firing(title, "warning", fp, t_fault), 120)
             log("3. BarnabeeReplicationLag notified: " + ", ".join(f"{c} +{got[c] - t_fault:.1f}s" for c in got)
                 + f" (lag > 60 s, warning group_wait 1m); lag now {lag():.0f} s")
             e_title = r"^memory replication on beelink keeps failing"
-            got_e = fam.wait_all("BarnabeeReplicationErrors warning", lambda: fam.firing(e_title, "warning", errs), 30)
+            got_e = fam.wait_all("BarnabeeReplicationErrors warning", lambda: fam.firing(e_title, "warning", errs, t_fault), 30)
             record("3 replica: errors", got_e, t_fault)
             os.remove(replica)
             os.rename(away, replica)
@@ -919,7 +920,7 @@ def main() -> int:
             log("3. the replica directory restored")
             wait_for("the lag to drain", lambda: lag() == 0.0, 60)
             log(f"3. lag drained {now() - t_rec:.1f} s after the restore")
-            res = fam.wait_all("BarnabeeReplicationLag resolved", lambda: fam.resolved(title, fp), 90)
+            res = fam.wait_all("BarnabeeReplicationLag resolved", lambda: fam.resolved(title, fp, t_rec), 90)
             log("3. resolved: " + ", ".join(f"{c} +{res[c] - t_rec:.1f}s" for c in res)
                 + f" (warning group_interval {WARNING_GROUP_INTERVAL})")
             record("3 replica: lag > 60 s", got, t_fault, res, t_rec)
