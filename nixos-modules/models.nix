@@ -6,9 +6,11 @@
 #   multi-file model (wake, stt, tts, text_embedding): files.<role> = { url, sha256 }
 #                                                               -> files.<role> = { path, sha256 }
 # File roles per kind (crates/inference/inference.example.toml): wake: melspectrogram,
-# embedding, + one per wake word named after it; stt: encoder, decoder_joint, vocab; tts: model,
+# embedding, + one per wake word named after it; stt: encoder, decoder_joint, vocab (Parakeet) or,
+# with family = "whisper", encoder, decoder, tokenizer, generation_config; tts: model,
 # config; text_embedding: model, vocab; vad/speaker: model (or the one-file form).
-# Other keys of an entry (threshold, refractory, languages, espeak_voice, gpu, vram_mb) are
+# Other keys of an entry (threshold, refractory, languages, espeak_voice, gpu, vram_mb, family,
+# max_tokens) are
 # passed through as they are.
 # There is no default hash: a file without `sha256` fails evaluation with an assertion saying
 # what to set (compute it with `nix-prefetch-url <url>` or `sha256sum`). That holds for a local

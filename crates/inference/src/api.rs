@@ -1,8 +1,9 @@
 //! The HTTP API (besides `/health` and `/metrics` from barnabee-service):
 //!
-//! - `POST /v1/transcribe[?model=NAME]` — body WAV (16-bit PCM, any rate/channels) or raw
-//!   s16le 16 kHz mono (`Content-Type: audio/pcm` or anything not RIFF) → `{text, model,
-//!   timings_ms: {decode, features, encoder, decoder, total}}`.
+//! - `POST /v1/transcribe[?model=NAME][&language=xx]` — body WAV (16-bit PCM, any
+//!   rate/channels) or raw s16le 16 kHz mono (`Content-Type: audio/pcm` or anything not RIFF)
+//!   → `{text, model, family, timings_ms: {decode, features, encoder, decoder, total}}`
+//!   (`language` picks a multilingual Whisper model's language; others ignore it).
 //! - `POST /v1/synthesize` — `{"text": "...", "voice": NAME?, "speaker": ID?}` → `audio/wav`,
 //!   streamed: the first sentence is synthesised before the answer (so errors get a status),
 //!   the rest follows sentence by sentence (WAV sizes 0xFFFFFFFF, the streaming convention);
@@ -65,6 +66,12 @@ struct ModelQuery {
     model: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct TranscribeQuery {
+    model: Option<String>,
+    language: Option<String>,
+}
+
 /// WAV or raw 16 kHz s16le → 16 kHz mono floats.
 pub fn decode_audio(headers: &HeaderMap, body: &[u8]) -> Result<Vec<f32>, ApiError> {
     let is_wav = body.starts_with(b"RIFF")
@@ -95,7 +102,7 @@ fn ms(t: Instant) -> f64 {
 
 async fn transcribe(
     State(app): State<Arc<App>>,
-    Query(q): Query<ModelQuery>,
+    Query(q): Query<TranscribeQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -104,9 +111,18 @@ async fn transcribe(
     let decode = ms(t0);
     let model = app.model(Kind::Stt, q.model.as_deref())?;
     let name = model.name.clone();
+    let family = match &model.inner {
+        Inner::Stt(s) => s.family().as_str(),
+        _ => "",
+    };
+    if let (Inner::Stt(crate::stt::Stt::Whisper(w)), Some(lang)) = (&model.inner, &q.language) {
+        // a language the model lacks is the caller's mistake, not a failed inference
+        w.check_language(lang).map_err(ApiError::BadInput)?;
+    }
+    let language = q.language;
     let tr = app
         .run_model(model, move |m| match &m.inner {
-            Inner::Stt(s) => s.transcribe(&samples),
+            Inner::Stt(s) => s.transcribe_in(&samples, language.as_deref()),
             _ => Err("not an STT model".into()),
         })
         .await?;
@@ -115,6 +131,7 @@ async fn transcribe(
     Ok(Json(json!({
         "text": tr.text,
         "model": name,
+        "family": family,
         "timings_ms": {"decode": decode, "features": tr.features_ms, "encoder": tr.encoder_ms, "decoder": tr.decoder_ms, "total": total},
     })))
 }

@@ -165,6 +165,36 @@ impl Kind {
     }
 }
 
+/// Which speech-to-text model family an `stt` model is (its file set and decoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SttFamily {
+    /// NVIDIA Parakeet TDT, NeMo export: `encoder`, `decoder_joint`, `vocab`.
+    #[default]
+    Parakeet,
+    /// OpenAI Whisper, Hugging Face / optimum export: `encoder` (`encoder_model.onnx`),
+    /// `decoder` (`decoder_model.onnx`), `tokenizer` (`tokenizer.json`), `generation_config`
+    /// (`generation_config.json`).
+    Whisper,
+}
+
+impl SttFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SttFamily::Parakeet => "parakeet",
+            SttFamily::Whisper => "whisper",
+        }
+    }
+
+    /// The file roles a model of this family has (all required).
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            SttFamily::Parakeet => &["encoder", "decoder_joint", "vocab"],
+            SttFamily::Whisper => &["encoder", "decoder", "tokenizer", "generation_config"],
+        }
+    }
+}
+
 /// One file of a model, pinned by SHA-256.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,9 +214,11 @@ pub struct ModelConfig {
     /// Shorthand for a one-file model: `path` + `sha256` = `files.model`.
     pub path: Option<PathBuf>,
     pub sha256: Option<String>,
+    /// stt only: the model family, `parakeet` (default) or `whisper`; it decides the file roles.
+    pub family: Option<SttFamily>,
     /// Role → file. Roles per kind: vad `model`; wake `melspectrogram`, `embedding` and one
-    /// role per wake word (the role is the wake word's name); stt `encoder`, `decoder_joint`,
-    /// `vocab`; tts `model`, `config` (Piper `.onnx.json`); speaker `model`; text_embedding
+    /// role per wake word (the role is the wake word's name); stt per family (see
+    /// [`SttFamily::roles`]); tts `model`, `config` (Piper `.onnx.json`); speaker `model`; text_embedding
     /// `model`, `vocab` (BERT `vocab.txt`).
     #[serde(default)]
     pub files: BTreeMap<String, FileSpec>,
@@ -195,7 +227,11 @@ pub struct ModelConfig {
     pub threshold: Option<f32>,
     /// Wake word: no second detection of the same word within this many seconds (default 2).
     pub refractory: Option<f64>,
-    /// Language(s) for `info` (default `["en"]`).
+    /// Whisper: the most tokens one transcription may decode (default 128; at most the
+    /// model's `max_length` less the prompt).
+    pub max_tokens: Option<usize>,
+    /// Language(s) for `info` (default `["en"]`). A multilingual Whisper model decodes in the
+    /// first one unless a request names another.
     #[serde(default)]
     pub languages: Vec<String>,
     /// TTS: espeak-ng voice for phonemes (default from the Piper config, else `en-us`).
@@ -265,16 +301,60 @@ impl Config {
             let need: &[&str] = match m.kind {
                 Kind::Vad | Kind::Speaker => &["model"],
                 Kind::Wake => &["melspectrogram", "embedding"],
-                Kind::Stt => &["encoder", "decoder_joint", "vocab"],
+                Kind::Stt => m.family.unwrap_or_default().roles(),
                 Kind::Tts => &["model", "config"],
                 Kind::TextEmbedding => &["model", "vocab"],
             };
-            for role in need {
-                if !m.files.contains_key(*role) {
+            if m.kind != Kind::Stt && m.family.is_some() {
+                return Err(field(
+                    format!("models.{i}.family"),
+                    "only stt models have a family".into(),
+                ));
+            }
+            let whisper = m.kind == Kind::Stt && m.family == Some(SttFamily::Whisper);
+            if m.max_tokens.is_some() && !whisper {
+                return Err(field(
+                    format!("models.{i}.max_tokens"),
+                    "only Whisper models (kind = \"stt\", family = \"whisper\") take max_tokens"
+                        .into(),
+                ));
+            }
+            if m.max_tokens == Some(0) {
+                return Err(field(
+                    format!("models.{i}.max_tokens"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if m.kind == Kind::Stt {
+                // a file of the other family is a config error, not a load-time surprise
+                let family = m.family.unwrap_or_default();
+                if let Some(role) = m.files.keys().find(|r| !need.contains(&r.as_str())) {
+                    let hint = if family == SttFamily::Parakeet {
+                        " (a Whisper model needs family = \"whisper\")"
+                    } else {
+                        ""
+                    };
                     return Err(field(
                         format!("models.{i}.files.{role}"),
                         format!(
-                            "model {:?} of kind {} needs a `{role}` file",
+                            "not a file of a {} model, whose files are {}{hint}",
+                            family.as_str(),
+                            need.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for role in need {
+                if !m.files.contains_key(*role) {
+                    let family = match (m.kind, m.family) {
+                        (Kind::Stt, Some(f)) => format!(" (family {})", f.as_str()),
+                        (Kind::Stt, None) => " (family parakeet, the default)".into(),
+                        _ => String::new(),
+                    };
+                    return Err(field(
+                        format!("models.{i}.files.{role}"),
+                        format!(
+                            "model {:?} of kind {}{family} needs a `{role}` file",
                             m.name,
                             m.kind.as_str()
                         ),
@@ -356,5 +436,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("provider"), "{e}");
+    }
+
+    #[test]
+    fn whisper_file_set_is_checked_by_family() {
+        let h = "a".repeat(64);
+        let file =
+            |role: &str| format!("files.{role} = {{ path = \"/{role}\", sha256 = \"{h}\" }}\n");
+        let whisper_files = ["encoder", "decoder", "tokenizer", "generation_config"]
+            .map(file)
+            .concat();
+        let parse = |t: &str| Config::parse(Path::new("x.toml"), t);
+        // whisper files without the family: the unknown role is named, with the hint
+        let e = parse(&format!("[models.w]\nkind = \"stt\"\n{whisper_files}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("models.w.files.decoder"), "{e}");
+        assert!(e.contains("family = \"whisper\""), "{e}");
+        let c = parse(&format!(
+            "[models.w]\nkind = \"stt\"\nfamily = \"whisper\"\nmax_tokens = 64\n{whisper_files}"
+        ))
+        .unwrap();
+        assert_eq!(c.models[0].family, Some(SttFamily::Whisper));
+        assert_eq!(c.models[0].max_tokens, Some(64));
+        // a missing whisper file is named
+        let e = parse(&format!(
+            "[models.w]\nkind = \"stt\"\nfamily = \"whisper\"\n{}{}{}",
+            file("encoder"),
+            file("decoder"),
+            file("tokenizer")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models.w.files.generation_config"), "{e}");
+        // parakeet's decoder_joint in a whisper model
+        let e = parse(&format!(
+            "[models.w]\nkind = \"stt\"\nfamily = \"whisper\"\n{whisper_files}{}",
+            file("decoder_joint")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models.w.files.decoder_joint"), "{e}");
+        // family and max_tokens where they do not belong
+        let e = parse(&format!(
+            "[models.v]\nkind = \"vad\"\nfamily = \"whisper\"\n{}",
+            file("model")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models.v.family"), "{e}");
+        let e = parse(&format!(
+            "[models.p]\nkind = \"stt\"\nmax_tokens = 5\n{}{}{}",
+            file("encoder"),
+            file("decoder_joint"),
+            file("vocab")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models.p.max_tokens"), "{e}");
+        let e = parse("[models.w]\nkind = \"stt\"\nfamily = \"moonshine\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("family"), "{e}");
     }
 }

@@ -9,7 +9,14 @@
 //!   Hamming window, snip edges, DC removal, pre-emphasis 0.97, Kaldi mel banks from 20 Hz,
 //!   no energy, no dither) plus cepstral mean normalisation.
 //!
-//! Both are checked against onnx-asr's reference feature graphs in the tests.
+//! - [`WhisperMel`]: Whisper's log-mel (openai/whisper `log_mel_spectrogram`, the Hugging Face
+//!   `WhisperFeatureExtractor`): audio zero-padded or cut to 30 s, 400-sample periodic Hann
+//!   window, n_fft 400, hop 160, centred with reflect padding, power spectrum, the last frame
+//!   dropped (3000 frames), Slaney mel filters, `log10(max(mel, 1e-10))`, clamped to max - 8,
+//!   `(x + 4) / 4`.
+//!
+//! The first two are checked against onnx-asr's reference feature graphs in the tests, the
+//! Whisper one against a numpy implementation (`tests/py/whisper_mel.py`).
 
 use std::sync::Arc;
 
@@ -47,41 +54,31 @@ fn hz_to_mel_htk(f: f64) -> f64 {
     1127.0 * (1.0 + f / 700.0).ln()
 }
 
-fn mel_to_hz_htk(m: f64) -> f64 {
-    700.0 * ((m / 1127.0).exp() - 1.0)
+/// Triangular mel filters `[n_mels][N_FFT/2 + 1]`: Slaney (librosa) or Kaldi.
+fn filters(n_mels: usize, slaney: bool) -> Vec<Vec<f32>> {
+    if slaney {
+        slaney_filters(n_mels, N_FFT)
+    } else {
+        kaldi_filters(n_mels)
+    }
 }
 
-/// Triangular mel filters `[n_mels][N_FFT/2 + 1]`.
-fn filters(n_mels: usize, slaney: bool) -> Vec<Vec<f32>> {
-    type Scale = fn(f64) -> f64;
-    if !slaney {
-        return kaldi_filters(n_mels);
-    }
-    let (to_mel, to_hz): (Scale, Scale) = if slaney {
-        (hz_to_mel_slaney, mel_to_hz_slaney)
-    } else {
-        (hz_to_mel_htk, mel_to_hz_htk)
-    };
-    let bins = N_FFT / 2 + 1;
-    let (lo, hi) = (
-        to_mel(if slaney { 0.0 } else { 20.0 }),
-        to_mel(RATE as f64 / 2.0),
-    );
+/// librosa's default mel filters (Slaney scale and area normalisation, 0 Hz .. Nyquist)
+/// `[n_mels][n_fft/2 + 1]`.
+fn slaney_filters(n_mels: usize, n_fft: usize) -> Vec<Vec<f32>> {
+    let bins = n_fft / 2 + 1;
+    let (lo, hi) = (hz_to_mel_slaney(0.0), hz_to_mel_slaney(RATE as f64 / 2.0));
     let pts: Vec<f64> = (0..n_mels + 2)
-        .map(|i| to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64))
-        .collect();
-    let fft_hz: Vec<f64> = (0..bins)
-        .map(|k| k as f64 * RATE as f64 / N_FFT as f64)
+        .map(|i| mel_to_hz_slaney(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64))
         .collect();
     (0..n_mels)
         .map(|m| {
             let (l, c, r) = (pts[m], pts[m + 1], pts[m + 2]);
-            let norm = if slaney { 2.0 / (r - l) } else { 1.0 };
-            fft_hz
-                .iter()
-                .map(|&f| {
+            (0..bins)
+                .map(|k| {
+                    let f = k as f64 * RATE as f64 / n_fft as f64;
                     let w = ((f - l) / (c - l)).min((r - f) / (r - c)).max(0.0);
-                    (w * norm) as f32
+                    (w * 2.0 / (r - l)) as f32
                 })
                 .collect()
         })
@@ -255,6 +252,100 @@ pub fn fbank(samples: &[f32], n_mels: usize) -> (Vec<f32>, usize) {
         }
     }
     (out, frames)
+}
+
+/// Whisper's 30-second window: 480,000 samples, 3000 feature frames.
+pub const WHISPER_SAMPLES: usize = 30 * RATE;
+pub const WHISPER_FRAMES: usize = 3000;
+const WHISPER_FFT: usize = 400;
+
+/// Whisper's log-mel front end, with its FFT plan, window and filters made once per model.
+pub struct WhisperMel {
+    n_mels: usize,
+    fft: Arc<dyn Fft<f32>>,
+    window: Vec<f32>,
+    /// Per mel bin: the first non-zero FFT bin and the weights from there.
+    filters: Vec<(usize, Vec<f32>)>,
+}
+
+impl WhisperMel {
+    pub fn new(n_mels: usize) -> WhisperMel {
+        let filters = slaney_filters(n_mels, WHISPER_FFT)
+            .into_iter()
+            .map(|f| {
+                let start = f.iter().position(|&w| w > 0.0).unwrap_or(0);
+                let end = f.iter().rposition(|&w| w > 0.0).map_or(start, |e| e + 1);
+                (start, f[start..end].to_vec())
+            })
+            .collect();
+        WhisperMel {
+            n_mels,
+            fft: FftPlanner::new().plan_fft_forward(WHISPER_FFT),
+            // periodic Hann (torch.hann_window's default)
+            window: (0..WHISPER_FFT)
+                .map(|n| {
+                    (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / WHISPER_FFT as f64).cos())
+                        as f32
+                })
+                .collect(),
+            filters,
+        }
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    /// `[n_mels][3000]` (mel-major, the encoder's `[1, n_mels, 3000]`) of 16 kHz samples in
+    /// [-1, 1]; past 30 s is cut off (the caller says so).
+    pub fn compute(&self, samples: &[f32]) -> Vec<f32> {
+        let n = WHISPER_SAMPLES;
+        let len = samples.len().min(n);
+        let half = (WHISPER_FFT / 2) as isize;
+        // the zero-padded 30 s, reflect-padded by n_fft/2 on each side
+        let at = |j: isize| -> f32 {
+            let j = if j < 0 {
+                -j
+            } else if j >= n as isize {
+                2 * (n as isize - 1) - j
+            } else {
+                j
+            } as usize;
+            if j < len { samples[j] } else { 0.0 }
+        };
+        let mut mel = vec![0.0f32; self.n_mels * WHISPER_FRAMES];
+        let mut buf = vec![Complex32::new(0.0, 0.0); WHISPER_FFT];
+        let mut power = vec![0.0f32; WHISPER_FFT / 2 + 1];
+        for t in 0..WHISPER_FRAMES {
+            let start = (t * HOP) as isize - half;
+            let mut silent = true;
+            for (k, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
+                let x = at(start + k as isize);
+                silent &= x == 0.0;
+                *b = Complex32::new(x * w, 0.0);
+            }
+            if silent {
+                continue; // power 0: the mel stays 0 and is floored below
+            }
+            self.fft.process(&mut buf);
+            for (p, c) in power.iter_mut().zip(&buf) {
+                *p = c.norm_sqr();
+            }
+            for (m, (first, w)) in self.filters.iter().enumerate() {
+                mel[m * WHISPER_FRAMES + t] =
+                    w.iter().zip(&power[*first..]).map(|(a, b)| a * b).sum();
+            }
+        }
+        let mut max = f32::NEG_INFINITY;
+        for v in mel.iter_mut() {
+            *v = v.max(1e-10).log10();
+            max = max.max(*v);
+        }
+        for v in mel.iter_mut() {
+            *v = (v.max(max - 8.0) + 4.0) / 4.0;
+        }
+        mel
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! barnabee-inference: the model server on the beast.
 //!
-//! It loads ONNX models (VAD, wake word, STT, TTS, speaker and text embeddings) from the
+//! It loads ONNX models (VAD, wake word, STT (Parakeet or Whisper), TTS, speaker and text embeddings) from the
 //! registry in its config, verifies each file's SHA-256, creates and warms the sessions before
 //! `READY=1`, and serves them over HTTP (`/v1/...`, for the voice daemon and tools) and the
 //! Wyoming protocol (TCP, for a stock Home Assistant). An NVML thread watches the GPU; admission
@@ -35,6 +35,7 @@ pub mod tts;
 pub mod vad;
 pub mod wake;
 pub mod wav;
+pub mod whisper;
 pub mod wyoming;
 pub mod wyoming_server;
 
@@ -349,6 +350,7 @@ pub fn describe_model(m: &Model) -> serde_json::Value {
         Inner::Wake(w) => serde_json::json!({"wake_words": w.names(), "threshold": w.threshold}),
         Inner::Vad(v) => serde_json::json!({"threshold": v.threshold}),
         Inner::Tts(t) => serde_json::json!({"sample_rate": t.rate}),
+        Inner::Stt(s) => s.describe(),
         _ => serde_json::json!({}),
     };
     serde_json::json!({

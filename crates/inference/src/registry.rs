@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{FileSpec, Kind, ModelConfig};
+use crate::config::{FileSpec, Kind, ModelConfig, SttFamily};
 use crate::engine::{Engine, Placement};
-use crate::{speaker, stt, textembed, tts, vad, wake};
+use crate::{speaker, stt, textembed, tts, vad, wake, whisper};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -197,10 +197,31 @@ pub fn load_placed(
             Inner::Wake(w)
         }
         Kind::Stt => {
-            let enc = session("encoder")?;
-            let dec = session("decoder_joint")?;
-            let vocab = paths.get("vocab").cloned().unwrap_or_default();
-            let s = stt::Stt::new(enc, dec, &vocab).map_err(invalid)?;
+            let path = |role: &str| paths.get(role).cloned().unwrap_or_default();
+            let s = match cfg.family.unwrap_or_default() {
+                SttFamily::Parakeet => {
+                    let enc = session("encoder")?;
+                    let dec = session("decoder_joint")?;
+                    stt::Stt::Parakeet(
+                        stt::Parakeet::new(enc, dec, &path("vocab")).map_err(invalid)?,
+                    )
+                }
+                SttFamily::Whisper => {
+                    let enc = session("encoder")?;
+                    let dec = session("decoder")?;
+                    stt::Stt::Whisper(Box::new(
+                        whisper::Whisper::new(
+                            enc,
+                            dec,
+                            &path("tokenizer"),
+                            &path("generation_config"),
+                            cfg.languages.first().map(String::as_str),
+                            cfg.max_tokens,
+                        )
+                        .map_err(invalid)?,
+                    ))
+                }
+            };
             s.warm().map_err(|e| invalid(format!("warm-up: {e}")))?;
             Inner::Stt(s)
         }

@@ -1,4 +1,8 @@
-//! Speech to text with NVIDIA Parakeet TDT (the NeMo export used by onnx-asr / sherpa-onnx):
+//! Speech to text: [`Stt`] is one of the families (`family` in the model's config), each
+//! turning 16 kHz samples into a [`Transcript`] with per-stage timings. Whisper is in
+//! [`crate::whisper`]; this file has the family switch and Parakeet.
+//!
+//! [`Parakeet`]: NVIDIA Parakeet TDT (the NeMo export used by onnx-asr / sherpa-onnx):
 //!
 //! - features: [`crate::features::nemo_mel`] (`n_mels` read from the encoder's input shape),
 //! - `encoder`: `audio_signal` f32 `[1, n_mels, T]`, `length` i64 `[1]` → `outputs` f32
@@ -19,13 +23,67 @@ use std::sync::Mutex;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use crate::config::SttFamily;
 use crate::engine::{self, lock, output_f32};
 use crate::features;
 
 const DURATIONS: [usize; 5] = [0, 1, 2, 3, 4];
 const MAX_SYMBOLS_PER_FRAME: usize = 10;
 
-pub struct Stt {
+/// A loaded speech-to-text model of either family.
+pub enum Stt {
+    Parakeet(Parakeet),
+    Whisper(Box<crate::whisper::Whisper>),
+}
+
+impl Stt {
+    pub fn family(&self) -> SttFamily {
+        match self {
+            Stt::Parakeet(_) => SttFamily::Parakeet,
+            Stt::Whisper(_) => SttFamily::Whisper,
+        }
+    }
+
+    /// Transcribe 16 kHz mono samples in [-1, 1] in the model's language.
+    pub fn transcribe(&self, samples: &[f32]) -> Result<Transcript, String> {
+        self.transcribe_in(samples, None)
+    }
+
+    /// Transcribe in `language` where the model can choose (multilingual Whisper); other
+    /// models ignore it.
+    pub fn transcribe_in(
+        &self,
+        samples: &[f32],
+        language: Option<&str>,
+    ) -> Result<Transcript, String> {
+        match self {
+            Stt::Parakeet(p) => p.transcribe(samples),
+            Stt::Whisper(w) => w.transcribe(samples, language),
+        }
+    }
+
+    pub fn warm(&self) -> Result<(), String> {
+        match self {
+            Stt::Parakeet(p) => p.warm(),
+            Stt::Whisper(w) => w.warm(),
+        }
+    }
+
+    /// Details for `/v1/models`.
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            Stt::Parakeet(_) => serde_json::json!({"family": "parakeet"}),
+            Stt::Whisper(w) => serde_json::json!({
+                "family": "whisper",
+                "multilingual": w.multilingual(),
+                "language": w.language,
+                "max_tokens": w.max_tokens,
+            }),
+        }
+    }
+}
+
+pub struct Parakeet {
     encoder: Mutex<Session>,
     decoder: Mutex<Session>,
     vocab: Vec<String>,
@@ -39,7 +97,7 @@ pub struct Stt {
 pub struct Transcript {
     pub text: String,
     pub tokens: Vec<usize>,
-    /// Encoder frame of each emitted token.
+    /// Encoder frame of each emitted token (Parakeet; empty for Whisper).
     pub frames: Vec<usize>,
     pub features_ms: f64,
     pub encoder_ms: f64,
@@ -78,8 +136,8 @@ pub fn read_vocab(path: &Path) -> Result<Vec<String>, String> {
     Ok(pairs.into_iter().map(|(_, t)| t).collect())
 }
 
-impl Stt {
-    pub fn new(encoder: Session, decoder: Session, vocab: &Path) -> Result<Stt, String> {
+impl Parakeet {
+    pub fn new(encoder: Session, decoder: Session, vocab: &Path) -> Result<Parakeet, String> {
         engine::expect_inputs(&encoder, &["audio_signal", "length"])
             .map_err(|e| format!("encoder: {e}"))?;
         engine::expect_inputs(
@@ -110,7 +168,7 @@ impl Stt {
         }
         let vocab = read_vocab(vocab)?;
         let blank = vocab.len() - 1;
-        Ok(Stt {
+        Ok(Parakeet {
             encoder: Mutex::new(encoder),
             decoder: Mutex::new(decoder),
             blank,

@@ -459,10 +459,17 @@ impl Conn {
             },
         };
         let lang = language.or_else(|| m.languages.first().cloned());
+        // a multilingual Whisper decodes in the asked language when it has it, else its own
+        let ask = match &m.inner {
+            crate::registry::Inner::Stt(crate::stt::Stt::Whisper(w)) => {
+                lang.clone().filter(|l| w.check_language(l).is_ok())
+            }
+            _ => None,
+        };
         let r = self
             .app
             .run_model(m, move |m| match &m.inner {
-                crate::registry::Inner::Stt(s) => s.transcribe(&samples),
+                crate::registry::Inner::Stt(s) => s.transcribe_in(&samples, ask.as_deref()),
                 _ => Err("not an STT model".into()),
             })
             .await;

@@ -245,7 +245,7 @@ fn cuda_provider_without_cuda_falls_back_to_cpu_and_degrades() {
 fn example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inference.example.toml");
     let cfg = barnabee_inference::config::Config::load(&path).unwrap();
-    assert_eq!(cfg.models.len(), 6);
+    assert_eq!(cfg.models.len(), 7);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_barnabee-inference"))
         .arg("--config")
         .arg(&path)
