@@ -8,6 +8,9 @@
   inherit (lib) mkOption types;
   cfg = config.services.barnabee.memory;
   repl = cfg.settings.replication;
+  wd = config.services.barnabee.watchdog;
+  # The watchdog's notifier runs on this host: memory reports failed backup verifications to it.
+  notifierOn = wd.enable && (wd.notify.homeAssistant.enable || wd.notify.email.enable || wd.notify.webhook.enable);
   fileReplica = repl != null && repl.type == "file" && repl.path != null && lib.hasPrefix "/" repl.path;
 in {
   imports = [
@@ -129,6 +132,50 @@ in {
                   /health's `replication` check fails (non-critical: degraded) after this many
                   failed uploads in a row. null: the daemon's default, 3.
                 '';
+              };
+              snapshot_interval = mkOption {
+                type = types.nullOr (types.either types.ints.positive types.float);
+                default = null;
+                example = 86400;
+                description = ''
+                  Seconds between level-9 snapshots (the whole database) on the replica
+                  (litestream.yml `snapshot.interval`). null: the daemon's default, 24 h.
+                '';
+              };
+              snapshot_retention = mkOption {
+                type = types.nullOr (types.either types.ints.positive types.float);
+                default = null;
+                example = 2592000;
+                description = ''
+                  Seconds that snapshots and the compacted files between them are kept: how far
+                  back a point-in-time restore reaches (litestream.yml `snapshot.retention`).
+                  null: the daemon's default, 30 days. Storage cost: see crates/memory/README.md
+                  "Retention".
+                '';
+              };
+              verify = mkOption {
+                default = {};
+                description = ''
+                  The [replication.verify] section: the daily restore verification (`interval`,
+                  `max_age`, `first_after`, `temp_dir`, in seconds/paths; see
+                  crates/memory/memory.example.toml).
+                '';
+                type = types.submodule {
+                  freeformType = types.attrsOf types.anything;
+                  options.notify_url = mkOption {
+                    type = types.nullOr types.str;
+                    default =
+                      if notifierOn
+                      then "http://${wd.settings.service.listen}/v1/notify/alertmanager"
+                      else null;
+                    defaultText = lib.literalMD "the watchdog's `/v1/notify/alertmanager` when the watchdog's notifier (`services.barnabee.watchdog.notify.*`) is enabled on this host, else null";
+                    description = ''
+                      Where a failed verification is reported (an Alertmanager-style webhook
+                      payload, alert `BarnabeeBackupVerifyFailing`); the journal and the metric
+                      `barnabee_backup_verify_failures_total` have it either way.
+                    '';
+                  };
+                };
               };
             };
           });

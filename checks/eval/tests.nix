@@ -356,8 +356,59 @@ in [
       rw = ["/var/lib/barnabee-replica"];
       state = ["barnabee-replica"];
       mounts = ["/var/lib/barnabee-replica"];
-      keys = ["fail_after_errors" "force_path_style" "path" "restore_if_missing" "shutdown_timeout" "sync_interval" "type"];
+      keys = ["fail_after_errors" "force_path_style" "path" "restore_if_missing" "shutdown_timeout" "sync_interval" "type" "verify"];
       failed = [];
+    };
+  }
+  {
+    name = "memory: retention and verification settable (snapshot_interval, snapshot_retention, [replication.verify]); failures notify the watchdog's notifier when it runs here";
+    expr = let
+      withRetention = extra:
+        eval [
+          {
+            services.barnabee.memory = {
+              enable = true;
+              settings.replication = {
+                type = "file";
+                path = "/var/lib/barnabee-replica";
+                snapshot_interval = 86400;
+                snapshot_retention = 2592000;
+                verify = {
+                  interval = 43200;
+                  max_age = 172800;
+                };
+              };
+            };
+          }
+          extra
+        ];
+      plain = (renderedOf (withRetention {}) "memory").replication;
+      notifying =
+        (renderedOf (withRetention {
+          services.barnabee.watchdog = {
+            enable = true;
+            notify.webhook = {
+              enable = true;
+              url = "http://ntfy.lan/family";
+            };
+          };
+        }) "memory")
+        .replication;
+    in {
+      inherit (plain) snapshot_interval snapshot_retention;
+      verify = plain.verify;
+      notify = notifying.verify.notify_url;
+      defaults = (renderedOf (memoryFile "/var/lib/barnabee-replica") "memory").replication.verify;
+    };
+    expected = {
+      snapshot_interval = 86400;
+      snapshot_retention = 2592000;
+      verify = {
+        interval = 43200;
+        max_age = 172800;
+      };
+      notify = "http://127.0.0.1:7705/v1/notify/alertmanager";
+      defaults = {};
     };
   }
   {
