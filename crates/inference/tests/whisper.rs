@@ -20,9 +20,12 @@ use crate::common::*;
 /// The converted model's folder, dev/setup's `whisper-tiny.en-0.1.0`.
 pub const WHISPER_DIR: &str = "models/whisper-tiny.en-0.1.0";
 
-/// The converted model, or a loud SKIPPED (a failure under `CI=true`).
+/// The converted model (`$BARNABEE_WHISPER_MODEL`, another conversion such as the
+/// multilingual base, else dev/setup's tiny.en), or a loud SKIPPED (a failure under `CI=true`).
 fn whisper_dir(test: &str) -> Option<PathBuf> {
-    let d = cache().join(WHISPER_DIR);
+    let d = std::env::var_os("BARNABEE_WHISPER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache().join(WHISPER_DIR));
     if d.join("decoder_model.onnx").exists() {
         return Some(d);
     }
@@ -222,7 +225,12 @@ fn whisper_hears_spoken_commands_over_http_and_wyoming() {
     let m = &models["models"][0];
     assert_eq!(m["kind"], "stt", "{models}");
     assert_eq!(m["details"]["family"], "whisper", "{models}");
-    assert_eq!(m["details"]["multilingual"], false, "{models}");
+    let generation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("generation_config.json")).unwrap()).unwrap();
+    assert_eq!(
+        m["details"]["multilingual"], generation["is_multilingual"],
+        "{models}"
+    );
     for text in COMMANDS {
         let pcm = speak(text, "en-us", 150, 0.5);
         let secs = pcm.len() as f64 / 16_000.0;
@@ -248,6 +256,23 @@ fn whisper_hears_spoken_commands_over_http_and_wyoming() {
             t.elapsed().as_secs_f64()
         );
         assert_eq!(normalise(&heard), text, "Wyoming heard {heard:?}");
+    }
+    // a language the model has no token for: 400 for a multilingual model; an English-only
+    // one has a single prompt and ignores it
+    let wav = barnabee_inference::wav::write(&speak(COMMANDS[0], "en-us", 150, 0.5), 16_000);
+    let (st, _, body) = http(
+        daemon.addr,
+        "POST",
+        "/v1/transcribe?language=zz",
+        "audio/wav",
+        &wav,
+    );
+    let body = String::from_utf8_lossy(&body);
+    if generation["is_multilingual"] == true {
+        assert_eq!(st, 400, "{body}");
+        assert!(body.contains("zz") && body.contains("languages"), "{body}");
+    } else {
+        assert_eq!(st, 200, "{body}");
     }
     // the describe Home Assistant reads lists the model
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

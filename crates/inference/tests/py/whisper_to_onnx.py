@@ -14,7 +14,7 @@ Weights stay float32 in the graph (CTranslate2's float16 values widened exactly)
 
 `--check` then proves the conversion against the original runtime (ctranslate2 from PyPI):
 espeak-ng speaks the test commands, the numpy log-mel (whisper_mel.py) of each goes to both;
-the encoder outputs must agree within 1e-3 (max |diff|), and greedy decoding of our ONNX pair
+the encoder outputs must agree within 5e-3 (max |diff|, see ENCODER_TOLERANCE), and greedy decoding of our ONNX pair
 (the same rules barnabee-inference applies) must give exactly CTranslate2's greedy tokens
 (generate(beam_size=1), the same prompt and suppression). The figures are printed and written
 to OUT_DIR/conversion-check.json; any mismatch exits 1.
@@ -39,7 +39,10 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import whisper_mel  # noqa: E402
 
-ENCODER_TOLERANCE = 1e-3
+# Max |diff| of the encoder output. Both run float32, but CTranslate2's kernels sum in another
+# order: tiny.en shows 6e-5..6e-4, base (6 layers) up to 2e-3, with mean |x| about 0.6. A wrong
+# operator is far above this (tanh-approximated GELU instead of erf: 0.14..0.29 on base).
+ENCODER_TOLERANCE = 5e-3
 CLIPS = [  # (text, espeak-ng voice)
     ("turn on the kitchen lights", "en-us"),
     ("what is the weather like tomorrow", "en-us"),
@@ -410,12 +413,14 @@ def check(ct2_dir, out_dir, gc, tokenizer):
         ct2_tokens = [i for i in res[0].sequences_ids[0] if i != gc["eos_token_id"]]
         same = tokens == ct2_tokens
         ok &= same and diff < ENCODER_TOLERANCE
-        clip = {"text": text, "voice": voice, "encoder_max_abs_diff": diff,
+        mean_diff = float(np.abs(ours - theirs).mean())
+        clip = {"text": text, "voice": voice, "encoder_max_abs_diff": diff, "encoder_mean_abs_diff": mean_diff,
                 "encoder_mean_abs": float(np.abs(theirs).mean()), "tokens_identical": same,
                 "onnx_tokens": tokens, "ct2_tokens": ct2_tokens, "transcript": detokenize(tokenizer, tokens),
                 "onnx_encoder_s": round(t_enc, 3), "onnx_decode_s": round(t_dec, 3)}
         report["clips"].append(clip)
-        print(f"  {text!r} ({voice}): encoder max|diff| {diff:.2e} (mean|x| {clip['encoder_mean_abs']:.3f}), "
+        print(f"  {text!r} ({voice}): encoder max|diff| {diff:.2e}, mean|diff| {mean_diff:.1e} "
+              f"(mean|x| {clip['encoder_mean_abs']:.3f}), "
               f"greedy tokens {'identical' if same else 'DIFFERENT'} ({len(tokens)}), heard {clip['transcript']!r}, "
               f"ONNX encoder {t_enc:.2f} s + decode {t_dec:.2f} s")
         if not same:
