@@ -335,6 +335,54 @@ fn whisper_with_wrong_input_names_is_refused_naming_the_input() {
     assert!(e.contains("encoder"), "{e}");
 }
 
+/// A decoder with past key values (optimum's merged or with-past file) where the plain
+/// `decoder_model.onnx` belongs: refused naming the extra input.
+#[test]
+fn whisper_decoder_with_past_inputs_is_refused_naming_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, onnx
+from onnx import helper as h, TensorProto as T
+def save(name, inputs, outputs, nodes):
+    g = h.make_graph(nodes, name, inputs, outputs)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)]); m.ir_version = 8
+    onnx.save(m, sys.argv[1] + "/" + name + ".onnx")
+f = lambda n, s: h.make_tensor_value_info(n, T.FLOAT, s)
+save("encoder", [f("input_features", [1, 80, 3000])], [f("last_hidden_state", [1, 80, 3000])],
+     [h.make_node("Identity", ["input_features"], ["last_hidden_state"])])
+save("decoder", [h.make_tensor_value_info("input_ids", T.INT64, [1, "t"]), f("encoder_hidden_states", [1, 80, 3000]),
+                 f("past_key_values.0.decoder.key", [1, 6, "p", 64])],
+     [f("logits", [1, 80, 3000])], [h.make_node("Identity", ["encoder_hidden_states"], ["logits"])])
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = dir.path().join("x.json");
+    std::fs::write(&json, "{}").unwrap();
+    let toml = model_toml(
+        "whisper",
+        "stt",
+        &[
+            ("encoder", &dir.path().join("encoder.onnx")),
+            ("decoder", &dir.path().join("decoder.onnx")),
+            ("tokenizer", &json),
+            ("generation_config", &json),
+        ],
+        "family = \"whisper\"",
+    );
+    let e = load(&toml).err().unwrap();
+    eprintln!("{e}");
+    assert!(e.contains("past_key_values.0.decoder.key"), "{e}");
+    assert!(e.contains("decoder_model.onnx"), "{e}");
+}
+
 #[test]
 fn normalising_transcripts() {
     assert_eq!(
