@@ -441,6 +441,10 @@ class Hass:
             e = self.seen.get(nid)
             return dict(e) if e else None
 
+    def first_seen_since(self, t: float):
+        with self.lock:
+            return min((e["seen"] for e in self.seen.values() if e["seen"] >= t), default=None)
+
     def family_txt(self) -> str:
         try:
             return open(os.path.join(self.dir, "family.txt")).read()
@@ -567,6 +571,14 @@ def tail(path: str, n: int = 40) -> str:
 
 
 # --- main ----------------------------------------------------------------------------------------
+# --broken CASE: one fault the scenarios must catch (expect FAIL naming it).
+BROKEN = {
+    "ha-token-wrong": "the watchdog's Home Assistant token_file holds a wrong token: no HA notification",
+    "no-send-resolved": "alertmanager.yml with send_resolved: false: no resolved message on any channel",
+    "email-min-critical": "[notify.email] min_severity = critical: the warnings never reach the mailbox",
+}
+
+
 def missing_peer(what: str) -> int:
     if os.environ.get("CI") == "true":
         print(f"checks/monitoring family: FAIL: {what} is missing; CI must have it (dev/setup, dev/setup monitoring, "
@@ -581,7 +593,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "monitoring", "family"))
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "debug"))
+    ap.add_argument("--broken", choices=sorted(BROKEN), help="break one thing first, to see it FAIL: " +
+                    "; ".join(f"{k}: {v}" for k, v in sorted(BROKEN.items())))
     args = ap.parse_args()
+    if args.broken:
+        print(f"!!! family: --broken {args.broken} ({BROKEN[args.broken]}); expect FAIL !!!")
 
     for tool in ("prometheus", "prometheus-alertmanager"):
         if not shutil.which(tool):
@@ -629,6 +645,8 @@ def main() -> int:
         am_cfg = open(os.path.join(MON, "alertmanager.yml")).read()
         if am_cfg.count(NOTIFIER_URL) != 1:
             fail(f"alertmanager.yml does not name the notifier URL {NOTIFIER_URL} exactly once")
+        if args.broken == "no-send-resolved":
+            am_cfg = am_cfg.replace("send_resolved: true", "send_resolved: false")
         doc = yaml.safe_load(am_cfg.replace(NOTIFIER_URL, f"http://127.0.0.1:{ports['watchdog']}/v1/notify/alertmanager"))
         (warn_route,) = [r for r in doc["route"]["routes"] if r.get("matchers") == ['severity="warning"']]
         shipped_gi = warn_route["group_interval"]
@@ -667,6 +685,11 @@ def main() -> int:
         token_file = os.path.join(secrets, "ha-token")
         with os.fdopen(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(token)
+        wd_token_file = token_file
+        if args.broken == "ha-token-wrong":
+            wd_token_file = os.path.join(secrets, "ha-token-wrong")
+            with os.fdopen(os.open(wd_token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(token[:-4] + "AAAA")
         log("Home Assistant onboarded: long-lived token, notify.family ready")
 
         # The daemons' configs.
@@ -700,8 +723,9 @@ def main() -> int:
                '[notify]\nbackoff_initial = 0.5\nbackoff_max = 2\ntimeout = 10\n'
                f'[notify.webhook]\nurl = "http://127.0.0.1:{sink.port}/ntfy/barnabee"\nmin_severity = "info"\n'
                f'[notify.email]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
-               'from = "Barnabee <barnabee@family.test>"\nto = ["anna@family.test"]\nmin_severity = "info"\n'
-               f'[notify.home_assistant]\nurl = "{hass.base}"\ntoken_file = "{token_file}"\nservices = ["family"]\n'
+               'from = "Barnabee <barnabee@family.test>"\nto = ["anna@family.test"]\n'
+               f'min_severity = "{"critical" if args.broken == "email-min-critical" else "info"}"\n'
+               f'[notify.home_assistant]\nurl = "{hass.base}"\ntoken_file = "{wd_token_file}"\nservices = ["family"]\n'
                'persistent = true\nmin_severity = "info"\n')
         for d in daemons.values():
             d.start()
@@ -738,8 +762,10 @@ def main() -> int:
         if st != 200:
             fail(f"POST /v1/notify/test: {st} {v}")
         t_test = now()
-        wait_for("the test message on every channel", lambda: sink.find(lambda b: "test" in b.get("tags", []))
-                 and smtp.find(lambda s, b: True) and any(e["seen"] > t_test for e in hass.seen.values()), 30)
+        fam.wait_all("POST /v1/notify/test", lambda: {
+            "webhook": (sink.find(lambda b: "test" in b.get("tags", [])) or [None])[0],
+            "email": (smtp.find(lambda s, b: "test notification" in s) or [None])[0],
+            "home_assistant": hass.first_seen_since(t_test)}, 30)
         log("POST /v1/notify/test reached the webhook, e-mail and Home Assistant")
 
         # Scenario 3's replication works before it is broken.
