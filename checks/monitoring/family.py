@@ -441,9 +441,9 @@ class Hass:
             e = self.seen.get(nid)
             return dict(e) if e else None
 
-    def first_seen_since(self, t: float):
+    def first_seen_since(self, t: float, title: str):
         with self.lock:
-            return min((e["seen"] for e in self.seen.values() if e["seen"] >= t), default=None)
+            return min((e["seen"] for e in self.seen.values() if e["seen"] >= t and e["title"] == title), default=None)
 
     def family_txt(self) -> str:
         try:
@@ -765,7 +765,7 @@ def main() -> int:
         fam.wait_all("POST /v1/notify/test", lambda: {
             "webhook": (sink.find(lambda b: "test" in b.get("tags", [])) or [None])[0],
             "email": (smtp.find(lambda s, b: "test notification" in s) or [None])[0],
-            "home_assistant": hass.first_seen_since(t_test)}, 30)
+            "home_assistant": hass.first_seen_since(t_test, "Barnabee test notification")}, 30)
         log("POST /v1/notify/test reached the webhook, e-mail and Home Assistant")
 
         # Scenario 3's replication works before it is broken.
