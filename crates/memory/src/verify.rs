@@ -11,7 +11,8 @@
 //! One verification:
 //! 1. With the daemon's writers held (`Store::with_writes_held`: API writes wait, reads go
 //!    on), everything committed is shipped (`sync_now`, giving TXID `T`) and the row counts
-//!    of the main tables are read from the live database. Held for one upload at most.
+//!    of the main tables are read from the live database. Held for the last moment's upload,
+//!    at most 10 s (the backlog ships before the hold).
 //!    Decision: the live database is compared *at* `T`, the replica's newest state at that
 //!    moment, instead of restoring "latest" and comparing with a live database that may have
 //!    moved on (then counts could only be compared when nothing was written meanwhile, and a
@@ -49,6 +50,9 @@ use crate::config::{ReplicaType, ReplicationConfig, VerifyConfig};
 use crate::replication::{self, Handle};
 use crate::store::Store;
 use crate::time::now_ms;
+
+/// The longest the daemon's writers are held while the last commits ship.
+const SHIP_BOUND: Duration = Duration::from_secs(10);
 
 /// The tables whose row counts are compared (the family's data; FTS tables follow them).
 pub const TABLES: &[&str] = &[
@@ -261,12 +265,23 @@ impl Verifier {
         let Some(cfg) = &self.cfg else {
             return Err("replication is not configured".into());
         };
-        // 1. Ship what is committed and count live rows, writers held.
+        // 1. Ship what is committed and count live rows, writers held. The backlog ships
+        //    first without holding anyone; under the hold only the last moment's commits are
+        //    left, and a replica that does not take them within SHIP_BOUND fails the run
+        //    rather than stall the family's writes.
+        let _ = tokio::time::timeout(SHIP_BOUND * 3, self.replication.sync_now()).await;
         let (store, handle) = (self.store.clone(), self.replication.clone());
         let rt = tokio::runtime::Handle::current();
         let (txid, live) = tokio::task::spawn_blocking(move || {
             store.with_writes_held(|conn| {
-                let txid = rt.block_on(handle.sync_now())?;
+                let txid = rt
+                    .block_on(async { tokio::time::timeout(SHIP_BOUND, handle.sync_now()).await })
+                    .map_err(|_| {
+                        format!(
+                            "the replica did not take the last commits within {} s",
+                            SHIP_BOUND.as_secs()
+                        )
+                    })??;
                 let counts = count_tables(conn).map_err(|e| format!("live database: {e}"))?;
                 Ok::<_, String>((txid, counts))
             })
