@@ -145,11 +145,13 @@ in {
               snapshot_retention = mkOption {
                 type = types.nullOr (types.either types.ints.positive types.float);
                 default = null;
-                example = 2592000;
+                example = 2678400;
                 description = ''
                   Seconds that snapshots and the compacted files between them are kept: how far
                   back a point-in-time restore reaches (litestream.yml `snapshot.retention`).
-                  null: the daemon's default, 30 days. Storage cost: see crates/memory/README.md
+                  The restorable window is between retention minus snapshot_interval and
+                  retention. null: the daemon's default, 31 days (at least 30 days restorable
+                  with daily snapshots). Storage cost: see crates/memory/README.md
                   "Retention".
                 '';
               };

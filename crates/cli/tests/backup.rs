@@ -125,7 +125,7 @@ fn verify_and_status_against_a_running_memory_daemon() {
         "replica:       file://",
         "replication:   running, last shipped TXID",
         "restore points: 20",
-        "retention:     snapshots every 1.0 days, kept 30.0 days",
+        "retention:     snapshots every 1.0 days, kept 31.0 days",
         "verification:  last run good at",
     ] {
         assert!(out.contains(needle), "{needle:?} missing: {}", text(&o));

@@ -247,7 +247,10 @@ pub struct ReplicationConfig {
     #[serde(default = "default_snapshot_interval", with = "seconds")]
     pub snapshot_interval: Duration,
     /// How long snapshots, and the compacted files between them, are kept: the window of
-    /// point-in-time restore (litestream.yml `snapshot.retention`). Default 30 days.
+    /// point-in-time restore (litestream.yml `snapshot.retention`). The restorable window is
+    /// between `snapshot_retention - snapshot_interval` (the oldest kept snapshot may be that
+    /// young) and `snapshot_retention`. Default 31 days: 30 days always restorable with
+    /// daily snapshots.
     #[serde(default = "default_snapshot_retention", with = "seconds")]
     pub snapshot_retention: Duration,
     /// `[replication.verify]`: the scheduled restore verification.
@@ -297,7 +300,7 @@ fn default_snapshot_interval() -> Duration {
 }
 
 fn default_snapshot_retention() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
+    Duration::from_secs(31 * 24 * 3600)
 }
 
 fn default_sync_interval() -> Duration {
@@ -493,7 +496,7 @@ mod tests {
         assert_eq!(r.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(r.fail_after_errors, 3);
         assert_eq!(r.snapshot_interval, Duration::from_secs(86400));
-        assert_eq!(r.snapshot_retention, Duration::from_secs(30 * 86400));
+        assert_eq!(r.snapshot_retention, Duration::from_secs(31 * 86400));
         assert_eq!(r.verify.interval, Duration::from_secs(86400));
         assert_eq!(r.verify.max_age, Duration::from_secs(2 * 86400));
         assert!(r.verify.notify_url.is_none());

@@ -649,7 +649,7 @@ mod tests {
         assert_eq!(options(&c).sync_interval, Duration::from_secs(2));
         assert_eq!(
             options(&c).snapshot_retention,
-            Duration::from_secs(30 * 86400)
+            Duration::from_secs(31 * 86400)
         );
         assert_eq!(options(&c).snapshot_interval, Duration::from_secs(86400));
         assert_eq!(describe(&c), "s3://b/memory");

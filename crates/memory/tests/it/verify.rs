@@ -216,7 +216,7 @@ async fn a_real_replica_verifies_on_schedule_and_on_request() {
     assert!(s["restore_points"]["from"].is_string(), "{s}");
     assert!(s["restore_points"]["to"].is_string(), "{s}");
     assert!(s["restore_points"]["objects"].as_u64().unwrap() > 0, "{s}");
-    assert_eq!(s["retention"]["snapshot_retention_seconds"], 30.0 * 86400.0);
+    assert_eq!(s["retention"]["snapshot_retention_seconds"], 31.0 * 86400.0);
     assert_eq!(s["verification"]["last"]["ok"], true, "{s}");
     assert_eq!(s["verification"]["healthy"], true, "{s}");
     // No temporary restore left behind.
