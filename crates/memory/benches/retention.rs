@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo bench -p barnabee-memory --bench retention -- [--memories 5000] [--turns 20000]
-//!     [--days 35] [--writes 40] [--snapshot-hours 24] [--retention-days 30]
+//!     [--days 36] [--writes 40] [--snapshot-hours 24] [--retention-days 31]
 //! ```
 //!
 //! A day's writes: `--writes` transactions at random times, a quarter new memories (with a
@@ -152,10 +152,10 @@ fn main() {
     };
     let n_memories = arg("--memories", 5000);
     let n_turns = arg("--turns", 20_000);
-    let days = arg("--days", 35) as i64;
+    let days = arg("--days", 36) as i64;
     let writes_per_day = arg("--writes", 40);
     let snapshot_ms = arg("--snapshot-hours", 24) as i64 * 3_600_000;
-    let retention_ms = arg("--retention-days", 30) as i64 * DAY_MS;
+    let retention_ms = arg("--retention-days", 31) as i64 * DAY_MS;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

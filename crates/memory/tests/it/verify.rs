@@ -1,7 +1,8 @@
 //! Backup verification (`[replication.verify]`, `POST /v1/backup/verify`,
 //! `GET /v1/backup/status`) against the real daemon and a file replica in a tempdir:
 //! - a scheduled and a requested verification of a real replica pass, set the metrics and
-//!   `/health` `backup_verify`, and survive a restart (`<db>.backup-verify.json`);
+//!   `/health` `backup_verify`, and survive a restart (`<db>.backup-verify.json`); what a
+//!   killed verification left in the temporary directory is removed at start;
 //! - a corrupted LTX object fails naming it; the live database is untouched and `/health`
 //!   degrades (non-critical);
 //! - verification while writes continue compares the live database at the shipped TXID;
@@ -148,7 +149,16 @@ fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {
 async fn a_real_replica_verifies_on_schedule_and_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let (state, replica, extra) = setup(dir.path(), "first_after = 1\n");
+    // What a verification killed with -9 leaves behind: removed at the next start.
+    let leftover = state.join(".backup-verify/verify-1-0");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("memory.db.tmp"), b"partial").unwrap();
     let mut d = Daemon::start(&state, &extra);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leftover.exists() {
+        assert!(Instant::now() < deadline, "leftover not removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The series exist before any verification: 0 = never verified.
     let m = metrics(&d).await;
     assert!(
