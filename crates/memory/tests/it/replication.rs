@@ -469,8 +469,26 @@ async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores()
         "{h}"
     );
 
+    // Backup verification against S3 (crate::verify): it restores and matches.
+    let verify = |d: &Daemon| {
+        let url = d.url("/v1/backup/verify");
+        async move {
+            let r = client().post(url).send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (code, v) = verify(&d).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["replica"], "s3://barnabee/memory", "{v}");
+
     // The replica goes away: writes still succeed, /health degrades (200), never unhealthy.
     s3.stop();
+    // A verification now fails clearly, in bounded time, and writes are not stalled for long.
+    let started = Instant::now();
+    let (code, v) = verify(&d).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{v}");
     let s = "written while the replica was down".to_owned();
     ids.insert(post(&d, &s).await, s);
     let h = wait_replication_ok(&d, false).await;
@@ -485,6 +503,8 @@ async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores()
     // It comes back: shipping resumes and the check recovers.
     s3.start_again();
     wait_replication_ok(&d, true).await;
+    let (code, v) = verify(&d).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
 
     d.stop();
     std::fs::remove_dir_all(&state).unwrap();
