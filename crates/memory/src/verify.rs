@@ -252,6 +252,16 @@ impl Verifier {
             started_at: barnabee_replicator::time::format_rfc3339(started_ms),
             ..Default::default()
         };
+        // First boot before the S3 secret is provisioned: replication holds (its own /health
+        // check and EVENT say so) and there is nothing to verify yet. Not a failure: no
+        // counter, no record, no notification; the schedule looks again within the hour.
+        if let Some(e) = self.cfg.as_ref().and_then(replication::not_provisioned) {
+            v.error = Some(format!(
+                "replication is not provisioned yet, nothing to verify: {e}"
+            ));
+            log::info!(event = "backup_verify_not_provisioned", replica = v.replica.as_str(), trigger = trigger; "backup verification of {} skipped: {e}", v.replica);
+            return v;
+        }
         if let Err(e) = self.run(&mut v).await {
             v.error = Some(e);
         }
@@ -398,6 +408,14 @@ impl Verifier {
         };
         let now = now_ms();
         let max_age_ms = vc.max_age.as_millis() as i64;
+        if self
+            .cfg
+            .as_ref()
+            .and_then(replication::not_provisioned)
+            .is_some()
+        {
+            return Check::ok("replication not provisioned yet: nothing to verify").non_critical();
+        }
         let r = lock(&self.recorded).clone();
         let age = |v: &Verification| format_age(now - v.started_at_ms);
         let c = match (&r.last, &r.last_good) {

@@ -659,6 +659,38 @@ async fn s3_secret_not_provisioned_serves_without_replication_and_says_so() {
     assert!(m.contains("barnabee_memory_memories"), "{m}");
     assert!(!m.contains("barnabee_replication_"), "{m}");
 
+    // Nothing to verify yet: a requested verification says so (503), and it is not a backup
+    // failure: backup_verify stays ok, no failure is counted, nothing is notified.
+    let r = client()
+        .post(d.url("/v1/backup/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("replication is not provisioned yet, nothing to verify"),
+        "{v}"
+    );
+    let h = health(&d).await;
+    assert_eq!(h["checks"]["backup_verify"]["ok"], true, "{h}");
+    let m = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("barnabee_backup_verify_failures_total{") && !l.ends_with(" 0")),
+        "{m}"
+    );
+
     let log = d.log();
     for event in [
         "event=restore_not_provisioned",
