@@ -45,7 +45,7 @@ async fn cli_restore(replica: &Path, out: &Path) {
 }
 
 /// Every row of every table, as text (comparable across two files).
-fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();

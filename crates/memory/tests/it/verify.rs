@@ -8,7 +8,6 @@
 //! - verification while writes continue compares the live database at the shipped TXID;
 //! - a replica path replaced by a regular file fails clearly and the schedule retries.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,37 +111,6 @@ async fn wait_shipped(d: &Daemon) {
         assert!(Instant::now() < deadline, "never shipped: {h}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Every row of every table, as text.
-fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%fts%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut out = BTreeMap::new();
-    for t in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-        let n = stmt.column_count();
-        let rows: Vec<String> = stmt
-            .query_map([], |r| {
-                Ok((0..n)
-                    .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
-                    .collect::<Vec<_>>()
-                    .join("|"))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        out.insert(t, rows);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +246,7 @@ async fn a_corrupted_object_fails_naming_it_and_leaves_the_live_database_alone()
     }
     std::fs::write(&path, &bytes).unwrap();
     let db = state.join("memory.db");
-    let before = dump(&db);
+    let before = crate::replication::dump(&db);
     let (code, v) = verify(&d).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["ok"], false, "{v}");
@@ -286,7 +254,7 @@ async fn a_corrupted_object_fails_naming_it_and_leaves_the_live_database_alone()
     let error = v["error"].as_str().unwrap();
     assert!(error.contains(&object), "{error}");
     // The live database is untouched, and nothing was left in the temp dir.
-    assert_eq!(dump(&db), before);
+    assert_eq!(crate::replication::dump(&db), before);
     assert_eq!(
         std::fs::read_dir(state.join(".backup-verify"))
             .unwrap()
