@@ -34,31 +34,10 @@ use barnabee_replicator::ltx::PageEncoding;
 use barnabee_replicator::restore::{self, RestoreError, Target};
 use rusqlite::params;
 
-const DIMS: usize = 384;
-const DAY_MS: i64 = 86_400_000;
+mod common;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn zipf(&mut self, n: usize) -> usize {
-        let u = self.unit().max(1e-6);
-        ((n as f32).powf(u) - 1.0) as usize % n
-    }
-    fn vector(&mut self) -> Vec<f32> {
-        (0..DIMS).map(|_| self.unit() * 2.0 - 1.0).collect()
-    }
-}
+use common::{DIMS, Rng, sentence};
+const DAY_MS: i64 = 86_400_000;
 
 /// Pronounceable words, Zipf-distributed in sentences (text compresses like text).
 fn vocabulary() -> Vec<String> {
@@ -75,14 +54,6 @@ fn vocabulary() -> Vec<String> {
         }
     }
     words
-}
-
-fn sentence(rng: &mut Rng, vocab: &[String], min: usize, spread: usize) -> String {
-    let len = min + rng.below(spread);
-    (0..len)
-        .map(|_| vocab[rng.zipf(vocab.len())].as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A memory replica whose objects are created at the simulated time `now`, whatever
