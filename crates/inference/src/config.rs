@@ -165,8 +165,39 @@ impl Kind {
     }
 }
 
+/// A model's `family` key: which file set and processing a model of its kind has. Only `stt`
+/// and `speaker` models have families; each kind has its own (see [`SttFamily`],
+/// [`SpeakerFamily`]), and a family of another kind is a config error naming the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Parakeet,
+    Whisper,
+    Wespeaker,
+    Ge2e,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Parakeet => "parakeet",
+            Family::Whisper => "whisper",
+            Family::Wespeaker => "wespeaker",
+            Family::Ge2e => "ge2e",
+        }
+    }
+
+    /// The kind whose family this is.
+    pub fn kind(self) -> Kind {
+        match self {
+            Family::Parakeet | Family::Whisper => Kind::Stt,
+            Family::Wespeaker | Family::Ge2e => Kind::Speaker,
+        }
+    }
+}
+
 /// Which speech-to-text model family an `stt` model is (its file set and decoding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SttFamily {
     /// NVIDIA Parakeet TDT, NeMo export: `encoder`, `decoder_joint`, `vocab`.
@@ -195,6 +226,29 @@ impl SttFamily {
     }
 }
 
+/// Which speaker-embedding family a `speaker` model is: its front end and how an utterance
+/// becomes one vector. Both take one `model` file and give an L2-normalised embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeakerFamily {
+    /// WeSpeaker / 3D-Speaker style: Kaldi fbank (80 bins, mean-normalised) of the whole
+    /// utterance → `[1, T, n_mels]` → `[1, D]`.
+    #[default]
+    Wespeaker,
+    /// GE2E d-vector (Resemblyzer): 40-channel mel power spectrogram, partials of 160 frames
+    /// (1.6 s) at 1.3 per second → `[partials, 160, 40]` → `[partials, 256]`, averaged.
+    Ge2e,
+}
+
+impl SpeakerFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeakerFamily::Wespeaker => "wespeaker",
+            SpeakerFamily::Ge2e => "ge2e",
+        }
+    }
+}
+
 /// One file of a model, pinned by SHA-256.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,8 +268,10 @@ pub struct ModelConfig {
     /// Shorthand for a one-file model: `path` + `sha256` = `files.model`.
     pub path: Option<PathBuf>,
     pub sha256: Option<String>,
-    /// stt only: the model family, `parakeet` (default) or `whisper`; it decides the file roles.
-    pub family: Option<SttFamily>,
+    /// stt: `parakeet` (default) or `whisper`, which decides the file roles; speaker:
+    /// `wespeaker` (default) or `ge2e`, which decides the front end. See [`ModelConfig::stt_family`]
+    /// and [`ModelConfig::speaker_family`].
+    pub family: Option<Family>,
     /// Role → file. Roles per kind: vad `model`; wake `melspectrogram`, `embedding` and one
     /// role per wake word (the role is the wake word's name); stt per family (see
     /// [`SttFamily::roles`]); tts `model`, `config` (Piper `.onnx.json`); speaker `model`; text_embedding
@@ -223,7 +279,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub files: BTreeMap<String, FileSpec>,
     /// Decision threshold (vad: speech probability, default 0.5; wake: score, default 0.5;
-    /// speaker: cosine, default 0.6).
+    /// speaker: cosine, default 0.6 for WeSpeaker and 0.8 for GE2E, see `speaker.rs`).
     pub threshold: Option<f32>,
     /// Wake word: no second detection of the same word within this many seconds (default 2).
     pub refractory: Option<f64>,
@@ -241,6 +297,24 @@ pub struct ModelConfig {
     /// VRAM the model needs, MiB (admission control: loading or serving waits or sheds when
     /// less is free).
     pub vram_mb: Option<u64>,
+}
+
+impl ModelConfig {
+    /// An stt model's family (`parakeet` unless the config says otherwise).
+    pub fn stt_family(&self) -> SttFamily {
+        match self.family {
+            Some(Family::Whisper) => SttFamily::Whisper,
+            _ => SttFamily::Parakeet,
+        }
+    }
+
+    /// A speaker model's family (`wespeaker` unless the config says otherwise).
+    pub fn speaker_family(&self) -> SpeakerFamily {
+        match self.family {
+            Some(Family::Ge2e) => SpeakerFamily::Ge2e,
+            _ => SpeakerFamily::Wespeaker,
+        }
+    }
 }
 
 impl Config {
@@ -301,17 +375,39 @@ impl Config {
             let need: &[&str] = match m.kind {
                 Kind::Vad | Kind::Speaker => &["model"],
                 Kind::Wake => &["melspectrogram", "embedding"],
-                Kind::Stt => m.family.unwrap_or_default().roles(),
+                Kind::Stt => m.stt_family().roles(),
                 Kind::Tts => &["model", "config"],
                 Kind::TextEmbedding => &["model", "vocab"],
             };
-            if m.kind != Kind::Stt && m.family.is_some() {
-                return Err(field(
-                    format!("models.{i}.family"),
-                    "only stt models have a family".into(),
-                ));
+            match m.family {
+                Some(f) if !matches!(m.kind, Kind::Stt | Kind::Speaker) => {
+                    return Err(field(
+                        format!("models.{i}.family"),
+                        format!(
+                            "only stt and speaker models have a family, not {} models (found {:?})",
+                            m.kind.as_str(),
+                            f.as_str()
+                        ),
+                    ));
+                }
+                Some(f) if f.kind() != m.kind => {
+                    let theirs = match m.kind {
+                        Kind::Stt => "parakeet (the default) or whisper",
+                        _ => "wespeaker (the default) or ge2e",
+                    };
+                    return Err(field(
+                        format!("models.{i}.family"),
+                        format!(
+                            "{:?} is a family of {} models; a {} model's family is {theirs}",
+                            f.as_str(),
+                            f.kind().as_str(),
+                            m.kind.as_str()
+                        ),
+                    ));
+                }
+                _ => {}
             }
-            let whisper = m.kind == Kind::Stt && m.family == Some(SttFamily::Whisper);
+            let whisper = m.kind == Kind::Stt && m.stt_family() == SttFamily::Whisper;
             if m.max_tokens.is_some() && !whisper {
                 return Err(field(
                     format!("models.{i}.max_tokens"),
@@ -327,7 +423,7 @@ impl Config {
             }
             if m.kind == Kind::Stt {
                 // a file of the other family is a config error, not a load-time surprise
-                let family = m.family.unwrap_or_default();
+                let family = m.stt_family();
                 if let Some(role) = m.files.keys().find(|r| !need.contains(&r.as_str())) {
                     let hint = if family == SttFamily::Parakeet {
                         " (a Whisper model needs family = \"whisper\")"
@@ -347,8 +443,9 @@ impl Config {
             for role in need {
                 if !m.files.contains_key(*role) {
                     let family = match (m.kind, m.family) {
-                        (Kind::Stt, Some(f)) => format!(" (family {})", f.as_str()),
+                        (Kind::Stt | Kind::Speaker, Some(f)) => format!(" (family {})", f.as_str()),
                         (Kind::Stt, None) => " (family parakeet, the default)".into(),
+                        (Kind::Speaker, None) => " (family wespeaker, the default)".into(),
                         _ => String::new(),
                     };
                     return Err(field(
@@ -457,7 +554,7 @@ mod tests {
             "[models.w]\nkind = \"stt\"\nfamily = \"whisper\"\nmax_tokens = 64\n{whisper_files}"
         ))
         .unwrap();
-        assert_eq!(c.models[0].family, Some(SttFamily::Whisper));
+        assert_eq!(c.models[0].stt_family(), SttFamily::Whisper);
         assert_eq!(c.models[0].max_tokens, Some(64));
         // a missing whisper file is named
         let e = parse(&format!(
@@ -498,5 +595,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("family"), "{e}");
+    }
+
+    #[test]
+    fn speaker_family_is_checked_by_kind() {
+        let h = "a".repeat(64);
+        let file = format!("files.model = {{ path = \"/m.onnx\", sha256 = \"{h}\" }}\n");
+        let parse = |t: &str| Config::parse(Path::new("x.toml"), t);
+        let c = parse(&format!("[models.s]\nkind = \"speaker\"\n{file}")).unwrap();
+        assert_eq!(c.models[0].speaker_family(), SpeakerFamily::Wespeaker);
+        let c = parse(&format!(
+            "[models.s]\nkind = \"speaker\"\nfamily = \"ge2e\"\n{file}"
+        ))
+        .unwrap();
+        assert_eq!(c.models[0].speaker_family(), SpeakerFamily::Ge2e);
+        // an stt family on a speaker model and the other way round: the key and the choices
+        let e = parse(&format!(
+            "[models.s]\nkind = \"speaker\"\nfamily = \"whisper\"\n{file}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("models.s.family") && e.contains("wespeaker"),
+            "{e}"
+        );
+        let e = parse("[models.w]\nkind = \"stt\"\nfamily = \"ge2e\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("models.w.family") && e.contains("speaker models"),
+            "{e}"
+        );
+        // a speaker model without its file names the family it was read as
+        let e = parse("[models.s]\nkind = \"speaker\"\nfamily = \"ge2e\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("models.s.files.model") && e.contains("ge2e"),
+            "{e}"
+        );
     }
 }

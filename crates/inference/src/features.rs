@@ -15,8 +15,14 @@
 //!   dropped (3000 frames), Slaney mel filters, `log10(max(mel, 1e-10))`, clamped to max - 8,
 //!   `(x + 4) / 4`.
 //!
+//! - [`Ge2eMel`]: Resemblyzer's (GE2E speaker encoder) mel *power* spectrogram, librosa's
+//!   `melspectrogram(sr=16000, n_fft=400, hop_length=160, n_mels=40)`: 400-sample periodic Hann
+//!   window, centred with zero padding (librosa 0.10's `pad_mode`), power spectrum, Slaney
+//!   mel filters, no log.
+//!
 //! The first two are checked against onnx-asr's reference feature graphs in the tests, the
-//! Whisper one against a numpy implementation (`tests/py/whisper_mel.py`).
+//! Whisper one against a numpy implementation (`tests/py/whisper_mel.py`), the GE2E one against
+//! the numpy front end of `tests/py/ge2e_to_onnx.py`.
 
 use std::sync::Arc;
 
@@ -270,14 +276,7 @@ pub struct WhisperMel {
 
 impl WhisperMel {
     pub fn new(n_mels: usize) -> WhisperMel {
-        let filters = slaney_filters(n_mels, WHISPER_FFT)
-            .into_iter()
-            .map(|f| {
-                let start = f.iter().position(|&w| w > 0.0).unwrap_or(0);
-                let end = f.iter().rposition(|&w| w > 0.0).map_or(start, |e| e + 1);
-                (start, f[start..end].to_vec())
-            })
-            .collect();
+        let filters = trimmed(slaney_filters(n_mels, WHISPER_FFT));
         WhisperMel {
             n_mels,
             fft: FftPlanner::new().plan_fft_forward(WHISPER_FFT),
@@ -346,6 +345,86 @@ impl WhisperMel {
         }
         mel
     }
+}
+
+/// The GE2E front end's FFT size and window (25 ms at 16 kHz).
+pub const GE2E_FFT: usize = 400;
+/// The GE2E front end's mel channels.
+pub const GE2E_MELS: usize = 40;
+
+/// Resemblyzer's mel power spectrogram, with its FFT plan, window and filters made once per
+/// model.
+pub struct Ge2eMel {
+    fft: Arc<dyn Fft<f32>>,
+    window: Vec<f32>,
+    /// Per mel channel: the first non-zero FFT bin and the weights from there.
+    filters: Vec<(usize, Vec<f32>)>,
+}
+
+impl Default for Ge2eMel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ge2eMel {
+    pub fn new() -> Ge2eMel {
+        Ge2eMel {
+            fft: FftPlanner::new().plan_fft_forward(GE2E_FFT),
+            // periodic Hann (scipy's `get_window("hann", fftbins=True)`, what librosa uses)
+            window: (0..GE2E_FFT)
+                .map(|n| {
+                    (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / GE2E_FFT as f64).cos())
+                        as f32
+                })
+                .collect(),
+            filters: trimmed(slaney_filters(GE2E_MELS, GE2E_FFT)),
+        }
+    }
+
+    /// `[frames][40]` (frame-major, the model's `[batch, frames, 40]`) of 16 kHz samples in
+    /// [-1, 1]; `frames = 1 + len / 160`. Returns (mels, frames).
+    pub fn compute(&self, samples: &[f32]) -> (Vec<f32>, usize) {
+        let frames = 1 + samples.len() / HOP;
+        let half = (GE2E_FFT / 2) as isize;
+        // centred: the frame t covers samples t*hop - n_fft/2 .., zeros outside the signal
+        let at = |j: isize| -> f32 {
+            usize::try_from(j)
+                .ok()
+                .and_then(|j| samples.get(j))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let mut mel = vec![0.0f32; frames * GE2E_MELS];
+        let mut buf = vec![Complex32::new(0.0, 0.0); GE2E_FFT];
+        let mut power = vec![0.0f32; GE2E_FFT / 2 + 1];
+        for t in 0..frames {
+            let start = (t * HOP) as isize - half;
+            for (k, (b, w)) in buf.iter_mut().zip(&self.window).enumerate() {
+                *b = Complex32::new(at(start + k as isize) * w, 0.0);
+            }
+            self.fft.process(&mut buf);
+            for (p, c) in power.iter_mut().zip(&buf) {
+                *p = c.norm_sqr();
+            }
+            for (m, (first, w)) in self.filters.iter().enumerate() {
+                mel[t * GE2E_MELS + m] = w.iter().zip(&power[*first..]).map(|(a, b)| a * b).sum();
+            }
+        }
+        (mel, frames)
+    }
+}
+
+/// Mel filters as (first non-zero bin, weights from there), to skip the zeros.
+fn trimmed(filters: Vec<Vec<f32>>) -> Vec<(usize, Vec<f32>)> {
+    filters
+        .into_iter()
+        .map(|f| {
+            let start = f.iter().position(|&w| w > 0.0).unwrap_or(0);
+            let end = f.iter().rposition(|&w| w > 0.0).map_or(start, |e| e + 1);
+            (start, f[start..end].to_vec())
+        })
+        .collect()
 }
 
 #[cfg(test)]

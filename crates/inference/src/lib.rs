@@ -351,6 +351,9 @@ pub fn describe_model(m: &Model) -> serde_json::Value {
         Inner::Vad(v) => serde_json::json!({"threshold": v.threshold}),
         Inner::Tts(t) => serde_json::json!({"sample_rate": t.rate}),
         Inner::Stt(s) => s.describe(),
+        Inner::Speaker(s) => {
+            serde_json::json!({"family": s.family().as_str(), "threshold": s.threshold})
+        }
         _ => serde_json::json!({}),
     };
     serde_json::json!({

@@ -198,7 +198,7 @@ pub fn load_placed(
         }
         Kind::Stt => {
             let path = |role: &str| paths.get(role).cloned().unwrap_or_default();
-            let s = match cfg.family.unwrap_or_default() {
+            let s = match cfg.stt_family() {
                 SttFamily::Parakeet => {
                     let enc = session("encoder")?;
                     let dec = session("decoder_joint")?;
@@ -239,7 +239,8 @@ pub fn load_placed(
             Inner::Tts(t)
         }
         Kind::Speaker => {
-            let s = speaker::Speaker::new(session("model")?, cfg.threshold).map_err(invalid)?;
+            let s = speaker::Speaker::new(session("model")?, cfg.speaker_family(), cfg.threshold)
+                .map_err(invalid)?;
             s.warm().map_err(|e| invalid(format!("warm-up: {e}")))?;
             Inner::Speaker(s)
         }

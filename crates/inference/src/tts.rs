@@ -123,7 +123,44 @@ pub fn phonemize_with(espeak: &Path, text: &str, voice: &str) -> Result<String, 
         ));
     }
     let s = String::from_utf8_lossy(&out.stdout);
-    Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
+    Ok(with_punctuation(text, &s))
+}
+
+/// Piper voices are trained on phonemes with the clause punctuation kept (piper-phonemize
+/// appends each clause's terminator, `oʊkˈeɪ, tˈɜːnɪŋ ...`): the `,` `.` `?` ids carry the
+/// pauses and the intonation. espeak-ng's `--ipa` drops them but prints one line per clause,
+/// so each line gets the terminator of its clause in the text. When espeak-ng split the text
+/// otherwise (a clause break we do not know), the lines are joined with spaces and only the
+/// sentence's own terminator is kept.
+fn with_punctuation(text: &str, ipa: &str) -> String {
+    let lines: Vec<String> = ipa
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let chars: Vec<char> = text.trim_end().chars().collect();
+    let terminators: Vec<char> = chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, c)| {
+            matches!(c, ',' | '.' | '!' | '?' | ';' | ':')
+                && chars.get(i + 1).is_none_or(|n| n.is_whitespace())
+        })
+        .map(|(_, &c)| c)
+        .collect();
+    if lines.len() == terminators.len() {
+        return lines
+            .iter()
+            .zip(&terminators)
+            .map(|(l, t)| format!("{l}{t}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let mut joined = lines.join(" ");
+    if let Some(&last) = chars.last().filter(|c| matches!(c, '.' | '!' | '?')) {
+        joined.push(last);
+    }
+    joined
 }
 
 impl Tts {
@@ -236,6 +273,23 @@ impl Tts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clause_punctuation_is_put_back() {
+        assert_eq!(
+            with_punctuation(
+                "Okay, turning on the lights.",
+                "oʊkˈeɪ\ntˈɜːnɪŋ  ɔn ðə lˈaɪts\n"
+            ),
+            "oʊkˈeɪ, tˈɜːnɪŋ ɔn ðə lˈaɪts."
+        );
+        assert_eq!(with_punctuation("lights on", "lˈaɪts ɔn\n"), "lˈaɪts ɔn");
+        // espeak-ng broke a clause where the text has no terminator: only the last is kept
+        assert_eq!(
+            with_punctuation("Is it (really) on?", "ɪz ɪt\nɹˈiəli ɔn\n"),
+            "ɪz ɪt ɹˈiəli ɔn?"
+        );
+    }
 
     #[test]
     fn sentence_split() {

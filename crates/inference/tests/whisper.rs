@@ -22,7 +22,7 @@ pub const WHISPER_DIR: &str = "models/whisper-tiny.en-0.1.0";
 
 /// The converted model (`$BARNABEE_WHISPER_MODEL`, another conversion such as the
 /// multilingual base, else dev/setup's tiny.en), or a loud SKIPPED (a failure under `CI=true`).
-fn whisper_dir(test: &str) -> Option<PathBuf> {
+pub fn whisper_dir(test: &str) -> Option<PathBuf> {
     let d = std::env::var_os("BARNABEE_WHISPER_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join(WHISPER_DIR));
@@ -41,7 +41,7 @@ fn whisper_dir(test: &str) -> Option<PathBuf> {
     None
 }
 
-fn whisper_toml(name: &str, d: &Path, extra: &str) -> String {
+pub fn whisper_toml(name: &str, d: &Path, extra: &str) -> String {
     model_toml(
         name,
         "stt",
@@ -66,7 +66,7 @@ fn load(toml: &str) -> Result<registry::Model, String> {
 }
 
 /// Lower case, no punctuation, numbers as words ("10" → "ten").
-fn normalise(text: &str) -> String {
+pub fn normalise(text: &str) -> String {
     const NUMBERS: [&str; 21] = [
         "zero",
         "one",

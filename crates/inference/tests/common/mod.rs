@@ -69,7 +69,12 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The project venv's Python (`$BARNABEE_TEST_PYTHON` overrides it, for a venv set up
+/// elsewhere with tests/requirements.txt).
 pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BARNABEE_TEST_PYTHON") {
+        return need(PathBuf::from(p), "BARNABEE_TEST_PYTHON");
+    }
     need(
         workspace().join(".venv/bin/python"),
         "the project venv (.venv) with onnx/numpy",
