@@ -140,8 +140,8 @@ fn real_piper_voice_is_heard_back_by_real_whisper() {
         synth_s / audio_s,
     );
 
-    // 22,050 → 16,000 Hz band-limited, as the voice daemon's resampler does at the sink
-    let pcm16 = resample(&pcm.samples, pcm.rate, 16_000);
+    // 22,050 → 16,000 Hz with the conversion the daemon applies to any WAV it is sent
+    let pcm16 = wav::to_mono_rate(&pcm, 16_000);
     let t = Instant::now();
     let (st, _, body) = http(
         daemon.addr,
@@ -167,38 +167,6 @@ fn real_piper_voice_is_heard_back_by_real_whisper() {
         normalise(REPLY),
         "Whisper heard {heard:?}"
     );
-}
-
-/// Band-limited resampling (Hann-windowed sinc, 32 zero crossings, cut-off just below the
-/// lower Nyquist): the daemon's linear interpolation would fold Piper's 8-11 kHz into the band
-/// Whisper hears.
-fn resample(x: &[i16], from: u32, to: u32) -> Vec<i16> {
-    let ratio = f64::from(from) / f64::from(to);
-    let cutoff = 0.95 * f64::from(from.min(to)) / f64::from(from); // cycles per input sample
-    let half = (32.0 / (2.0 * cutoff)).ceil() as isize;
-    let n = (x.len() as f64 / ratio).floor() as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 * ratio;
-            let centre = t.floor() as isize;
-            let mut acc = 0.0;
-            for j in (centre - half + 1)..=(centre + half) {
-                let Some(&s) = usize::try_from(j).ok().and_then(|j| x.get(j)) else {
-                    continue;
-                };
-                let d = t - j as f64;
-                let w = 0.5 + 0.5 * (std::f64::consts::PI * d / half as f64).cos();
-                let arg = std::f64::consts::PI * 2.0 * cutoff * d;
-                let sinc = if arg.abs() < 1e-12 {
-                    1.0
-                } else {
-                    arg.sin() / arg
-                };
-                acc += f64::from(s) * 2.0 * cutoff * sinc * w;
-            }
-            acc.round().clamp(-32768.0, 32767.0) as i16
-        })
-        .collect()
 }
 
 /// The real voice with a byte changed is refused by its pinned hash, naming the file.
