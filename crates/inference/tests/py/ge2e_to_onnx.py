@@ -14,6 +14,11 @@ here in numpy (`embed_utterance` below) as the reference the Rust front end
 normalisation to -30 dBFS (increase only) and leaves out its webrtcvad silence trimming
 (`preprocess_wav`), as the Rust one does: the voice daemon hands over VAD-cut utterances.
 
+`mel_power` was checked once against librosa 0.11.0 itself (what `pip install resemblyzer`
+resolves to today; librosa is not a test dependency): `librosa.feature.melspectrogram` with
+Resemblyzer's arguments agrees within a relative 1.4e-7 on espeak-ng speech and noise, and
+the Slaney filters within 7e-10.
+
 `pretrained.pt` is a legacy (pre-1.6, not zip) torch serialisation: pickles for the magic
 number, protocol, system info and the checkpoint, whose tensors point at storages by key,
 then the storages' raw bytes in key order. `load_legacy_torch` reads it with `pickle` alone.
