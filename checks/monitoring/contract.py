@@ -39,6 +39,16 @@ import promql_names  # noqa: E402
 ALERTS = ROOT / "nixos-modules/monitoring/alerts.yml"
 DASHBOARD = ROOT / "nixos-modules/monitoring/grafana-dashboard.json"
 ROLES = ["memory", "agents", "voice", "inference", "watchdog"]
+def exporter_roles(exporter):
+    """The daemons that must export a family declared for `exporter` (catalog.rs Exporter).
+    `barnabee up` replicates memory, agents and the watchdog, so all three export the
+    replicator's families."""
+    return {
+        "every": ROLES,
+        "replicating": ("memory", "agents", "watchdog"),
+    }.get(exporter, (exporter,))
+
+
 # Names a rule may use that no exporter declares: Prometheus' own per-target series.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
@@ -314,7 +324,7 @@ def main():
             if d is None:
                 problems.append(f"{role} exports {family}, not declared in the catalog")
                 continue
-            if d["exporter"] not in (role, "every"):
+            if role not in exporter_roles(d["exporter"]):
                 problems.append(f"{role} exports {family}, declared for {d['exporter']}")
             if kind != d["kind"]:
                 problems.append(f"{family} is a {kind} on {role}, declared {d['kind']}")
@@ -324,7 +334,7 @@ def main():
                         f"{family} on {role} has labels {sorted(labels)}, declared {d['labels']}"
                     )
         for d in catalog:
-            if d["exporter"] in (role, "every") and d["name"] not in families:
+            if role in exporter_roles(d["exporter"]) and d["name"] not in families:
                 problems.append(f"{role} does not export {d['name']} (declared in the catalog)")
 
     if not os.path.exists(args.node_exporter):

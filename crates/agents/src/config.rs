@@ -31,6 +31,9 @@ pub struct Config {
     pub budget: BudgetConfig,
     #[serde(default)]
     pub memory: MemoryConfig,
+    /// `[replication]`: the cost ledger's replica (memory's section without `verify`), so a
+    /// replacement beelink keeps this month's spend. Needs a `state_dir`.
+    pub replication: Option<barnabee_replicator::embed::Section>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -277,6 +280,20 @@ impl Config {
                 field: "home_assistant.url".into(),
                 message: "must start with http:// or https://".into(),
             });
+        }
+        if let Some(r) = &self.replication {
+            r.validate().map_err(|e| ConfigCheckError::Field {
+                field: format!("replication.{}", e.field),
+                message: e.message,
+            })?;
+            if self.resolved_state_dir().is_none() {
+                return Err(ConfigCheckError::Field {
+                    field: "replication".into(),
+                    message: "the cost ledger is replicated from state_dir (or $STATE_DIRECTORY); \
+                              set one, or remove [replication]"
+                        .into(),
+                });
+            }
         }
         Ok(())
     }

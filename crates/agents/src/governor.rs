@@ -71,6 +71,11 @@ CREATE INDEX IF NOT EXISTS llm_spend_day ON llm_spend(day);
 CREATE INDEX IF NOT EXISTS llm_spend_month ON llm_spend(month);
 ";
 
+/// The ledger's file in the state directory (what `[replication]` replicates).
+pub fn ledger_path(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("cost-ledger.sqlite")
+}
+
 impl Ledger {
     /// Open (creating) `dir/cost-ledger.sqlite`; `None`: an in-memory ledger (no state dir).
     pub fn open(dir: Option<&Path>) -> Result<Ledger, LedgerError> {
@@ -80,7 +85,7 @@ impl Ledger {
                     path: dir.to_owned(),
                     source,
                 })?;
-                let path = dir.join("cost-ledger.sqlite");
+                let path = ledger_path(dir);
                 let label = path.display().to_string();
                 let conn = Connection::open(&path).map_err(|source| LedgerError::Sqlite {
                     path: label.clone(),

@@ -21,6 +21,7 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
+use barnabee_replicator::embed;
 use barnabee_service::{Check, Runtime};
 
 use crate::agent::action::ActionAgent;
@@ -49,7 +50,12 @@ pub enum RunError {
     Serve(#[from] barnabee_service::ServeError),
     #[error("cannot build an HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    Replication(#[from] embed::ReplicationError),
 }
+
+/// The unit the operator restarts or stops, as `/health` and the journal name it.
+pub const UNIT: &str = "barnabee-agents";
 
 /// Build the agents from the config: everything but the HTTP server and the WebSocket worker.
 /// Peers that are missing or unreachable make the daemon degraded, never fail start-up.
@@ -247,9 +253,21 @@ pub fn build(
     Ok((app, ha_for_worker))
 }
 
-/// Start-up, then serve until SIGTERM.
+/// Start-up, then serve until SIGTERM. With `[replication]` the cost ledger is restored
+/// before it is opened (a replacement beelink keeps the month's spend) and replicated while
+/// serving; after the drain what is committed ships.
 pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
+    // validate() refuses [replication] without a state directory.
+    let ledger = cfg.resolved_state_dir().map(|d| governor::ledger_path(&d));
+    let section = cfg.replication.as_ref().filter(|_| ledger.is_some());
+    if let Some(db) = &ledger {
+        embed::restore_in_daemon(&rt, section, db, Duration::from_secs(300)).await?;
+    }
     let (app, ha) = build(&cfg, &rt, Arc::new(SystemClock))?;
+    let replication = match &ledger {
+        Some(db) => embed::start_in_daemon(&rt, section, db, UNIT).await?,
+        None => embed::Replication::not_configured(),
+    };
     if let (Some(client), Some(health)) = (ha, app.action.health()) {
         tokio::spawn(ha::ws::run(client, health, rt.shutdown()));
     }
@@ -261,6 +279,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         cfg.http.max_body_bytes,
     );
     rt.status("routing utterances");
-    rt.serve(routes).await?;
+    let served = rt.serve(routes).await;
+    replication.shutdown().await;
+    served?;
     Ok(())
 }

@@ -201,62 +201,9 @@ pub struct EmbeddingsConfig {
     pub model: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReplicaType {
-    File,
-    S3,
-}
-
-/// One replica, as in a litestream.yml `replicas:` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplicationConfig {
-    /// `file` or `s3`.
-    #[serde(rename = "type")]
-    pub kind: ReplicaType,
-    /// `file`: the replica directory. `s3`: the key prefix inside the bucket.
-    pub path: Option<String>,
-    /// Litestream-style URL instead of type/bucket/path (`s3://bucket/prefix`, `file:///dir`).
-    pub url: Option<String>,
-    pub bucket: Option<String>,
-    /// S3 endpoint for non-AWS servers (Garage, MinIO, B2).
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    #[serde(default)]
-    pub force_path_style: bool,
-    pub access_key_id: Option<String>,
-    /// File holding the secret key (relative: `$CREDENTIALS_DIRECTORY`).
-    pub secret_access_key_file: Option<PathBuf>,
-    /// How often WAL frames are shipped (at most one upload per interval under load; a
-    /// commit in a quiet period ships at once).
-    #[serde(default = "default_sync_interval", with = "seconds")]
-    pub sync_interval: Duration,
-    /// On start, when the database file is missing and the replica holds data, restore it
-    /// before opening, migrating and serving.
-    #[serde(default = "yes")]
-    pub restore_if_missing: bool,
-    /// At shutdown (after the HTTP drain), how long shipping what is committed may take.
-    #[serde(default = "default_shutdown_timeout", with = "seconds")]
-    pub shutdown_timeout: Duration,
-    /// `/health` reports replication failing after this many consecutive failed uploads.
-    #[serde(default = "default_fail_after_errors")]
-    pub fail_after_errors: u32,
-    /// How often a level-9 snapshot (the whole database) is written to the replica
-    /// (litestream.yml `snapshot.interval`). Default 24 h.
-    #[serde(default = "default_snapshot_interval", with = "seconds")]
-    pub snapshot_interval: Duration,
-    /// How long snapshots, and the compacted files between them, are kept: the window of
-    /// point-in-time restore (litestream.yml `snapshot.retention`). The restorable window is
-    /// between `snapshot_retention - snapshot_interval` (the oldest kept snapshot may be that
-    /// young) and `snapshot_retention`. Default 31 days: 30 days always restorable with
-    /// daily snapshots.
-    #[serde(default = "default_snapshot_retention", with = "seconds")]
-    pub snapshot_retention: Duration,
-    /// `[replication.verify]`: the scheduled restore verification.
-    #[serde(default)]
-    pub verify: VerifyConfig,
-}
+/// `[replication]`: the replicator's embedding section with memory's restore verification.
+pub type ReplicationConfig = barnabee_replicator::embed::Section<VerifyConfig>;
+pub use barnabee_replicator::embed::ReplicaType;
 
 /// `[replication.verify]`: restore the replica into a temporary file on a schedule, check it,
 /// compare it with the live database (see `crate::verify`).
@@ -295,30 +242,6 @@ impl Default for VerifyConfig {
     }
 }
 
-fn default_snapshot_interval() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
-fn default_snapshot_retention() -> Duration {
-    Duration::from_secs(31 * 24 * 3600)
-}
-
-fn default_sync_interval() -> Duration {
-    Duration::from_secs(1)
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_fail_after_errors() -> u32 {
-    3
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ValidationError {
@@ -354,82 +277,31 @@ impl Config {
             return bad("maintenance.tick", "must be more than 0 seconds");
         }
         if let Some(r) = &self.replication {
-            r.validate()?;
+            r.validate().map_err(|e| ValidationError {
+                field: format!("replication.{}", e.field),
+                message: e.message,
+            })?;
         }
         Ok(())
     }
 }
 
-impl ReplicationConfig {
-    fn validate(&self) -> Result<(), ValidationError> {
-        let bad = |field: &str, message: &str| {
-            Err(ValidationError {
-                field: format!("replication.{field}"),
-                message: message.into(),
-            })
-        };
-        if self.url.is_none() {
-            match self.kind {
-                ReplicaType::File if self.path.is_none() => {
-                    return bad("path", "a file replica needs path (or url)");
-                }
-                ReplicaType::S3 if self.bucket.is_none() => {
-                    return bad("bucket", "an s3 replica needs bucket (or url)");
-                }
-                _ => {}
-            }
+impl barnabee_replicator::embed::VerifySection for VerifyConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
+        if self.interval.is_zero() {
+            return bad("interval", "must be more than 0 seconds");
         }
-        if self.url.is_none()
-            && self.kind == ReplicaType::File
-            && let Some(p) = &self.path
-            && !p.starts_with('/')
-        {
-            return bad("path", "a file replica path must be absolute");
-        }
-        if let Some(u) = &self.url
-            && !(u.starts_with("s3://") || u.starts_with("file:///") || u.starts_with('/'))
-        {
+        if self.max_age < self.interval {
             return bad(
-                "url",
-                "use s3://bucket/path[?endpoint=..&region=..] or file:///absolute/dir",
-            );
-        }
-        if self.kind == ReplicaType::S3
-            && self.access_key_id.is_some() != self.secret_access_key_file.is_some()
-        {
-            return bad(
-                "secret_access_key_file",
-                "access_key_id and secret_access_key_file go together",
-            );
-        }
-        if self.sync_interval.is_zero() {
-            return bad("sync_interval", "must be more than 0 seconds");
-        }
-        if self.fail_after_errors == 0 {
-            return bad("fail_after_errors", "must be at least 1");
-        }
-        if self.snapshot_interval.is_zero() {
-            return bad("snapshot_interval", "must be more than 0 seconds");
-        }
-        if self.snapshot_retention < self.snapshot_interval {
-            return bad(
-                "snapshot_retention",
-                "must be at least snapshot_interval (otherwise only the newest snapshot is kept)",
-            );
-        }
-        if self.verify.interval.is_zero() {
-            return bad("verify.interval", "must be more than 0 seconds");
-        }
-        if self.verify.max_age < self.verify.interval {
-            return bad(
-                "verify.max_age",
+                "max_age",
                 "must be at least verify.interval (or /health degrades between two good runs)",
             );
         }
-        if let Some(u) = &self.verify.notify_url
+        if let Some(u) = &self.notify_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            return bad("verify.notify_url", "must be an http:// or https:// URL");
+            return bad("notify_url", "must be an http:// or https:// URL");
         }
         Ok(())
     }

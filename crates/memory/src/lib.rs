@@ -27,7 +27,6 @@ use barnabee_service::{Check, Runtime};
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::config::Config;
-use crate::replication::Replication;
 use crate::schema::OpenOptions;
 use crate::store::Store;
 
@@ -73,18 +72,9 @@ pub fn open_store(cfg: &Config) -> Result<Store, RunError> {
 pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
     let db = cfg.database.resolved_path()?;
-    if let Some(r) = cfg.replication.as_ref().filter(|r| r.restore_if_missing)
-        && !db.exists()
-        && replication::not_provisioned(r).is_none()
-    {
-        // A restore downloads the whole database: give systemd time (TimeoutStartSec).
-        rt.status(&format!(
-            "restoring database from replica {}",
-            replication::describe(r)
-        ));
-        rt.extend_timeout(Duration::from_secs(900));
-    }
-    replication::restore_if_missing(cfg.replication.as_ref(), &db).await?;
+    // A restore downloads the whole database: give systemd time (TimeoutStartSec).
+    replication::restore_in_daemon(&rt, cfg.replication.as_ref(), &db, Duration::from_secs(900))
+        .await?;
     rt.status("opening database");
     // Migrations and snapshots of a large database can take a while.
     rt.extend_timeout(Duration::from_secs(300));
@@ -96,8 +86,13 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     log::info!(event = "database_open", schema_version = opened.to; "database {} open: schema {} -> {} (min reader {}){}", store.path().display(), opened.from, opened.to, opened.min_reader, opened.snapshot.as_ref().map(|s| format!(", snapshot {}", s.display())).unwrap_or_default());
     let store = Arc::new(store);
 
-    let replication =
-        Replication::start(cfg.replication.as_ref(), store.path(), rt.metrics()).await?;
+    let replication = replication::start_in_daemon(
+        &rt,
+        cfg.replication.as_ref(),
+        store.path(),
+        replication::UNIT,
+    )
+    .await?;
 
     let verifier = verify::Verifier::new(
         cfg.replication.as_ref(),
@@ -109,11 +104,6 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let v = verifier.clone();
     health.probe("backup_verify", move || {
         let c = v.check();
-        async move { c }
-    });
-    let replication_check = replication.checker();
-    health.probe("replication", move || {
-        let c = replication_check();
         async move { c }
     });
     health.component(

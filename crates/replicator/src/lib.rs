@@ -2,7 +2,11 @@
 //! S3 replica) and restore. What it writes, the stock `litestream restore` (0.5.x) restores;
 //! what Litestream wrote, it restores.
 //!
-//! # Embedding (barnabee-memory)
+//! # Embedding
+//!
+//! A daemon that replicates its own database uses [`embed`] (its `[replication]` section,
+//! restore before open, the not-provisioned secret, `/health`, shutdown): barnabee-memory,
+//! barnabee-agents (the cost ledger) and barnabee-watchdog (the incident log). Underneath:
 //!
 //! ```no_run
 //! # async fn demo(metrics: barnabee_service::metrics::Metrics) -> Result<(), Box<dyn std::error::Error>> {
@@ -48,7 +52,7 @@
 //!
 //! Modules: [`ltx`] (format), [`wal`] (WAL reader), [`db`] (watched database), [`client`]
 //! (file / S3 / memory replicas), [`compactor`], [`restore`], [`config`] (litestream.yml),
-//! [`metrics`], [`cli`].
+//! [`metrics`], [`cli`], [`embed`] (a daemon's replication).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
@@ -56,6 +60,7 @@ pub mod client;
 pub mod compactor;
 pub mod config;
 pub mod db;
+pub mod embed;
 pub mod ltx;
 pub mod metrics;
 pub mod replication;

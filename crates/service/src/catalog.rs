@@ -35,6 +35,9 @@ impl Kind {
 #[serde(rename_all = "lowercase")]
 pub enum Exporter {
     Every,
+    /// Every daemon that replicates its own database (the replicator's embed module):
+    /// barnabee-memory, and barnabee-agents and barnabee-watchdog with `[replication]`.
+    Replicating,
     Memory,
     Agents,
     Voice,
@@ -159,9 +162,9 @@ pub const MEMORY_SCHEMA_VERSION: MetricDef = def(
     "Schema version of the open database",
 );
 
-// --- replication (the replicator library, embedded by barnabee-memory) ---
+// --- replication (the replicator library, embedded by memory, agents and the watchdog) ---
 pub const REPLICATION_LAG: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_lag_seconds",
     Gauge,
     "seconds",
@@ -169,7 +172,7 @@ pub const REPLICATION_LAG: MetricDef = def(
     "Seconds the oldest unshipped commit has waited",
 );
 pub const REPLICATION_LAST_SHIPPED_TXID: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_last_shipped_txid",
     Gauge,
     "",
@@ -177,7 +180,7 @@ pub const REPLICATION_LAST_SHIPPED_TXID: MetricDef = def(
     "TXID of the newest level-0 file on the replica",
 );
 pub const REPLICATION_UPLOADED_BYTES: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_uploaded_bytes",
     Counter,
     "bytes",
@@ -185,7 +188,7 @@ pub const REPLICATION_UPLOADED_BYTES: MetricDef = def(
     "Bytes uploaded, by level",
 );
 pub const REPLICATION_UPLOADED_OBJECTS: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_uploaded_objects",
     Counter,
     "",
@@ -193,7 +196,7 @@ pub const REPLICATION_UPLOADED_OBJECTS: MetricDef = def(
     "Objects uploaded, by level",
 );
 pub const REPLICATION_ERRORS: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_errors",
     Counter,
     "",
@@ -201,7 +204,7 @@ pub const REPLICATION_ERRORS: MetricDef = def(
     "Replication errors, by operation",
 );
 pub const REPLICATION_COMPACTION_DURATION: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_compaction_duration_seconds",
     Histogram,
     "seconds",
@@ -209,7 +212,7 @@ pub const REPLICATION_COMPACTION_DURATION: MetricDef = def(
     "Compaction durations, by target level",
 );
 pub const REPLICATION_CHECKPOINTS: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_checkpoints",
     Counter,
     "",
@@ -217,7 +220,7 @@ pub const REPLICATION_CHECKPOINTS: MetricDef = def(
     "WAL checkpoints run by the replicator",
 );
 pub const REPLICATION_RETRY_BACKOFF: MetricDef = def(
-    Memory,
+    Replicating,
     "barnabee_replication_retry_backoff_seconds",
     Gauge,
     "seconds",
@@ -714,10 +717,21 @@ pub fn markdown() -> String {
          Counters are stored by Prometheus with a `_total` suffix; histograms as `_bucket`, \
          `_sum` and `_count`.\n",
     );
-    for exporter in [Every, Memory, Agents, Voice, Inference, Watchdog] {
+    for exporter in [
+        Every,
+        Replicating,
+        Memory,
+        Agents,
+        Voice,
+        Inference,
+        Watchdog,
+    ] {
         let title = match exporter {
             Every => "Every daemon (barnabee-service)",
-            Memory => "barnabee-memory (and its embedded replicator)",
+            Replicating => {
+                "Every daemon that replicates its database (barnabee-memory; barnabee-agents and barnabee-watchdog with `[replication]`)"
+            }
+            Memory => "barnabee-memory",
             Agents => "barnabee-agents",
             Voice => "barnabee-voice",
             Inference => "barnabee-inference",

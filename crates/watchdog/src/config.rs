@@ -37,6 +37,10 @@ pub struct Config {
     /// the notifier is off.
     #[serde(default)]
     pub notify: Option<crate::notify::NotifyConfig>,
+    /// `[replication]`: the incident log's replica (memory's section without `verify`), so a
+    /// replacement beelink keeps the household's incident history.
+    #[serde(default)]
+    pub replication: Option<barnabee_replicator::embed::Section>,
 }
 
 /// One `[[units]]` entry.
@@ -230,6 +234,10 @@ impl Config {
                     format!("{:?} is listed twice", unit.name),
                 ));
             }
+        }
+        if let Some(r) = &self.replication {
+            r.validate()
+                .map_err(|e| field(&format!("replication.{}", e.field), e.message))?;
         }
         let s = &self.supervision;
         if s.unhealthy_after == 0 {

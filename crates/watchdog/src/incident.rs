@@ -143,6 +143,11 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_ts ON incidents (ts_ms);
 ";
 
+/// The incident log's file in the state directory (what `[replication]` replicates).
+pub fn log_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("incidents.db")
+}
+
 impl IncidentLog {
     /// Open (creating) `<state_dir>/incidents.db`.
     pub fn open(state_dir: &Path) -> Result<Self, IncidentLogError> {
@@ -150,7 +155,7 @@ impl IncidentLog {
             path: state_dir.to_owned(),
             source,
         })?;
-        let path = state_dir.join("incidents.db");
+        let path = log_path(state_dir);
         let err = |source| IncidentLogError::Sqlite {
             path: path.clone(),
             source,

@@ -21,6 +21,7 @@ pub mod systemd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use barnabee_replicator::embed;
 use barnabee_service::{Check, Runtime};
 
 use crate::config::Config;
@@ -43,7 +44,12 @@ pub enum RunError {
     HttpClient(#[source] reqwest::Error),
     #[error("cannot build the HTTP client for notifications: {0}")]
     NotifyHttpClient(#[source] reqwest::Error),
+    #[error(transparent)]
+    Replication(#[from] embed::ReplicationError),
 }
+
+/// The unit the operator restarts or stops, as `/health` and the journal name it.
+pub const UNIT: &str = "barnabee-watchdog";
 
 /// How long a single D-Bus call may take before the connection counts as lost.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,9 +82,15 @@ pub fn open_incidents(cfg: &Config) -> Result<(Incidents, Option<notify::Notifie
     }
 }
 
-/// The daemon: start-up, then serve until SIGTERM.
+/// The daemon: start-up, then serve until SIGTERM. With `[replication]` the incident log is
+/// restored before it is opened (a replacement beelink keeps the incident history) and
+/// replicated while serving (the gate's writes too: it writes the same WAL database).
 pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
+    let log_db = incident::log_path(&cfg.state_dir().ok_or(RunError::NoStateDir)?);
+    let section = cfg.replication.as_ref();
+    embed::restore_in_daemon(&rt, section, &log_db, Duration::from_secs(300)).await?;
     let (incidents, notifier) = open_incidents(&cfg)?;
+    let replication = embed::start_in_daemon(&rt, section, &log_db, UNIT).await?;
     incidents.register(rt.metrics());
     if let Some(n) = &notifier {
         let timeout = n.config().timeout;
@@ -183,7 +195,10 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     tokio::spawn(monitor.run(hb, rt.shutdown()));
 
     rt.status(&format!("supervising {} units", cfg.units.len()));
-    rt.serve(api::routes(incidents.store().clone(), view, notifier))
-        .await?;
+    let served = rt
+        .serve(api::routes(incidents.store().clone(), view, notifier))
+        .await;
+    replication.shutdown().await;
+    served?;
     Ok(())
 }

@@ -8,5 +8,6 @@ mod gate;
 mod notify;
 mod notify_ha;
 mod real_systemd;
+mod replication;
 mod supervise;
 mod systemd_protocols;

@@ -7,3 +7,4 @@ mod credentials;
 mod ha;
 mod llm;
 mod memory;
+mod replication;

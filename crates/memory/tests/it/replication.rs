@@ -187,7 +187,12 @@ async fn memories_reach_the_replica_and_a_wiped_state_dir_is_restored_before_ser
             .position(|n| n.contains(needle))
             .unwrap_or_else(|| panic!("no {needle:?} in {notes:?}"))
     };
-    assert!(pos("STATUS=restoring database from replica file://") < pos("READY=1"));
+    let restoring = pos("STATUS=restoring ");
+    assert!(
+        notes[restoring].contains("memory.db from replica file://"),
+        "{notes:?}"
+    );
+    assert!(restoring < pos("READY=1"));
     // 15 minutes for the restore (opening adds its own 5 minutes later).
     assert!(
         pos("EXTEND_TIMEOUT_USEC=900000000") < pos("READY=1"),
