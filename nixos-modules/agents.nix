@@ -1,14 +1,28 @@
 # services.barnabee.agents: router, Home Assistant actions, LLM conversation, cost governor.
-{lib, ...}: let
+{
+  config,
+  lib,
+  ...
+}: let
   blib = import ./lib.nix {inherit lib;};
   inherit (lib) mkOption types;
+  cfg = config.services.barnabee.agents;
 in {
   imports = [
     (blib.mkDaemon {
       role = "agents";
       port = 7702;
       description = "the Barnabee agents daemon";
+      settingsOptions = {
+        # The cost ledger lives in the StateDirectory ($STATE_DIRECTORY); a replacement
+        # beelink restores it (this month's spend) before the daemon opens it.
+        replication = blib.replicationOption {
+          inherit cfg;
+          what = "the LLM cost ledger";
+        };
+      };
       extraOptions = {
+        replication.secretAccessKeyFile = blib.replicationSecretOption;
         openrouterApiKeyFile = mkOption {
           type = types.nullOr blib.pathNotInStore;
           default = null;
@@ -26,14 +40,21 @@ in {
           '';
         };
       };
-      extraConfig = cfg: {
-        services.barnabee.agents.credentials =
-          lib.optionalAttrs (cfg.openrouterApiKeyFile != null) {openrouter-api-key = cfg.openrouterApiKeyFile;}
-          // lib.optionalAttrs (cfg.homeAssistantTokenFile != null) {home-assistant-token = cfg.homeAssistantTokenFile;};
-        systemd.services.barnabee-agents = {
-          wants = ["barnabee-memory.service"];
-        };
-      };
+      extraConfig = cfg:
+        lib.mkMerge [
+          (blib.replicationConfig {
+            role = "agents";
+            inherit cfg;
+          })
+          {
+            services.barnabee.agents.credentials =
+              lib.optionalAttrs (cfg.openrouterApiKeyFile != null) {openrouter-api-key = cfg.openrouterApiKeyFile;}
+              // lib.optionalAttrs (cfg.homeAssistantTokenFile != null) {home-assistant-token = cfg.homeAssistantTokenFile;};
+            systemd.services.barnabee-agents = {
+              wants = ["barnabee-memory.service"];
+            };
+          }
+        ];
     })
   ];
 }

@@ -18,6 +18,7 @@
   daemons = ["memory" "agents" "voice" "inference"];
   enabled = lib.filter (r: config.services.barnabee.${r}.enable or false) daemons;
   agents = config.services.barnabee.agents;
+  wcfg = config.services.barnabee.watchdog;
   # The agents' Home Assistant (same instance) when this host runs agents with one configured.
   agentsHaUrl =
     if agents.enable or false
@@ -49,7 +50,16 @@ in {
       role = "watchdog";
       port = 7705;
       description = "the Barnabee watchdog (supervision, health gate, rollback)";
+      settingsOptions = {
+        # The incident log lives in the StateDirectory; a replacement beelink restores it
+        # before the daemon opens it.
+        replication = blib.replicationOption {
+          cfg = wcfg;
+          what = "the incident log";
+        };
+      };
       extraOptions = {
+        replication.secretAccessKeyFile = blib.replicationSecretOption;
         gate = {
           timeout = mkOption {
             type = types.str;
@@ -179,150 +189,157 @@ in {
       extraConfig = cfg: let
         n = cfg.notify;
         anyChannel = n.homeAssistant.enable || n.email.enable || n.webhook.enable;
-      in {
-        assertions = [
+      in
+        lib.mkMerge [
+          (blib.replicationConfig {
+            role = "watchdog";
+            inherit cfg;
+          })
           {
-            assertion = n.homeAssistant.enable -> n.homeAssistant.url != null && n.homeAssistant.tokenFile != null;
-            message = "services.barnabee.watchdog.notify.homeAssistant is enabled but its url or tokenFile is not set (they default to the agents' Home Assistant only on a host that runs agents with one configured).";
-          }
-          {
-            assertion = n.homeAssistant.enable -> n.homeAssistant.services != [] || n.homeAssistant.persistent;
-            message = "services.barnabee.watchdog.notify.homeAssistant: services is empty and persistent = false, so nothing would be sent.";
-          }
-          {
-            assertion = n.email.enable -> n.email.host != "" && n.email.from != "" && n.email.to != [];
-            message = "services.barnabee.watchdog.notify.email is enabled: set host, from and to.";
-          }
-          {
-            assertion = n.email.enable -> (n.email.username == null) == (n.email.passwordFile == null);
-            message = "services.barnabee.watchdog.notify.email: username and passwordFile go together (set both or neither).";
-          }
-          {
-            assertion = n.webhook.enable -> n.webhook.url != "";
-            message = "services.barnabee.watchdog.notify.webhook is enabled: set url.";
+            assertions = [
+              {
+                assertion = n.homeAssistant.enable -> n.homeAssistant.url != null && n.homeAssistant.tokenFile != null;
+                message = "services.barnabee.watchdog.notify.homeAssistant is enabled but its url or tokenFile is not set (they default to the agents' Home Assistant only on a host that runs agents with one configured).";
+              }
+              {
+                assertion = n.homeAssistant.enable -> n.homeAssistant.services != [] || n.homeAssistant.persistent;
+                message = "services.barnabee.watchdog.notify.homeAssistant: services is empty and persistent = false, so nothing would be sent.";
+              }
+              {
+                assertion = n.email.enable -> n.email.host != "" && n.email.from != "" && n.email.to != [];
+                message = "services.barnabee.watchdog.notify.email is enabled: set host, from and to.";
+              }
+              {
+                assertion = n.email.enable -> (n.email.username == null) == (n.email.passwordFile == null);
+                message = "services.barnabee.watchdog.notify.email: username and passwordFile go together (set both or neither).";
+              }
+              {
+                assertion = n.webhook.enable -> n.webhook.url != "";
+                message = "services.barnabee.watchdog.notify.webhook is enabled: set url.";
+              }
+            ];
+
+            services.barnabee.watchdog.credentials =
+              lib.optionalAttrs (n.homeAssistant.enable && n.homeAssistant.tokenFile != null) {notify-home-assistant-token = n.homeAssistant.tokenFile;}
+              // lib.optionalAttrs (n.email.enable && n.email.passwordFile != null) {notify-email-password = n.email.passwordFile;}
+              // lib.optionalAttrs (n.webhook.enable && n.webhook.tokenFile != null) {notify-webhook-token = n.webhook.tokenFile;};
+            # Out of the packaged unit's localhost-only IP sandbox, to the channels.
+            systemd.services.barnabee-watchdog.serviceConfig.IPAddressAllow = lib.mkIf anyChannel n.ipAddressAllow;
+
+            users.users.barnabee-watchdog = {
+              isSystemUser = true;
+              group = "barnabee-watchdog";
+              description = "Barnabee watchdog (polkit rules match this name)";
+            };
+            users.groups.barnabee-watchdog = {};
+
+            services.barnabee.watchdog.settings = {
+              units = lib.mkDefault (map (r: {
+                  name = "barnabee-${r}.service";
+                  health_url = healthUrl r;
+                })
+                enabled);
+              rollback = {
+                runner = lib.mkDefault [];
+                command = lib.mkDefault cfg.rollbackCommand;
+              };
+              # [notify] of watchdog.toml (crates/watchdog/src/notify/config.rs); secrets as
+              # credentials, named by their path under /run/credentials/barnabee-watchdog.service/.
+              notify = lib.mkIf anyChannel (
+                lib.optionalAttrs n.homeAssistant.enable {
+                  home_assistant = {
+                    inherit (n.homeAssistant) url services persistent;
+                    token_file = credentialPath "notify-home-assistant-token";
+                    min_severity = n.homeAssistant.minSeverity;
+                  };
+                }
+                // lib.optionalAttrs n.email.enable {
+                  email = {
+                    inherit (n.email) host port security username from to;
+                    password_file =
+                      if n.email.passwordFile != null
+                      then credentialPath "notify-email-password"
+                      else null;
+                    min_severity = n.email.minSeverity;
+                  };
+                }
+                // lib.optionalAttrs n.webhook.enable {
+                  webhook = {
+                    inherit (n.webhook) url;
+                    token_file =
+                      if n.webhook.tokenFile != null
+                      then credentialPath "notify-webhook-token"
+                      else null;
+                    min_severity = n.webhook.minSeverity;
+                  };
+                }
+              );
+            };
+
+            security.polkit.enable = true;
+            security.polkit.extraConfig = ''
+              // barnabee-watchdog: start/restart barnabee units (and barnabee-rollback.service).
+              polkit.addRule(function (action, subject) {
+                if (action.id == "org.freedesktop.systemd1.manage-units" &&
+                    subject.user == "barnabee-watchdog") {
+                  var unit = action.lookup("unit");
+                  var verb = action.lookup("verb");
+                  if (unit && /^barnabee-[a-z0-9-]+\.service$/.test(unit) &&
+                      (verb == "start" || verb == "restart" || verb == "try-restart")) {
+                    return polkit.Result.YES;
+                  }
+                }
+              });
+            '';
+
+            systemd.services.barnabee-health-gate = lib.mkIf cfg.gate.enable {
+              overrideStrategy = "asDropin";
+              requiredBy = ["boot-complete.target"];
+              wantedBy = ["multi-user.target"];
+              after = map (r: "barnabee-${r}.service") enabled;
+              # The gate after every switch, not only at boot: switch-to-configuration restarts a
+              # unit whose X-Restart-Triggers changed, so a switch that changes any supervised
+              # daemon's package or config re-runs the gate (a oneshot: `nixos-rebuild switch`
+              # waits for it, up to gate.timeout, and reports its failure). On failure the gate
+              # starts barnabee-rollback, which waits for that switch to release its lock.
+              restartTriggers = lib.concatMap (r: let
+                d = config.services.barnabee.${r};
+              in [d.package d.configFile])
+              enabled;
+              serviceConfig.ExecStart = ["" "${lib.getExe' cfg.package "barnabee-watchdog"} --config ${cfg.configFile} gate --timeout ${cfg.gate.timeout}"];
+            };
+
+            systemd.services.barnabee-rollback = {
+              description = "Barnabee: roll the system profile back one generation and activate it";
+              restartIfChanged = false;
+              stopIfChanged = false;
+              unitConfig.X-StopOnRemoval = false;
+              path = [config.nix.package pkgs.coreutils pkgs.util-linux];
+              serviceConfig.Type = "oneshot";
+              script = ''
+                from="$(readlink -f /run/current-system)"
+                # One automatic rollback per generation and boot: if the generation we rolled back
+                # to fails its gate too, rolling back further would walk the whole history; stop
+                # and leave it to the operator (the gate's P1 incident says so).
+                mkdir -p /run/barnabee-rollback
+                if [ -e /run/barnabee-rollback/to ] && [ "$(cat /run/barnabee-rollback/to)" = "$from" ]; then
+                  echo "barnabee-rollback: $from is itself the target of a rollback in this boot; not rolling back further (operator needed)" >&2
+                  exit 1
+                fi
+                # The gate runs inside the switch that started it (restartTriggers), and
+                # switch-to-configuration refuses to run while another holds its lock: wait for it.
+                mkdir -p /run/nixos
+                flock --wait 900 /run/nixos/switch-to-configuration.lock true
+                echo "barnabee-rollback: from $from"
+                nix-env --profile /nix/var/nix/profiles/system --rollback
+                to="$(readlink -f /nix/var/nix/profiles/system)"
+                echo "$to" > /run/barnabee-rollback/to
+                echo "barnabee-rollback: to $to"
+                exec /nix/var/nix/profiles/system/bin/switch-to-configuration switch
+              '';
+            };
           }
         ];
-
-        services.barnabee.watchdog.credentials =
-          lib.optionalAttrs (n.homeAssistant.enable && n.homeAssistant.tokenFile != null) {notify-home-assistant-token = n.homeAssistant.tokenFile;}
-          // lib.optionalAttrs (n.email.enable && n.email.passwordFile != null) {notify-email-password = n.email.passwordFile;}
-          // lib.optionalAttrs (n.webhook.enable && n.webhook.tokenFile != null) {notify-webhook-token = n.webhook.tokenFile;};
-        # Out of the packaged unit's localhost-only IP sandbox, to the channels.
-        systemd.services.barnabee-watchdog.serviceConfig.IPAddressAllow = lib.mkIf anyChannel n.ipAddressAllow;
-
-        users.users.barnabee-watchdog = {
-          isSystemUser = true;
-          group = "barnabee-watchdog";
-          description = "Barnabee watchdog (polkit rules match this name)";
-        };
-        users.groups.barnabee-watchdog = {};
-
-        services.barnabee.watchdog.settings = {
-          units = lib.mkDefault (map (r: {
-              name = "barnabee-${r}.service";
-              health_url = healthUrl r;
-            })
-            enabled);
-          rollback = {
-            runner = lib.mkDefault [];
-            command = lib.mkDefault cfg.rollbackCommand;
-          };
-          # [notify] of watchdog.toml (crates/watchdog/src/notify/config.rs); secrets as
-          # credentials, named by their path under /run/credentials/barnabee-watchdog.service/.
-          notify = lib.mkIf anyChannel (
-            lib.optionalAttrs n.homeAssistant.enable {
-              home_assistant = {
-                inherit (n.homeAssistant) url services persistent;
-                token_file = credentialPath "notify-home-assistant-token";
-                min_severity = n.homeAssistant.minSeverity;
-              };
-            }
-            // lib.optionalAttrs n.email.enable {
-              email = {
-                inherit (n.email) host port security username from to;
-                password_file =
-                  if n.email.passwordFile != null
-                  then credentialPath "notify-email-password"
-                  else null;
-                min_severity = n.email.minSeverity;
-              };
-            }
-            // lib.optionalAttrs n.webhook.enable {
-              webhook = {
-                inherit (n.webhook) url;
-                token_file =
-                  if n.webhook.tokenFile != null
-                  then credentialPath "notify-webhook-token"
-                  else null;
-                min_severity = n.webhook.minSeverity;
-              };
-            }
-          );
-        };
-
-        security.polkit.enable = true;
-        security.polkit.extraConfig = ''
-          // barnabee-watchdog: start/restart barnabee units (and barnabee-rollback.service).
-          polkit.addRule(function (action, subject) {
-            if (action.id == "org.freedesktop.systemd1.manage-units" &&
-                subject.user == "barnabee-watchdog") {
-              var unit = action.lookup("unit");
-              var verb = action.lookup("verb");
-              if (unit && /^barnabee-[a-z0-9-]+\.service$/.test(unit) &&
-                  (verb == "start" || verb == "restart" || verb == "try-restart")) {
-                return polkit.Result.YES;
-              }
-            }
-          });
-        '';
-
-        systemd.services.barnabee-health-gate = lib.mkIf cfg.gate.enable {
-          overrideStrategy = "asDropin";
-          requiredBy = ["boot-complete.target"];
-          wantedBy = ["multi-user.target"];
-          after = map (r: "barnabee-${r}.service") enabled;
-          # The gate after every switch, not only at boot: switch-to-configuration restarts a
-          # unit whose X-Restart-Triggers changed, so a switch that changes any supervised
-          # daemon's package or config re-runs the gate (a oneshot: `nixos-rebuild switch`
-          # waits for it, up to gate.timeout, and reports its failure). On failure the gate
-          # starts barnabee-rollback, which waits for that switch to release its lock.
-          restartTriggers = lib.concatMap (r: let
-            d = config.services.barnabee.${r};
-          in [d.package d.configFile])
-          enabled;
-          serviceConfig.ExecStart = ["" "${lib.getExe' cfg.package "barnabee-watchdog"} --config ${cfg.configFile} gate --timeout ${cfg.gate.timeout}"];
-        };
-
-        systemd.services.barnabee-rollback = {
-          description = "Barnabee: roll the system profile back one generation and activate it";
-          restartIfChanged = false;
-          stopIfChanged = false;
-          unitConfig.X-StopOnRemoval = false;
-          path = [config.nix.package pkgs.coreutils pkgs.util-linux];
-          serviceConfig.Type = "oneshot";
-          script = ''
-            from="$(readlink -f /run/current-system)"
-            # One automatic rollback per generation and boot: if the generation we rolled back
-            # to fails its gate too, rolling back further would walk the whole history; stop
-            # and leave it to the operator (the gate's P1 incident says so).
-            mkdir -p /run/barnabee-rollback
-            if [ -e /run/barnabee-rollback/to ] && [ "$(cat /run/barnabee-rollback/to)" = "$from" ]; then
-              echo "barnabee-rollback: $from is itself the target of a rollback in this boot; not rolling back further (operator needed)" >&2
-              exit 1
-            fi
-            # The gate runs inside the switch that started it (restartTriggers), and
-            # switch-to-configuration refuses to run while another holds its lock: wait for it.
-            mkdir -p /run/nixos
-            flock --wait 900 /run/nixos/switch-to-configuration.lock true
-            echo "barnabee-rollback: from $from"
-            nix-env --profile /nix/var/nix/profiles/system --rollback
-            to="$(readlink -f /nix/var/nix/profiles/system)"
-            echo "$to" > /run/barnabee-rollback/to
-            echo "barnabee-rollback: to $to"
-            exec /nix/var/nix/profiles/system/bin/switch-to-configuration switch
-          '';
-        };
-      };
     })
   ];
 }

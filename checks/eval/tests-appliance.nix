@@ -136,6 +136,7 @@ in [
       agents = [
         "home-assistant-token:/run/secrets/home_assistant/token"
         "openrouter-api-key:/run/secrets/openrouter/api_key"
+        "s3-secret-access-key:/run/secrets/s3/secret_access_key"
       ];
       voice = [];
     };
@@ -148,7 +149,58 @@ in [
     };
     expected = {
       memory = ["s3-secret-access-key:\\n"];
-      agents = ["home-assistant-token:\\n" "openrouter-api-key:\\n"];
+      agents = ["home-assistant-token:\\n" "openrouter-api-key:\\n" "s3-secret-access-key:\\n"];
+    };
+  }
+  {
+    name = "beelink host: the cost ledger and the incident log replicate beside memory's replica (same bucket, endpoint, key id and secret; memory's prefix plus -agents / -watchdog), without memory's [replication.verify]";
+    expr = let
+      r = role: (renderedOf beelink role).replication;
+    in {
+      agents = {inherit (r "agents") type bucket path endpoint region force_path_style access_key_id secret_access_key_file;};
+      watchdog = {inherit (r "watchdog") path secret_access_key_file;};
+      verify = (r "agents") ? verify || (r "watchdog") ? verify;
+      watchdogCredential = (serviceOf beelink "watchdog").serviceConfig.LoadCredential;
+      restart = beelink.sops.secrets."s3/secret_access_key".restartUnits;
+      warnings = beelink.warnings;
+    };
+    expected = {
+      agents = {
+        type = "s3";
+        bucket = "barnabee-ci";
+        path = "beelink-agents";
+        endpoint = "http://s3.invalid:3900";
+        region = "garage";
+        force_path_style = true;
+        access_key_id = "GK000000000000000000000000";
+        secret_access_key_file = "s3-secret-access-key";
+      };
+      watchdog = {
+        path = "beelink-watchdog";
+        secret_access_key_file = "s3-secret-access-key";
+      };
+      verify = false;
+      watchdogCredential = ["s3-secret-access-key:/run/secrets/s3/secret_access_key"];
+      restart = ["barnabee-memory.service" "barnabee-agents.service" "barnabee-watchdog.service"];
+      warnings = [];
+    };
+  }
+  {
+    name = "beelink host: memory's replica given as a url is not rewritten: agents and the watchdog stay unreplicated, and a warning says what to set";
+    expr = let
+      c = evalHost "beelink" [
+        site.beelink
+        {services.barnabee.memory.settings.replication.url = "s3://barnabee-ci/beelink?endpoint=http://s3.invalid:3900";}
+      ];
+    in {
+      agents = (renderedOf c "agents") ? replication;
+      watchdog = (renderedOf c "watchdog") ? replication;
+      warned = lib.any (lib.hasInfix "not replicated by default") c.warnings;
+    };
+    expected = {
+      agents = false;
+      watchdog = false;
+      warned = true;
     };
   }
   {

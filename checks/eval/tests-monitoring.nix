@@ -369,7 +369,7 @@ in [
     };
   }
   {
-    name = "notify: the watchdog gets its channel secrets with LoadCredential= (the HA token is the agents' sops secret, which then restarts the watchdog too) and may leave localhost";
+    name = "notify: the watchdog gets its channel secrets with LoadCredential= (the HA token is the agents' sops secret, which then restarts the watchdog too) and may leave localhost; the S3 secret of its incident log's replica beside them";
     expr = let
       s = (serviceOf notifying "watchdog").serviceConfig;
     in {
@@ -382,11 +382,13 @@ in [
         "notify-email-password:/run/secrets/notify/smtp_password"
         "notify-home-assistant-token:/run/secrets/home_assistant/token"
         "notify-webhook-token:/run/secrets/notify/webhook_token"
+        "s3-secret-access-key:/run/secrets/s3/secret_access_key"
       ];
       SetCredential = [
         "notify-email-password:\\n"
         "notify-home-assistant-token:\\n"
         "notify-webhook-token:\\n"
+        "s3-secret-access-key:\\n"
       ];
       IPAddressAllow = ["any"];
       restart = ["barnabee-agents.service" "barnabee-watchdog.service"];
@@ -394,7 +396,7 @@ in [
     };
   }
   {
-    name = "notify: off by default (no [notify], no credential, localhost only); a webhook without token and e-mail without login render no secret key";
+    name = "notify: off by default (no [notify], no notify credential (only the incident log replica's S3 secret), localhost only); a webhook without token and e-mail without login render no secret key";
     expr = let
       plain = withNotify {
         webhook = {
@@ -418,14 +420,14 @@ in [
       };
       plain = {
         inherit ((renderedOf plain "watchdog").notify) webhook email;
-        credentials = (serviceOf plain "watchdog").serviceConfig.LoadCredential;
+        credentials = lib.filter (c: !lib.hasPrefix "s3-secret-access-key:" c) (serviceOf plain "watchdog").serviceConfig.LoadCredential;
         failed = failed plain;
       };
     };
     expected = {
       off = {
         notify = false;
-        credentials = [];
+        credentials = ["s3-secret-access-key:/run/secrets/s3/secret_access_key"];
         ip = false;
         restart = ["barnabee-agents.service"];
       };

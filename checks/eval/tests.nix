@@ -412,6 +412,68 @@ in [
     };
   }
   {
+    name = "agents and watchdog: [replication] like memory's (the same option: assertions naming their own option path, the secret as a credential, a file replica made writable), no [replication.verify]";
+    expr = let
+      s3 = role:
+        eval [
+          {
+            services.barnabee.${role} = {
+              enable = true;
+              settings.replication = {
+                type = "s3";
+                bucket = "barnabee";
+                path = "beelink-${role}";
+                endpoint = "http://s3:3900";
+                access_key_id = "GKtest";
+              };
+              replication.secretAccessKeyFile = "/run/secrets/s3";
+            };
+          }
+        ];
+      noSecret = role:
+        failed (eval [
+          {
+            services.barnabee.${role} = {
+              enable = true;
+              settings.replication = {
+                type = "s3";
+                bucket = "b";
+                access_key_id = "GKtest";
+              };
+            };
+          }
+        ]);
+      file = role:
+        eval [
+          {
+            services.barnabee.${role} = {
+              enable = true;
+              settings.replication = {
+                type = "file";
+                path = "/var/lib/barnabee-backup/${role}";
+              };
+            };
+          }
+        ];
+    in
+      lib.genAttrs ["agents" "watchdog"] (role: {
+        key = (renderedOf (s3 role) role).replication.secret_access_key_file;
+        credential = lib.elem "s3-secret-access-key:/run/secrets/s3" ((s3 role).systemd.services."barnabee-${role}".serviceConfig.LoadCredential);
+        verify = (renderedOf (s3 role) role).replication ? verify;
+        noSecret = lib.any (lib.hasInfix "services.barnabee.${role}.replication.secretAccessKeyFile is not set") (noSecret role);
+        rw = (file role).systemd.services."barnabee-${role}".serviceConfig.ReadWritePaths;
+        failed = failed (s3 role);
+      });
+    expected = lib.genAttrs ["agents" "watchdog"] (role: {
+      key = "s3-secret-access-key";
+      credential = true;
+      verify = false;
+      noSecret = true;
+      rw = ["/var/lib/barnabee-backup/${role}"];
+      failed = [];
+    });
+  }
+  {
     name = "memory: a file replica outside /var/lib gets ReadWritePaths= only; a relative path fails";
     expr = {
       state = (memoryFile "/mnt/backup/barnabee").systemd.services.barnabee-memory.serviceConfig ? StateDirectory;

@@ -41,7 +41,12 @@
     age.sshKeyPaths = [];
     gnupg.sshKeyPaths = [];
     secrets = {
-      "s3/secret_access_key".restartUnits = ["barnabee-memory.service"];
+      # Memory's replica, and the cost ledger's and the incident log's beside it (the beelink
+      # role defaults them to the same secret).
+      "s3/secret_access_key".restartUnits =
+        ["barnabee-memory.service"]
+        ++ lib.optional (config.services.barnabee.agents.settings.replication != null) "barnabee-agents.service"
+        ++ lib.optional (config.services.barnabee.watchdog.settings.replication != null) "barnabee-watchdog.service";
       "openrouter/api_key".restartUnits = ["barnabee-agents.service"];
       # The watchdog's Home Assistant notifications default to the same token.
       "home_assistant/token".restartUnits =

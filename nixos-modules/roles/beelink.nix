@@ -13,6 +13,19 @@
     "http://"
     + builtins.replaceStrings ["0.0.0.0:" "[::]:"] ["127.0.0.1:" "[::1]:"]
     config.services.barnabee.${role}.settings.service.listen;
+  memory = config.services.barnabee.memory;
+  memRepl = memory.settings.replication;
+  # Everything the family would miss comes back on a replacement beelink: the agents' cost
+  # ledger and the watchdog's incident log replicate beside memory's replica, under memory's
+  # prefix plus a suffix (`barnabee/memory` -> `barnabee/memory-agents`, `/backup/memory` ->
+  # `/backup/memory-watchdog`; a suffix, not a sibling directory, so a file replica at
+  # /var/lib/backup never spills into /var/lib), same bucket, endpoint and secret. A `url`
+  # replica is not rewritten: set theirs (a warning says so).
+  suffixed = name: "${memRepl.path}-${name}";
+  derive = cfg.replication.enable && memRepl != null && memRepl.url == null && memRepl.path != null;
+  replicaOf = name:
+    lib.mkDefault (builtins.removeAttrs memRepl ["verify" "secret_access_key_file"]
+      // {path = suffixed name;});
 in {
   imports = [../default.nix ../appliance.nix];
 
@@ -29,7 +42,11 @@ in {
     replication.enable = lib.mkOption {
       type = lib.types.bool;
       default = true;
-      description = "Replicate the memory database continuously (set services.barnabee.memory.settings.replication).";
+      description = ''
+        Replicate the memory database continuously (set services.barnabee.memory.settings.replication),
+        and with it the agents' cost ledger and the watchdog's incident log (defaulted to suffixed
+        prefixes of memory's replica unless it is given as a `url`).
+      '';
     };
   };
 
@@ -45,11 +62,17 @@ in {
       }
     ];
 
+    warnings = lib.optional (cfg.replication.enable && memRepl != null && !derive) "barnabee.beelink: services.barnabee.memory.settings.replication is given as a `url`, so the agents' cost ledger and the watchdog's incident log are not replicated by default; set services.barnabee.{agents,watchdog}.settings.replication.";
+
     services.barnabee = {
       memory.enable = true;
       agents.enable = true;
       voice.enable = true;
       watchdog.enable = true;
+      agents.settings.replication = lib.mkIf derive (replicaOf "agents");
+      watchdog.settings.replication = lib.mkIf derive (replicaOf "watchdog");
+      agents.replication.secretAccessKeyFile = lib.mkIf derive (lib.mkDefault memory.replication.secretAccessKeyFile);
+      watchdog.replication.secretAccessKeyFile = lib.mkIf derive (lib.mkDefault memory.replication.secretAccessKeyFile);
     };
 
     # Wire the voice pipeline (crates/voice/voice.example.toml): STT/TTS (Wyoming 10300) and the

@@ -13,14 +13,46 @@
 
 MEMORY_DB=/var/lib/barnabee-memory/memory.db
 
-# enable_replication: memory.toml with [replication] to the host's Garage, the S3 secret as a
-# credential (drop-in), daemon-reload. Does not (re)start the unit.
+# enable_replication: memory.toml with [replication] to the host's Garage, watchdog.toml with
+# its incident log's [replication] appended, the S3 secret as a credential of both (drop-ins),
+# daemon-reload. Does not (re)start the units.
 enable_replication() {
   vm 'set -e
     install -m600 /mnt/host/guest/s3-secret-access-key /etc/barnabee/s3-secret-access-key
     install -m644 /mnt/host/guest/memory-replicated.toml /etc/barnabee/memory.toml
     install -m644 /mnt/host/guest/barnabee-memory-replication.conf /etc/systemd/system/barnabee-memory.service.d/20-replication.conf
+    cat /mnt/host/guest/watchdog.toml /mnt/host/guest/watchdog-replication.toml > /etc/barnabee/watchdog.toml
+    mkdir -p /etc/systemd/system/barnabee-watchdog.service.d
+    install -m644 /mnt/host/guest/barnabee-watchdog-replication.conf /etc/systemd/system/barnabee-watchdog.service.d/20-replication.conf
     systemctl daemon-reload'
+}
+
+# incident_ids: the ids in the running watchdog's incident log (GET /v1/incidents), one line.
+incident_ids() {
+  vm 'curl -sS -m 5 "http://127.0.0.1:7705/v1/incidents?limit=100000"' |
+    python3 -c 'import json, sys; print(" ".join(sorted(str(i["id"]) for i in json.load(sys.stdin)["incidents"])))'
+}
+
+# watchdog_replicated: start the watchdog with [replication] for long enough that its incident
+# log (the earlier scenarios' restarts) is on the replica, record its incident ids in
+# WD_INCIDENTS, stop it cleanly (it ships what is committed). Briefly: it supervises units this
+# scenario keeps stopped.
+watchdog_replicated() {
+  local shipped="" i
+  vm 'systemctl start barnabee-watchdog.service' || { fail "barnabee-watchdog does not start with [replication]: $(vm 'systemctl status --no-pager barnabee-watchdog | tail -5')"; return 1; }
+  wait_healthy watchdog 7705 30 || return 1
+  for i in $(seq 1 30); do
+    shipped="$(vm 'curl -sS -m 5 http://127.0.0.1:7705/metrics' | awk '$1 == "barnabee_replication_last_shipped_txid" { print $2 }')"
+    [ -n "$shipped" ] && [ "$shipped" != 0 ] && break
+    sleep 1
+  done
+  [ -n "$shipped" ] && [ "$shipped" != 0 ] || { fail "the watchdog's incident log never shipped (barnabee_replication_last_shipped_txid ${shipped:-absent})"; return 1; }
+  WD_INCIDENTS="$(incident_ids)" || { fail "GET /v1/incidents failed"; return 1; }
+  [ -n "$WD_INCIDENTS" ] || { fail "the watchdog's incident log is empty: the earlier scenarios left no incident to bring back"; return 1; }
+  vm 'systemctl stop barnabee-watchdog.service'
+  vm "journalctl -b --no-pager -o cat -u barnabee-watchdog.service EVENT=replication_stopped | tail -n 1" | grep -q . ||
+    { fail "no EVENT=replication_stopped from barnabee-watchdog at its clean stop"; return 1; }
+  check "watchdog: incident log ($(wc -w <<< "$WD_INCIDENTS") incidents) replicated to s3://$S3_BUCKET/watchdog (TXID $shipped), clean stop shipped it"
 }
 
 replica_url() { echo "s3://$S3_BUCKET/memory?endpoint=http://127.0.0.1:$S3_PORT&region=garage&forcePathStyle=true"; }
@@ -171,6 +203,7 @@ scenario_backup() {
   summary="$(vm 'curl -sS -m 5 http://127.0.0.1:7701/health')"
   grep -q '"replication"' <<< "$summary" || { fail "/health has no replication check: $summary"; return 1; }
   check "memory replicating to s3://$S3_BUCKET/memory at http://10.0.2.2:$S3_PORT (Garage on the host); /health: $(python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d.get("checks", d).get("replication", d)))' <<< "$summary" 2>/dev/null || echo "$summary")"
+  watchdog_replicated || return 1
 
   # --- run 1: clean stop, state directory wiped, restore on start --------------------------------
   for i in $(seq 1 20); do
@@ -231,6 +264,27 @@ P
   run1_intact run3 || return 1
   check "run3: restored TXID $RESTORED_TXID >= $SHIPPED (shipped before the cut); run 1's 20 and run 2's memories all there"
   compare_replica run3 || return 1
-  # (Not the watchdog: this guest has memory's and its own units only, its config lists four.)
   vm 'systemctl start barnabee-memory.service'
+  # The watchdog's incident log comes back too: restored before it serves (EVENT=restored
+  # before EVENT=ready), every incident the old machine had. Then stopped again: this guest
+  # has memory's and its own units only, its config lists four.
+  vm 'systemctl start barnabee-watchdog.service' || { fail "run3: barnabee-watchdog did not start: $(vm 'systemctl status --no-pager barnabee-watchdog | tail -5')"; return 1; }
+  wait_healthy watchdog 7705 30 || return 1
+  vm "journalctl -b --no-pager -o json _PID=\$(systemctl show -p MainPID --value barnabee-watchdog)" > "$OUT/backup-run3-watchdog-journal.json"
+  python3 - "$OUT/backup-run3-watchdog-journal.json" > "$OUT/backup-run3-watchdog.txt" 2>&1 <<'P' || { fail "run3: watchdog: $(cat "$OUT/backup-run3-watchdog.txt")"; return 1; }
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+events = [r.get("EVENT") for r in recs]
+if "restored" not in events or "ready" not in events or events.index("restored") > events.index("ready"):
+    raise SystemExit(f"no EVENT=restored before EVENT=ready from barnabee-watchdog (events: {events})")
+print(f"EVENT=restored TXID={recs[events.index('restored')].get('TXID')}, then EVENT=ready")
+P
+  local got missing=""
+  got="$(incident_ids)" || { fail "run3: GET /v1/incidents failed"; return 1; }
+  for i in $WD_INCIDENTS; do
+    [[ " $got " == *" $i "* ]] || missing="$missing $i"
+  done
+  vm 'systemctl stop barnabee-watchdog.service'
+  [ -z "$missing" ] || { fail "run3: incidents missing on the fresh machine:$missing (had: $WD_INCIDENTS; got: $got)"; return 1; }
+  check "run3: the watchdog's incident log came back: $(cat "$OUT/backup-run3-watchdog.txt"); all $(wc -w <<< "$WD_INCIDENTS") incidents of the old machine there"
 }
