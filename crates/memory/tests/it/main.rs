@@ -11,3 +11,4 @@ mod crash;
 mod import;
 mod replication;
 mod verify;
+mod verify_faults;

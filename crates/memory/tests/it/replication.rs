@@ -93,7 +93,7 @@ async fn health(d: &Daemon) -> Value {
         .unwrap()
 }
 
-async fn post(d: &Daemon, summary: &str) -> i64 {
+pub(crate) async fn post(d: &Daemon, summary: &str) -> i64 {
     let r = client()
         .post(d.url("/v1/memories"))
         .json(&json!({"summary": summary, "memory_type": "fact", "owner": "a"}))
@@ -325,20 +325,21 @@ async fn kill_9_during_writes_with_replication_loses_nothing_and_restore_equals_
     );
 }
 
-const S3_KEY: &str = "GK0123456789abcdef01234567";
-const S3_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+pub(crate) const S3_KEY: &str = "GK0123456789abcdef01234567";
+pub(crate) const S3_SECRET: &str =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// s3s-fs 0.14.1 (checks signatures) on a free loopback port; killed on drop.
-struct S3s {
+pub(crate) struct S3s {
     child: std::process::Child,
     bin: PathBuf,
     args: Vec<String>,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl S3s {
-    fn start(bucket: &str) -> S3s {
+    pub(crate) fn start(bucket: &str) -> S3s {
         let bin = std::env::var_os("S3S_FS")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -409,13 +410,23 @@ impl S3s {
         child
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    fn start_again(&mut self) {
+    pub(crate) fn start_again(&mut self) {
         self.child = Self::spawn(&self.bin, &self.args, self.port);
+    }
+
+    /// SIGSTOP: the server keeps its connections but answers nothing (a hung S3).
+    pub(crate) fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub(crate) fn resume(&self) {
+        signal(self.child.id(), "-CONT");
     }
 }
 
@@ -570,7 +581,7 @@ async fn s3_replica_with_credential_file_ships_degrades_when_down_and_restores()
 }
 
 /// An S3 `[replication]` section whose secret is the credential `s3-secret-access-key`.
-fn s3_extra(port: u16) -> String {
+pub(crate) fn s3_extra(port: u16) -> String {
     format!(
         "{}[replication]\ntype = \"s3\"\nbucket = \"barnabee\"\npath = \"memory\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nforce_path_style = true\naccess_key_id = \"{S3_KEY}\"\nsecret_access_key_file = \"s3-secret-access-key\"\nsync_interval = 0.1\n",
         small_dims(),
@@ -579,7 +590,7 @@ fn s3_extra(port: u16) -> String {
 
 /// `$CREDENTIALS_DIRECTORY/s3-secret-access-key` as systemd leaves it: mode 0400, `value`
 /// (empty: the `SetCredential=` default while sops-nix cannot decrypt).
-fn credential(creds: &Path, value: &str) {
+pub(crate) fn credential(creds: &Path, value: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(creds).unwrap();
     let p = creds.join("s3-secret-access-key");
@@ -787,4 +798,14 @@ async fn s3_secret_provisioned_later_never_buries_the_replica() {
     );
     wait_replication_ok(&d, true).await;
     assert_eq!(memories(&aside.join("memory.db")), 2);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid} failed");
 }

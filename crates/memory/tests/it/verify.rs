@@ -45,7 +45,7 @@ async fn post_memory(d: &Daemon, summary: &str) {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
-async fn get(d: &Daemon, path: &str) -> Value {
+pub(crate) async fn get(d: &Daemon, path: &str) -> Value {
     client()
         .get(d.url(path))
         .send()
@@ -56,7 +56,7 @@ async fn get(d: &Daemon, path: &str) -> Value {
         .unwrap()
 }
 
-async fn verify(d: &Daemon) -> (StatusCode, Value) {
+pub(crate) async fn verify(d: &Daemon) -> (StatusCode, Value) {
     let r = client()
         .post(d.url("/v1/backup/verify"))
         .send()
@@ -86,7 +86,7 @@ fn sample(text: &str, prefix: &str) -> f64 {
 }
 
 /// Wait until `/health`'s `backup_verify` check satisfies `pred`.
-async fn wait_check(d: &Daemon, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
+pub(crate) async fn wait_check(d: &Daemon, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let h = get(d, "/health").await;
