@@ -138,6 +138,22 @@ in {
       name ? "download",
       ...
     }: "/nix/store/${builtins.substring 0 32 sha256}-${name}";
+    # The default model set (nixos-modules/default-models.nix): the wheel as fetchPypi names it.
+    fetchPypi = {
+      pname,
+      version,
+      sha256,
+      format ? "setuptools",
+      ...
+    }: "/nix/store/${builtins.substring 0 32 sha256}-${pname}-${version}${lib.optionalString (format == "wheel") ".whl"}";
+    python3.withPackages = f: let
+      wanted = f {
+        numpy = pkg "python3-numpy";
+        onnx = pkg "python3-onnx";
+      };
+    in
+      pkg "python3-with-${lib.concatMapStringsSep "-" (p: p.name or "pkg") wanted}";
+    unzip = pkg "unzip";
     coreutils = pkg "coreutils";
     util-linux = pkg "util-linux";
     onnxruntime = pkg "onnxruntime";

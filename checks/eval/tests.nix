@@ -668,18 +668,90 @@ in [
     };
   }
   {
-    name = "beast role without GPU: inference on, no NVIDIA devices, models required";
+    name = "beast role without GPU: inference on, no NVIDIA devices; the default models satisfy requireModels, without them models are required";
     expr = let
       c = evalRole "beast" [{barnabee.beast.gpu.enable = false;}];
+      bare = evalRole "beast" [
+        {
+          barnabee.beast.gpu.enable = false;
+          barnabee.beast.defaultModels.enable = false;
+        }
+      ];
+      empty = cfg: lib.any (lib.hasInfix "services.barnabee.inference.models is empty") (failed cfg);
     in {
       inference = c.services.barnabee.inference.enable;
       devices = c.systemd.services.barnabee-inference.serviceConfig ? DeviceAllow;
-      models = lib.any (lib.hasInfix "services.barnabee.inference.models is empty") (failed c);
+      models = empty c;
+      bare = empty bare;
     };
     expected = {
       inference = true;
       devices = false;
-      models = true;
+      models = false;
+      bare = true;
+    };
+  }
+  {
+    name = "beast role: the default model set (PyPI wheels pinned by hash, converted by the project's converters) renders every kind with store paths and the pinned SHA-256; a site model of the same name replaces its default";
+    expr = let
+      dm = import ../../nixos-modules/default-models.nix {inherit lib;};
+      c = evalRole "beast" [{barnabee.beast.gpu.enable = false;}];
+      m = (renderedOf c "inference").models;
+      site = evalRole "beast" [
+        {
+          barnabee.beast.gpu.enable = false;
+          services.barnabee.inference.models."whisper-tiny.en" = {
+            kind = "stt";
+            family = "whisper";
+            files = lib.genAttrs ["encoder" "decoder" "tokenizer" "generation_config"] (r: {
+              url = "https://models.invalid/whisper-base/${r}";
+              sha256 = lib.fixedWidthString 64 "a" "";
+            });
+          };
+        }
+      ];
+      sm = (renderedOf site "inference").models."whisper-tiny.en";
+    in {
+      names = lib.attrNames m;
+      kinds = lib.mapAttrs (_: v: v.kind) m;
+      families = {
+        stt = m."whisper-tiny.en".family;
+        speaker = m.ge2e-resemblyzer.family;
+      };
+      # Every rendered hash is the pin, every path a store path of that model.
+      pinned = lib.all (name:
+        lib.all (role: let
+          f = m.${name}.files.${role};
+        in
+          f.sha256
+          == dm.pins.${name}.files.${role}.sha256
+          && lib.hasPrefix "/nix/store/" f.path
+          && lib.hasSuffix dm.pins.${name}.files.${role}.name f.path
+          && lib.hasInfix "barnabee-model-${name}" f.path) (lib.attrNames dm.pins.${name}.files)) (lib.attrNames dm.pins);
+      converted = lib.hasInfix "-src" m.silero.files.model.path && !(lib.hasInfix "-src" m."whisper-tiny.en".files.encoder.path);
+      override = sm.files.encoder.sha256;
+      others = lib.attrNames (renderedOf site "inference").models;
+      modelFailures = lib.filter (lib.hasInfix "models") (failed c ++ failed site);
+    };
+    expected = {
+      names = ["all-minilm-l6-v2" "en_US-joe-medium" "ge2e-resemblyzer" "silero" "wake" "whisper-tiny.en"];
+      kinds = {
+        all-minilm-l6-v2 = "text_embedding";
+        en_US-joe-medium = "tts";
+        ge2e-resemblyzer = "speaker";
+        silero = "vad";
+        wake = "wake";
+        "whisper-tiny.en" = "stt";
+      };
+      families = {
+        stt = "whisper";
+        speaker = "ge2e";
+      };
+      pinned = true;
+      converted = true;
+      override = lib.fixedWidthString 64 "a" "";
+      others = ["all-minilm-l6-v2" "en_US-joe-medium" "ge2e-resemblyzer" "silero" "wake" "whisper-tiny.en"];
+      modelFailures = [];
     };
   }
 ]

