@@ -178,8 +178,14 @@ pub struct SpeakerConfig {
     pub inference_url: String,
     /// barnabee-memory base URL (`GET /v1/speakers`: enrolled centroids).
     pub memory_url: String,
-    /// Minimum cosine similarity to the best centroid.
-    pub threshold: f64,
+    /// Minimum cosine similarity to the best centroid. Unset (the default): the speaker
+    /// model's own threshold, as barnabee-inference reports it in `GET /v1/models`
+    /// (`details.threshold` of the model named in the embedding's answer). Cosines are not
+    /// comparable across embedding families: GE2E d-vectors score 0.46 to 0.71 between
+    /// different voices and need 0.8, WeSpeaker 0.6; a fixed default here would be right for
+    /// one family and let strangers through with the other. Set: an operator's override,
+    /// used whatever the model.
+    pub threshold: Option<f64>,
     /// Minimum lead of the best centroid over the runner-up.
     pub margin: f64,
     /// How long the enrolled profiles are cached.
@@ -193,7 +199,7 @@ impl Default for SpeakerConfig {
             enabled: false,
             inference_url: String::new(),
             memory_url: String::new(),
-            threshold: 0.6,
+            threshold: None,
             margin: 0.1,
             refresh: Duration::from_secs(60),
         }
@@ -212,6 +218,16 @@ mod tests {
         let ex = include_str!("../voice.example.toml");
         let c: Config = toml::from_str(ex).unwrap();
         assert_eq!(c.pipeline.max_utterance_ms, 10_000);
+        // the example leaves the speaker threshold to the model (see SpeakerConfig::threshold)
+        assert_eq!(c.speaker.threshold, None);
+    }
+
+    #[test]
+    fn speaker_threshold_is_the_models_unless_set() {
+        let c: Config = toml::from_str("[speaker]\nenabled = true\n").unwrap();
+        assert_eq!(c.speaker.threshold, None);
+        let c: Config = toml::from_str("[speaker]\nthreshold = 0.75\n").unwrap();
+        assert_eq!(c.speaker.threshold, Some(0.75));
     }
 
     #[test]

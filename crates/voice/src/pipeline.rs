@@ -557,7 +557,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         match who {
             Some((Ok(d), took)) => {
                 self.shared.metrics.speaker_confidence(d.confidence);
-                log::info!(request_id = c.id, speaker = d.speaker.as_str(), confidence = d.confidence, speaker_ms = ms(took); "speaker {} ({:.2}, margin {:.2})", d.speaker, d.confidence, d.margin);
+                log::info!(request_id = c.id, speaker = d.speaker.as_str(), confidence = d.confidence, speaker_ms = ms(took); "speaker {} ({:.2} against threshold {:.2}, margin {:.2})", d.speaker, d.confidence, d.threshold, d.margin);
                 b.speaker = Some(d.speaker.clone());
                 b.speaker_confidence = Some(d.confidence);
                 speaker = Some(d.speaker);

@@ -1,7 +1,14 @@
 //! Speaker identification (personalisation only, never authentication): the captured
 //! utterance → barnabee-inference `POST /v1/embed/speaker` → cosine against each enrolled
 //! member's centroid from barnabee-memory `GET /v1/speakers` → the best match if its score is
-//! at least `threshold` and beats the runner-up by `margin`, else "guest".
+//! at least the threshold and beats the runner-up by `margin`, else "guest".
+//!
+//! The threshold belongs to the embedding model, not to this daemon: cosines of different
+//! model families live on different scales (GE2E scores unrelated voices up to 0.71 and needs
+//! 0.8; WeSpeaker needs 0.6). So unless the operator sets `[speaker] threshold`, the threshold
+//! is the one barnabee-inference reports for the model that made the embedding
+//! (`GET /v1/models`, `details.threshold`), looked up by the model name in the embedding's
+//! answer and cached like the profiles.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +26,8 @@ pub struct Decision {
     pub confidence: f64,
     /// Best score minus the runner-up's.
     pub margin: f64,
+    /// The threshold the best score was held to.
+    pub threshold: f64,
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -51,6 +60,7 @@ pub fn identify(embedding: &[f32], profiles: &[Profile], threshold: f64, margin:
             speaker: GUEST.into(),
             confidence: 0.0,
             margin: 0.0,
+            threshold,
         };
     };
     let second = scores.get(1).map(|s| s.0).unwrap_or(-1.0);
@@ -63,6 +73,7 @@ pub fn identify(embedding: &[f32], profiles: &[Profile], threshold: f64, margin:
         },
         confidence: best,
         margin: m,
+        threshold,
     }
 }
 
@@ -82,6 +93,8 @@ pub struct SpeakerId {
     cfg: SpeakerConfig,
     http: reqwest::Client,
     cache: Option<(Instant, Vec<Profile>)>,
+    /// The model's own threshold: (fetched at, model name, value), when not configured.
+    model_threshold: Option<(Instant, String, f64)>,
 }
 
 impl SpeakerId {
@@ -93,7 +106,36 @@ impl SpeakerId {
                 .unwrap_or_default(),
             cfg,
             cache: None,
+            model_threshold: None,
         }
+    }
+
+    /// `[speaker] threshold` when set, else the threshold barnabee-inference reports for
+    /// `model` (re-read after `refresh`, and at once when the model's name changes).
+    async fn threshold(&mut self, model: &str) -> Result<f64, String> {
+        if let Some(t) = self.cfg.threshold {
+            return Ok(t);
+        }
+        if let Some((at, m, t)) = &self.model_threshold
+            && m == model
+            && at.elapsed() < self.cfg.refresh
+        {
+            return Ok(*t);
+        }
+        let url = format!("{}/v1/models", self.cfg.inference_url.trim_end_matches('/'));
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("{url}: HTTP {}", r.status()));
+        }
+        let v: serde_json::Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let t = reported_threshold(&v, model).map_err(|e| format!("{url}: {e}"))?;
+        self.model_threshold = Some((Instant::now(), model.to_owned(), t));
+        Ok(t)
     }
 
     async fn profiles(&mut self) -> Result<Vec<Profile>, String> {
@@ -120,6 +162,7 @@ impl SpeakerId {
     /// Identify the speaker of 16 kHz mono PCM.
     pub async fn identify(&mut self, pcm: &[i16]) -> Result<Decision, String> {
         let (model, emb) = embed(&self.http, &self.cfg.inference_url, pcm).await?;
+        let threshold = self.threshold(&model).await?;
         let profiles: Vec<Profile> = self
             .profiles()
             .await?
@@ -130,13 +173,34 @@ impl SpeakerId {
                     || p.embedding_model_hash == model
             })
             .collect();
-        Ok(identify(
-            &emb,
-            &profiles,
-            self.cfg.threshold,
-            self.cfg.margin,
-        ))
+        Ok(identify(&emb, &profiles, threshold, self.cfg.margin))
     }
+}
+
+/// The threshold barnabee-inference's `GET /v1/models` answer reports for the speaker model
+/// named `model` (`details.threshold`). An error says what is missing and that
+/// `[speaker] threshold` can stand in for it.
+pub fn reported_threshold(models: &serde_json::Value, model: &str) -> Result<f64, String> {
+    if model.is_empty() {
+        return Err(
+            "the embedding answer names no model, so its threshold cannot be looked up; \
+             set [speaker] threshold"
+                .into(),
+        );
+    }
+    let list = models["models"]
+        .as_array()
+        .ok_or_else(|| format!("no `models` list in {models}"))?;
+    let m = list
+        .iter()
+        .find(|m| m["name"] == model && m["kind"] == "speaker")
+        .ok_or_else(|| format!("no speaker model named `{model}` is listed"))?;
+    m["details"]["threshold"].as_f64().ok_or_else(|| {
+        format!(
+            "speaker model `{model}` reports no details.threshold (a barnabee-inference older \
+             than the speaker families?); set [speaker] threshold"
+        )
+    })
 }
 
 /// The embedding of one utterance: (model name, vector).
@@ -297,6 +361,122 @@ mod tests {
         assert!((c[0] - c[1]).abs() < 1e-6 && (c[0] - 0.70710677).abs() < 1e-6);
         assert!(centroid(&[vec![1.0], vec![1.0, 2.0]]).is_none());
         assert!(centroid(&[]).is_none());
+    }
+
+    /// In-process stand-ins for the two peers: barnabee-inference answering every embedding
+    /// with `embedding` from a GE2E model (`threshold` in `/v1/models`, omitted when `None`),
+    /// barnabee-memory with one profile "rms" at [1, 0]. Counts `/v1/models` requests.
+    async fn peers(
+        embedding: [f32; 2],
+        threshold: Option<f64>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::routing::{get, post};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let a2 = asked.clone();
+        let details = match threshold {
+            Some(t) => serde_json::json!({"family": "ge2e", "threshold": t}),
+            None => serde_json::json!({"family": "ge2e"}),
+        };
+        let app = axum::Router::new()
+            .route(
+                "/v1/embed/speaker",
+                post(move || async move {
+                    axum::Json(serde_json::json!(
+                        {"model": "ge2e-resemblyzer", "family": "ge2e", "embedding": embedding}
+                    ))
+                }),
+            )
+            .route(
+                "/v1/models",
+                get(move || {
+                    a2.fetch_add(1, Ordering::SeqCst);
+                    let details = details.clone();
+                    async move {
+                        axum::Json(serde_json::json!({"models": [
+                            {"name": "silero", "kind": "vad", "details": {"threshold": 0.5}},
+                            {"name": "ge2e-resemblyzer", "kind": "speaker", "details": details},
+                        ]}))
+                    }
+                }),
+            )
+            .route(
+                "/v1/speakers",
+                get(|| async {
+                    axum::Json(serde_json::json!([{"name": "rms", "centroid": [1.0, 0.0],
+                        "embedding_model_hash": "ge2e-resemblyzer"}]))
+                }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, asked)
+    }
+
+    fn cfg(url: &str, threshold: Option<f64>) -> SpeakerConfig {
+        SpeakerConfig {
+            enabled: true,
+            inference_url: url.into(),
+            memory_url: url.into(),
+            threshold,
+            ..Default::default()
+        }
+    }
+
+    /// The case that made the threshold the model's: with GE2E an unenrolled flite voice (awb)
+    /// scored 0.717 against rms's centroid. Held to the model's 0.8 it is a guest; the old
+    /// fixed 0.6 would have called it rms, and an operator's explicit 0.6 still does.
+    #[tokio::test]
+    async fn unset_threshold_is_the_models_own_a_set_one_overrides_it() {
+        let near_miss = [0.717, (1.0f32 - 0.717 * 0.717).sqrt()];
+        let (url, asked) = peers(near_miss, Some(0.8)).await;
+        let pcm = vec![0i16; 16_000];
+        let mut id = SpeakerId::new(cfg(&url, None));
+        let d = id.identify(&pcm).await.unwrap();
+        assert_eq!(d.speaker, GUEST, "{d:?}");
+        assert!(
+            (d.confidence - 0.717).abs() < 1e-3 && d.threshold == 0.8,
+            "{d:?}"
+        );
+        // cached with the profiles: a second request asks inference for the embedding only
+        id.identify(&pcm).await.unwrap();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let mut id = SpeakerId::new(cfg(&url, Some(0.6)));
+        let d = id.identify(&pcm).await.unwrap();
+        assert_eq!(d.speaker, "rms", "{d:?}");
+        assert_eq!(d.threshold, 0.6);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A model that reports no threshold (an older barnabee-inference) and no override: the
+    /// identification fails with an error saying what to set, rather than guessing a scale.
+    #[tokio::test]
+    async fn no_reported_threshold_and_none_set_is_an_error_naming_the_setting() {
+        let (url, _) = peers([1.0, 0.0], None).await;
+        let e = SpeakerId::new(cfg(&url, None))
+            .identify(&[0i16; 16_000])
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("/v1/models")
+                && e.contains("ge2e-resemblyzer")
+                && e.contains("[speaker] threshold"),
+            "{e}"
+        );
+        let models = serde_json::json!({"models": [{"name": "x", "kind": "speaker",
+            "details": {"threshold": 0.6}}]});
+        assert_eq!(reported_threshold(&models, "x"), Ok(0.6));
+        assert!(
+            reported_threshold(&models, "y")
+                .unwrap_err()
+                .contains("`y`")
+        );
+        assert!(
+            reported_threshold(&models, "")
+                .unwrap_err()
+                .contains("names no model")
+        );
     }
 
     #[test]

@@ -438,7 +438,7 @@ async fn speaker_id_wiring_inference_embedding_memory_centroids_stand_in_model_i
             enabled: true,
             inference_url: format!("http://{}", inf.http.unwrap()),
             memory_url: format!("http://{}", mem.addr),
-            threshold: 0.5,
+            threshold: Some(0.5),
             margin: 0.5,
             ..Default::default()
         },
