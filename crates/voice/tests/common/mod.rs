@@ -128,6 +128,17 @@ pub struct Proc {
 
 impl Proc {
     fn start(bin: &Path, cfg: &str, file: &str, wait_for: SocketAddr) -> Proc {
+        Proc::start_within(bin, cfg, file, wait_for, Duration::from_secs(90))
+    }
+
+    /// [`Proc::start`], waiting up to `within` for `wait_for` (real models take a while).
+    fn start_within(
+        bin: &Path,
+        cfg: &str,
+        file: &str,
+        wait_for: SocketAddr,
+        within: Duration,
+    ) -> Proc {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file);
         std::fs::write(
@@ -136,15 +147,22 @@ impl Proc {
         )
         .unwrap();
         let args = vec!["--config".to_owned(), path.display().to_string()];
-        Proc::spawn(bin, &args, dir, wait_for)
+        Proc::spawn(bin, &args, dir, wait_for, within)
     }
 
-    /// Run `bin` until `wait_for` accepts connections (90 s: Home Assistant's first start).
-    fn spawn(bin: &Path, args: &[String], dir: tempfile::TempDir, wait_for: SocketAddr) -> Proc {
+    /// Run `bin` until `wait_for` accepts connections (`within`; 90 s covers Home Assistant's
+    /// first start).
+    fn spawn(
+        bin: &Path,
+        args: &[String],
+        dir: tempfile::TempDir,
+        wait_for: SocketAddr,
+        within: Duration,
+    ) -> Proc {
         let mut cmd = Command::new(bin);
         cmd.args(args);
         let mut process = DaemonProcess::spawn(cmd, &dir.path().join("stderr.log"));
-        process.wait_listening(wait_for, Duration::from_secs(90));
+        process.wait_listening(wait_for, within);
         Proc {
             process,
             addr: wait_for,
@@ -179,10 +197,9 @@ pub fn inference(wyoming_port: u16) -> Proc {
     inference_with(wyoming_port, true)
 }
 
-/// [`inference`]; `wake_vad = false`: no wake word or VAD model on the server (STT/TTS only).
-pub fn inference_with(wyoming_port: u16, wake_vad: bool) -> Proc {
-    let s = standins();
-    let mut models = [
+/// Silero VAD and openWakeWord (hey_jarvis) as `[models.*]` tables.
+fn wake_vad_toml() -> String {
+    [
         model_toml(
             "silero",
             "vad",
@@ -206,6 +223,19 @@ pub fn inference_with(wyoming_port: u16, wake_vad: bool) -> Proc {
                 ),
             ],
         ),
+    ]
+    .concat()
+}
+
+/// [`inference`]; `wake_vad = false`: no wake word or VAD model on the server (STT/TTS only).
+pub fn inference_with(wyoming_port: u16, wake_vad: bool) -> Proc {
+    let s = standins();
+    let models = [
+        if wake_vad {
+            wake_vad_toml()
+        } else {
+            String::new()
+        },
         model_toml(
             "parakeet",
             "stt",
@@ -228,22 +258,76 @@ pub fn inference_with(wyoming_port: u16, wake_vad: bool) -> Proc {
                 ("config", s.join("tts/voice.onnx.json")),
             ],
         ),
-    ];
-    if !wake_vad {
-        models[0].clear();
-        models[1].clear();
-    }
-    let models = models.concat();
+    ]
+    .concat();
+    inference_daemon(wyoming_port, &models, Duration::from_secs(90))
+}
+
+/// dev/setup's real models (dev/setup.d/70-inference.sh), under `models/` of the cache.
+pub const WHISPER_DIR: &str = "whisper-tiny.en-0.1.0";
+pub const PIPER_DIR: &str = "piper-en_US-joe-medium-1.0.0";
+pub const GE2E_DIR: &str = "ge2e-resemblyzer-0.1.4";
+
+/// The real barnabee-inference with nothing generated: Silero VAD, openWakeWord (hey_jarvis),
+/// Whisper tiny.en (`family = "whisper"`, the optimum ONNX layout dev/setup converts to), the
+/// Piper voice en_US-joe-medium and the GE2E speaker encoder (`family = "ge2e"`, whose own
+/// threshold the voice daemon takes from `/v1/models`). Every file is pinned by SHA-256 in the
+/// config as in production, so the daemon verifies what it loads. A missing model fails the
+/// test, naming dev/setup.
+pub fn inference_real(wyoming_port: u16) -> Proc {
+    let w = |f: &str| model(&format!("{WHISPER_DIR}/{f}"));
+    let models = [
+        wake_vad_toml(),
+        model_toml(
+            "whisper-tiny.en",
+            "stt",
+            &[
+                ("encoder", w("encoder_model.onnx")),
+                ("decoder", w("decoder_model.onnx")),
+                ("tokenizer", w("tokenizer.json")),
+                ("generation_config", w("generation_config.json")),
+            ],
+        ),
+        "family = \"whisper\"\n".to_owned(),
+        model_toml(
+            "en_US-joe-medium",
+            "tts",
+            &[
+                (
+                    "model",
+                    model(&format!("{PIPER_DIR}/en_US-joe-medium.onnx")),
+                ),
+                (
+                    "config",
+                    model(&format!("{PIPER_DIR}/en_US-joe-medium.onnx.json")),
+                ),
+            ],
+        ),
+        model_toml(
+            "ge2e-resemblyzer",
+            "speaker",
+            &[("model", model(&format!("{GE2E_DIR}/model.onnx")))],
+        ),
+        "family = \"ge2e\"\n".to_owned(),
+    ]
+    .concat();
+    // Whisper's and Piper's sessions take tens of seconds to build on a loaded 2-core machine
+    // (measured 30 s and 12 s); the Wyoming port opens only once every model is loaded.
+    inference_daemon(wyoming_port, &models, Duration::from_secs(300))
+}
+
+fn inference_daemon(wyoming_port: u16, models: &str, within: Duration) -> Proc {
     let http = free_port();
     let cfg = format!(
         "[service]\nlisten = \"127.0.0.1:{http}\"\n[service.log]\ntarget = \"stderr\"\n[runtime]\nlibrary = \"{}\"\n[wyoming]\nlisten = \"127.0.0.1:{wyoming_port}\"\n{models}",
         ort_lib().display()
     );
-    let mut p = Proc::start(
+    let mut p = Proc::start_within(
         &sibling_bin("barnabee-inference"),
         &cfg,
         "inference.toml",
         format!("127.0.0.1:{wyoming_port}").parse().unwrap(),
+        within,
     );
     p.http = Some(format!("127.0.0.1:{http}").parse().unwrap());
     p
@@ -307,6 +391,42 @@ pub fn speak_as(voice: &str, text: &str, pad_s: f32) -> Vec<i16> {
     [pad.clone(), speech, pad].concat()
 }
 
+/// Debian flite's recorded voices (slt, rms, awb: CMU ARCTIC speakers) at 16 kHz mono.
+pub fn flite(voice: &str, text: &str) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.wav");
+    let out = Command::new("flite")
+        .args(["-voice", voice, "-t", text, "-o"])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run flite ({e}): install the Debian package flite (dev/setup does)")
+        });
+    assert!(
+        out.status.success(),
+        "flite -voice {voice}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    barnabee_voice::audio::wav::read_16k_mono(&path).unwrap()
+}
+
+/// Lower case, words only: what two transcripts of the same sentence share.
+pub fn normalise(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn silence(s: f32) -> Vec<i16> {
     vec![0i16; (16_000.0 * s) as usize]
 }
@@ -356,6 +476,7 @@ pub fn hass() -> Proc {
         &args,
         dir,
         format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(90),
     )
 }
 
