@@ -14,7 +14,9 @@ pub struct Daemon {
     pub port: u16,
     /// Development config, with placeholders (inside TOML strings) filled in by `barnabee up`:
     /// `@STATE@` the daemon's state dir, `@LISTEN@` its address, `@URL:<role>@` another
-    /// daemon's base URL and `@ADDR:<port>@` `127.0.0.1:<port>`, both shifted by the offset.
+    /// daemon's base URL and `@ADDR:<port>@` `127.0.0.1:<port>`, both shifted by the offset;
+    /// a line `# @INFERENCE_MODELS@` becomes the default model set from the set-up cache
+    /// (`crate::models`).
     pub dev_config: &'static str,
 }
 
@@ -47,12 +49,16 @@ impl Daemon {
             let addr = format!("127.0.0.1:{}", port.saturating_add(port_offset));
             text.replace_range(start..start + 6 + end + 1, &addr);
         }
+        if text.contains("# @INFERENCE_MODELS@") {
+            let models = crate::models::dev_inference(crate::models::inference_cache().as_deref());
+            text = text.replace("# @INFERENCE_MODELS@\n", &models.toml);
+        }
         text
     }
 }
 
 /// Escape `s` for the inside of a TOML basic string (the templates supply the quotes).
-fn toml_escape(s: &str) -> String {
+pub(crate) fn toml_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         match c {

@@ -6,6 +6,7 @@ mod daemons;
 mod health;
 mod incident;
 mod metrics;
+mod models;
 mod status;
 mod up;
 mod utc;

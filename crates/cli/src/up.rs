@@ -179,6 +179,16 @@ fn plan(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<Plan>> {
         std::fs::create_dir_all(config.parent().unwrap_or(data_dir))?;
         std::fs::write(&config, daemon.render_config(&state_dir, args.port_offset))
             .with_context(|| format!("writing {}", config.display()))?;
+        if daemon.role == "inference" {
+            let models =
+                crate::models::dev_inference(crate::models::inference_cache().as_deref());
+            if !models.missing.is_empty() {
+                println!(
+                    "[up] inference: not in the set-up cache, left out: {} (run dev/setup inference)",
+                    models.missing.join(", ")
+                );
+            }
+        }
         if std::net::TcpListener::bind(addr).is_err() {
             anyhow::bail!(
                 "{} cannot listen on {addr}: the port is in use (another `barnabee up`? use --port-offset)",
