@@ -38,7 +38,11 @@ struct FilePin {
 /// `$BARNABEE_INFERENCE_CACHE`, else `<dev/setup's cache>/inference` (`$BARNABEE_CACHE`, else
 /// `$XDG_CACHE_HOME/barnabee`, else `~/.cache/barnabee`), as dev/lib.sh and the tests resolve it.
 pub fn inference_cache() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(p) = var("BARNABEE_INFERENCE_CACHE") {
         return Some(p);
     }
@@ -166,8 +170,15 @@ mod tests {
             Some("1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3")
         );
         assert_eq!(models["silero"]["threshold"].as_float(), Some(0.5));
-        assert!(d.missing.iter().any(|m| m == "whisper-tiny.en"), "{:?}", d.missing);
+        assert!(
+            d.missing.iter().any(|m| m == "whisper-tiny.en"),
+            "{:?}",
+            d.missing
+        );
         assert!(d.missing.iter().any(|m| m.starts_with("ONNX Runtime")));
-        assert!(d.toml.contains("# [models.\"whisper-tiny.en\"] left out: missing"));
+        assert!(
+            d.toml
+                .contains("# [models.\"whisper-tiny.en\"] left out: missing")
+        );
     }
 }

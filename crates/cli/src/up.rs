@@ -180,8 +180,7 @@ fn plan(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<Plan>> {
         std::fs::write(&config, daemon.render_config(&state_dir, args.port_offset))
             .with_context(|| format!("writing {}", config.display()))?;
         if daemon.role == "inference" {
-            let models =
-                crate::models::dev_inference(crate::models::inference_cache().as_deref());
+            let models = crate::models::dev_inference(crate::models::inference_cache().as_deref());
             if !models.missing.is_empty() {
                 println!(
                     "[up] inference: not in the set-up cache, left out: {} (run dev/setup inference)",
