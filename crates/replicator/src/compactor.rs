@@ -168,6 +168,14 @@ pub async fn snapshot<C: ReplicaClient>(
     if have.iter().any(|f| f.max_txid >= latest) {
         return Ok(None);
     }
+    if let [only] = &plan[..]
+        && only.level == 0
+        && only.min_txid == 1
+    {
+        // The whole state is already one file from TXID 1 (a fresh replica's first level-0
+        // file): a snapshot would be a second copy of it. The next interval takes one.
+        return Ok(None);
+    }
     let data = merge(client, &plan, SNAPSHOT_LEVEL, encoding).await?;
     let h = ltx::decode_header(&data).map_err(|source| CompactError::Invalid {
         level: SNAPSHOT_LEVEL,

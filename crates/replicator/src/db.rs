@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::ltx::{Encoder, FLAG_NO_CHECKSUM, Header, LtxError, PageEncoding, lock_page};
-use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
+use crate::wal::{self, FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalHeader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -341,6 +341,83 @@ impl Db {
         }
     }
 
+    /// The WAL's 32-byte header, if the WAL has one.
+    fn read_wal_header(&self) -> Result<Option<Vec<u8>>, DbError> {
+        use std::io::Read;
+        let ioerr = |source| DbError::Io {
+            path: self.wal_path.clone(),
+            source,
+        };
+        let mut f = match std::fs::File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ioerr(e)),
+        };
+        let mut b = vec![0u8; WAL_HEADER_SIZE as usize];
+        match f.read_exact(&mut b) {
+            Ok(()) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(ioerr(e)),
+        }
+    }
+
+    /// The WAL's bytes from offset `from` (a frame boundary) up to `to` (or the end), read
+    /// in chunks; reading stops after the first chunk that holds a frame of another
+    /// generation (other salts: what a restart left behind), which no reader goes past. So a
+    /// sync reads what follows its position, not the whole file, however large the WAL
+    /// file once grew.
+    fn read_wal_span(&self, h: &WalHeader, from: u64, to: Option<u64>) -> Result<Vec<u8>, DbError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let ioerr = |source| DbError::Io {
+            path: self.wal_path.clone(),
+            source,
+        };
+        let mut f = match std::fs::File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ioerr(e)),
+        };
+        let len = f.metadata().map_err(ioerr)?.len();
+        let end = to.map_or(len, |t| t.min(len));
+        if from >= end {
+            return Ok(Vec::new());
+        }
+        f.seek(SeekFrom::Start(from)).map_err(ioerr)?;
+        let fs = h.frame_size() as usize;
+        let chunk = fs * 256;
+        let mut out: Vec<u8> = Vec::with_capacity(((end - from) as usize).min(chunk * 4));
+        while (out.len() as u64) < end - from {
+            let want = chunk.min((end - from) as usize - out.len());
+            let at = out.len();
+            out.resize(at + want, 0);
+            let mut got = 0;
+            while got < want {
+                match f.read(&mut out[at + got..]).map_err(ioerr)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            out.truncate(at + got);
+            if got < want {
+                break;
+            }
+            // Frames start at `from` + k * fs; a frame of another generation ends the read.
+            let stale = (at.div_ceil(fs) * fs..out.len())
+                .step_by(fs)
+                .filter(|o| o + FRAME_HEADER_SIZE as usize <= out.len())
+                .any(|o| {
+                    u32::from_be_bytes([out[o + 8], out[o + 9], out[o + 10], out[o + 11]])
+                        != h.salt1
+                        || u32::from_be_bytes([out[o + 12], out[o + 13], out[o + 14], out[o + 15]])
+                            != h.salt2
+                });
+            if stale {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// WAL file size and mtime: a cheap "anything new?" probe.
     pub fn wal_stamp(&self) -> Option<(u64, std::time::SystemTime)> {
         let md = std::fs::metadata(&self.wal_path).ok()?;
@@ -374,20 +451,16 @@ impl Db {
     /// The position only advances when [`Db::mark_shipped`] is called with the result.
     pub fn sync(&mut self) -> Result<Option<Pending>, DbError> {
         self.backlog = false;
-        let walb = self.read_wal()?;
-        let hdr = if walb.len() >= WAL_HEADER_SIZE as usize {
-            WalHeader::decode(&walb).ok()
-        } else {
-            None
-        };
+        let hb = self.read_wal_header()?;
+        let hdr = hb.as_deref().and_then(|b| WalHeader::decode(b).ok());
         let Some(pos) = self.pos else {
-            return self.snapshot(&walb, hdr);
+            return self.snapshot_now(hdr);
         };
         let Some(h) = hdr else {
             // No WAL (or an empty one): nothing new unless the WAL vanished under us.
             if pos.offset > WAL_HEADER_SIZE {
                 log::warn!(db = self.path.display().to_string().as_str(); "WAL disappeared; taking a snapshot");
-                return self.snapshot(&walb, hdr);
+                return self.snapshot_now(hdr);
             }
             return Ok(None);
         };
@@ -399,15 +472,26 @@ impl Db {
             WAL_HEADER_SIZE
         } else {
             log::warn!(db = self.path.display().to_string().as_str(); "WAL restarted by another connection; taking a snapshot");
-            return self.snapshot(&walb, hdr);
+            return self.snapshot_now(hdr);
         };
-        let (_, r) = match wal::read_committed_limited(&walb, start, self.max_sync_bytes) {
+        // Only what follows the position (and the frame before it, for the checksum chain).
+        let buf_off = wal::read_from(start, h.frame_size());
+        let buf = self.read_wal_span(&h, buf_off, None)?;
+        let header = hb.unwrap_or_default();
+        let (_, r) = match wal::read_committed_at(
+            &header,
+            &buf,
+            buf_off,
+            start,
+            self.max_sync_bytes,
+        ) {
             Ok(x) => x,
             Err(e) => {
                 log::warn!(db = self.path.display().to_string().as_str(), error = e.to_string().as_str(); "lost WAL position; taking a snapshot");
-                return self.snapshot(&walb, hdr);
+                return self.snapshot_now(hdr);
             }
         };
+        drop(buf);
         let Some(commit) = r.commit else {
             return Ok(None);
         };
@@ -420,14 +504,21 @@ impl Db {
                 .filter(|p| *p != lock && !pages.contains_key(p))
                 .collect();
             if !missing.is_empty() {
-                let earlier = wal::read_committed(&walb[..start as usize], WAL_HEADER_SIZE)
+                let mut walb = header.clone();
+                walb.extend(self.read_wal_span(&h, WAL_HEADER_SIZE, Some(start))?);
+                let earlier = wal::read_committed(&walb, WAL_HEADER_SIZE)
                     .map(|(_, r)| r.pages)
                     .unwrap_or_default();
-                let dbf = self.read_db_file()?;
+                drop(walb);
+                let dbf = DbFile::open(&self.path)?;
                 for p in missing {
                     let data = match earlier.get(&p) {
                         Some(d) => d.clone(),
-                        None => db_page(&dbf, p, h.page_size),
+                        None => {
+                            let mut d = vec![0u8; h.page_size as usize];
+                            dbf.page(p, h.page_size, &mut d)?;
+                            d
+                        }
                     };
                     pages.insert(p, data);
                 }
@@ -443,6 +534,7 @@ impl Db {
         };
         self.build(
             pages,
+            None,
             h.page_size,
             commit,
             start as i64,
@@ -454,21 +546,42 @@ impl Db {
         .map(Some)
     }
 
+    /// A full snapshot from the current WAL generation and the database file (the WAL
+    /// header is read again, so that it and the frames read belong together).
+    fn snapshot_now(&mut self, _seen: Option<WalHeader>) -> Result<Option<Pending>, DbError> {
+        let hb = self.read_wal_header()?;
+        let hdr = hb.as_deref().and_then(|b| WalHeader::decode(b).ok());
+        let walb = match (&hdr, hb) {
+            (Some(h), Some(mut b)) => {
+                b.extend(self.read_wal_span(h, WAL_HEADER_SIZE, None)?);
+                b
+            }
+            _ => Vec::new(),
+        };
+        self.snapshot(&walb, hdr)
+    }
+
     fn snapshot(
         &mut self,
         walb: &[u8],
         hdr: Option<WalHeader>,
     ) -> Result<Option<Pending>, DbError> {
-        let dbf = self.read_db_file()?;
-        let page_size = self.page_size_of(&dbf, hdr.as_ref())?;
-        let (mut pages, commit, wal_fields, position) = match hdr {
+        // The database file is read page by page while encoding: memory holds the WAL's
+        // pages and the compressed file, not a copy of the database.
+        let dbf = DbFile::open(&self.path)?;
+        let page_size = match hdr.as_ref() {
+            Some(h) => h.page_size,
+            None => self.page_size_of(&dbf.head()?, None)?,
+        };
+        let file_pages = (dbf.len / u64::from(page_size)) as u32;
+        let (pages, commit, wal_fields, position) = match hdr {
             Some(h) => {
                 let (_, r) =
                     wal::read_committed(walb, WAL_HEADER_SIZE).map_err(|e| DbError::Invalid {
                         path: self.wal_path.clone(),
                         what: e.to_string(),
                     })?;
-                let commit = r.commit.unwrap_or((dbf.len() / page_size as usize) as u32);
+                let commit = r.commit.unwrap_or(file_pages);
                 let fields = if r.end > WAL_HEADER_SIZE {
                     (
                         WAL_HEADER_SIZE as i64,
@@ -488,29 +601,22 @@ impl Db {
                 (r.pages, commit, fields, pos)
             }
             None => {
-                let commit = (dbf.len() / page_size as usize) as u32;
                 let pos = Position {
                     salt1: 0,
                     salt2: 0,
                     checkpoint_seq: 0,
                     offset: WAL_HEADER_SIZE,
-                    commit,
+                    commit: file_pages,
                 };
-                (BTreeMap::new(), commit, (0, 0, (0, 0)), pos)
+                (BTreeMap::new(), file_pages, (0, 0, (0, 0)), pos)
             }
         };
         if commit == 0 {
             return Ok(None);
         }
-        let lock = lock_page(page_size);
-        for p in 1..=commit {
-            if p != lock && !pages.contains_key(&p) {
-                pages.insert(p, db_page(&dbf, p, page_size));
-            }
-        }
-        pages.retain(|&p, _| p <= commit && p != lock);
         self.build(
             pages,
+            Some(&dbf),
             page_size,
             commit,
             wal_fields.0,
@@ -523,9 +629,12 @@ impl Db {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Encode the L0 file: `pages`, or with `base` every page 1..=commit (the lock page
+    /// excepted), from `pages` where present and otherwise read from the database file.
     fn build(
         &self,
         pages: BTreeMap<u32, Vec<u8>>,
+        base: Option<&DbFile>,
         page_size: u32,
         commit: u32,
         wal_offset: i64,
@@ -556,9 +665,32 @@ impl Db {
         };
         // A snapshot with TXID > 1 is not a "snapshot" in LTX terms (min != 1) but carries every page.
         let mut enc = Encoder::new(header, self.encoding).map_err(lerr)?;
-        let n = pages.len();
-        for (p, d) in &pages {
-            enc.add_page(*p, d).map_err(lerr)?;
+        let mut n = 0;
+        match base {
+            None => {
+                for (p, d) in &pages {
+                    enc.add_page(*p, d).map_err(lerr)?;
+                    n += 1;
+                }
+            }
+            Some(f) => {
+                let lock = lock_page(page_size);
+                // Room for every page uncompressed (plus frame overhead): pages are written
+                // in place, never copied to a larger buffer.
+                enc.reserve(commit as usize * (page_size as usize + 32));
+                let mut buf = vec![0u8; page_size as usize];
+                for p in (1..=commit).filter(|p| *p != lock) {
+                    let d = match pages.get(&p) {
+                        Some(d) => d.as_slice(),
+                        None => {
+                            f.page(p, page_size, &mut buf)?;
+                            buf.as_slice()
+                        }
+                    };
+                    enc.add_page(p, d).map_err(lerr)?;
+                    n += 1;
+                }
+            }
         }
         let data = enc.finish(0).map_err(lerr)?;
         Ok(Pending {
@@ -600,10 +732,39 @@ impl Db {
         pos.offset.saturating_sub(WAL_HEADER_SIZE) / h.frame_size()
     }
 
+    /// Capture everything committed (no size limit: a WAL restart drops what stays
+    /// unshipped) and hand it to `ship`. Ok(false) when the upload failed.
+    fn ship_all(
+        &mut self,
+        ship: &mut impl FnMut(&Pending) -> Result<(), String>,
+    ) -> Result<bool, DbError> {
+        let limit = std::mem::replace(&mut self.max_sync_bytes, u64::MAX);
+        let captured = self.sync();
+        self.max_sync_bytes = limit;
+        if let Some(p) = captured? {
+            if let Err(e) = ship(&p) {
+                log::warn!(error = e.as_str(); "checkpoint: shipping the last frames failed; not restarting the WAL");
+                return Ok(false);
+            }
+            self.mark_shipped(&p);
+        }
+        Ok(true)
+    }
+
     /// Checkpoint frames already shipped, then restart the WAL under our own write lock so
     /// the restart is known to be gap-free. `ship` is called (under the write lock) with any
     /// file captured since the last sync and must upload it; if it fails, nothing is
     /// checkpointed. Returns true when the WAL was restarted.
+    ///
+    /// Order matters. A WAL restart is done by the first writer after a checkpoint that
+    /// backfilled every frame, unless a reader still reads from the WAL. So the write lock
+    /// comes first (nobody appends), then everything committed is shipped, then our read
+    /// transaction is moved to the WAL's end (it pins nothing, and as a WAL reader it keeps
+    /// every other writer from restarting the WAL), then PASSIVE runs on a third connection.
+    /// Only then is our read transaction released, under our write lock, and our commit
+    /// restarts the WAL. Checkpointing before taking the write lock let the application's
+    /// next commit restart the WAL in between, unseen, and every such restart cost a full
+    /// snapshot at level 0 (under a steady write load: most checkpoints).
     pub fn checkpoint(
         &mut self,
         mut ship: impl FnMut(&Pending) -> Result<(), String>,
@@ -612,67 +773,77 @@ impl Db {
             return Ok(false);
         };
         let path = self.path.clone();
-        // 1. Checkpoint PASSIVE without our read transaction.
-        self.end_read()?;
-        let ck: rusqlite::Result<(i64, i64, i64)> =
-            self.conn
+        let result = (|| {
+            // 1. The write lock, on a second connection: nobody can append now.
+            let mut w = Connection::open(&path).map_err(sq(&path))?;
+            no_checkpoint_on_close(&w, &path)?;
+            // Poll for the lock every 200 us (SQLite's busy timeout polls at up to 100 ms
+            // and so almost never finds a busy writer between two commits), for ~0.3 s; if
+            // the writers never pause that long, the checkpoint waits for the next interval.
+            w.busy_handler(Some(poll_write_lock)).map_err(sq(&path))?;
+            w.execute_batch("PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE")
+                .map_err(sq(&path))?;
+            // 2. Ship anything committed since our last sync.
+            if !self.ship_all(&mut ship)? {
+                return Ok(false);
+            }
+            let Some(before) = self.pos else {
+                return Ok(false);
+            };
+            if before.salt1 != pos.salt1 || before.salt2 != pos.salt2 || before.salt1 == 0 {
+                // sync() above already handled a restart by a snapshot (or there is no WAL).
+                return Ok(false);
+            }
+            // 3. Our read transaction moves to the WAL's end (nothing can be appended now).
+            self.refresh_read()?;
+            // 4. PASSIVE on a third connection (a connection in a transaction cannot).
+            let c = Connection::open(&path).map_err(sq(&path))?;
+            no_checkpoint_on_close(&c, &path)?;
+            let (_busy, log, done): (i64, i64, i64) = c
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                });
-        let result = (|| {
-            let (_busy, log, done) = ck.map_err(sq(&path))?;
+                })
+                .map_err(sq(&path))?;
+            drop(c);
             if log <= 0 || log != done {
                 return Ok(false); // not fully backfilled (a reader pins frames): no restart
             }
-            // 2. Take the write lock with a second connection; nobody can append now.
-            let w = Connection::open(&path).map_err(sq(&path))?;
-            no_checkpoint_on_close(&w, &path)?;
-            w.busy_timeout(Duration::from_secs(1)).map_err(sq(&path))?;
-            w.execute_batch("PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE")
+            // 5. A write transaction begun after the full backfill reads the database file
+            //    only, and only such a writer restarts the WAL: begin ours again. A writer
+            //    slipping in between cannot restart the WAL (we read from it); it appends,
+            //    and then our commit below appends too (seen below: no restart).
+            w.execute_batch("ROLLBACK; BEGIN IMMEDIATE")
                 .map_err(sq(&path))?;
-            // 3. Capture and ship anything committed since our last sync (all of it: the
-            //    restart below drops whatever stays unshipped).
-            let limit = std::mem::replace(&mut self.max_sync_bytes, u64::MAX);
-            let captured = self.sync();
-            self.max_sync_bytes = limit;
-            match captured {
-                Ok(Some(p)) => {
-                    if let Err(e) = ship(&p) {
-                        let _ = w.execute_batch("ROLLBACK");
-                        log::warn!(error = e.as_str(); "checkpoint: shipping the last frames failed; not restarting the WAL");
-                        return Ok(false);
-                    }
-                    self.mark_shipped(&p);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = w.execute_batch("ROLLBACK");
-                    return Err(e);
-                }
+            if !self.ship_all(&mut ship)? {
+                return Ok(false);
             }
             let Some(before) = self.pos else {
-                let _ = w.execute_batch("ROLLBACK");
                 return Ok(false);
             };
             if before.salt1 != pos.salt1 || before.salt2 != pos.salt2 {
-                // sync() above already handled a restart by a snapshot.
-                let _ = w.execute_batch("ROLLBACK");
                 return Ok(false);
             }
-            // 4. Rewrite the user_version cookie unchanged: the commit restarts the WAL
-            //    (it is fully backfilled) while we hold the only write lock.
+            // 6. Release our read lock and rewrite the user_version cookie unchanged: the
+            //    commit restarts the WAL while we hold the only write lock.
+            self.end_read()?;
             let v: i64 = w
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(sq(&path))?;
             w.execute_batch(&format!("PRAGMA user_version = {v}; COMMIT"))
                 .map_err(sq(&path))?;
             drop(w);
-            let walb = self.read_wal()?;
-            let h = WalHeader::decode(&walb).ok();
+            let h = self
+                .read_wal_header()?
+                .and_then(|b| WalHeader::decode(&b).ok());
             match h {
                 Some(h) if h.salt1 == before.salt1 && h.salt2 == before.salt2 => Ok(false),
-                Some(h) if h.checkpoint_seq == before.checkpoint_seq.wrapping_add(1) => {
-                    // Exactly one restart, ours: continue from the new WAL's first frame.
+                Some(h) if h.salt1 == before.salt1.wrapping_add(1) => {
+                    // Exactly one restart (each adds 1 to salt-1), ours: nobody else could
+                    // write since step 5. Continue from the new WAL's first frame. (Not the
+                    // header's checkpoint sequence: SQLite writes there the restarting
+                    // connection's own count of restarts, 1 for our fresh connection every
+                    // time, so it said "someone else restarted" from the second checkpoint
+                    // on, and every later checkpoint cost a full snapshot at level 0.)
                     self.pos = Some(Position {
                         salt1: h.salt1,
                         salt2: h.salt2,
@@ -694,13 +865,174 @@ impl Db {
     }
 }
 
-fn db_page(dbf: &[u8], pgno: u32, page_size: u32) -> Vec<u8> {
-    let ps = page_size as usize;
-    let start = (pgno as usize - 1) * ps;
-    let mut v = vec![0u8; ps];
-    if start < dbf.len() {
-        let end = (start + ps).min(dbf.len());
-        v[..end - start].copy_from_slice(&dbf[start..end]);
+/// Busy handler of the checkpoint's write transaction (see [`Db::checkpoint`]).
+fn poll_write_lock(attempts: i32) -> bool {
+    if attempts >= 1500 {
+        return false;
     }
-    v
+    std::thread::sleep(Duration::from_micros(200));
+    true
+}
+
+/// The database file, read a page at a time.
+struct DbFile {
+    path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+}
+
+impl DbFile {
+    fn open(path: &Path) -> Result<Self, DbError> {
+        let ioerr = |source| DbError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(ioerr)?;
+        let len = file.metadata().map_err(ioerr)?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            len,
+        })
+    }
+
+    /// The first 100 bytes (the SQLite header), fewer for a shorter file.
+    fn head(&self) -> Result<Vec<u8>, DbError> {
+        let mut b = vec![0u8; 100.min(self.len as usize)];
+        self.read_at(0, &mut b)?;
+        Ok(b)
+    }
+
+    /// Page `pgno` into `buf` (zeros past the end of the file).
+    fn page(&self, pgno: u32, page_size: u32, buf: &mut [u8]) -> Result<(), DbError> {
+        let start = u64::from(pgno - 1) * u64::from(page_size);
+        buf.fill(0);
+        if start < self.len {
+            let n = (self.len - start).min(buf.len() as u64) as usize;
+            self.read_at(start, &mut buf[..n])?;
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), DbError> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .read_exact_at(buf, off)
+            .map_err(|source| DbError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(path: &Path) -> Connection {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS kv(k INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        c
+    }
+
+    /// Every checkpoint restarts the WAL and the next file continues incrementally: no full
+    /// snapshot after the first file, however many checkpoints (the WAL header's checkpoint
+    /// sequence is the restarting connection's own count, 1 every time for ours).
+    #[test]
+    fn consecutive_checkpoints_never_cost_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let a = app(&path);
+        let mut db = Db::open(&path, 0, PageEncoding::Frame, Duration::from_secs(1)).unwrap();
+        let first = db.sync().unwrap().unwrap();
+        assert!(first.snapshot);
+        db.mark_shipped(&first);
+        let mut restarts = 0;
+        for round in 0..6 {
+            for i in 0..50 {
+                a.execute(
+                    "INSERT INTO kv(k, v) VALUES (?1, ?2)",
+                    rusqlite::params![round * 1000 + i, "x".repeat(300)],
+                )
+                .unwrap();
+            }
+            let p = db.sync().unwrap().unwrap();
+            assert!(
+                !p.snapshot,
+                "round {round}: a full snapshot after a checkpoint"
+            );
+            assert!(p.pages < 40, "round {round}: {} pages for 50 rows", p.pages);
+            db.mark_shipped(&p);
+            // A commit after the sync: the checkpoint ships it under its write lock.
+            a.execute(
+                "INSERT INTO kv(k, v) VALUES (?1, 'late')",
+                [round * 1000 + 999],
+            )
+            .unwrap();
+            let mut shipped = Vec::new();
+            if db
+                .checkpoint(|p| {
+                    shipped.push((p.txid, p.snapshot));
+                    Ok(())
+                })
+                .unwrap()
+            {
+                restarts += 1;
+            }
+            assert_eq!(
+                shipped.len(),
+                1,
+                "round {round}: the late commit ships once"
+            );
+            assert!(!shipped[0].1, "round {round}: shipped as a snapshot");
+            assert_eq!(
+                db.position().unwrap().offset,
+                WAL_HEADER_SIZE,
+                "round {round}"
+            );
+        }
+        assert_eq!(restarts, 6);
+        a.execute("INSERT INTO kv(k, v) VALUES (-1, 'after')", [])
+            .unwrap();
+        let p = db.sync().unwrap().unwrap();
+        assert!(!p.snapshot);
+        assert_eq!(p.txid, 1 + 6 * 2 + 1);
+    }
+
+    /// A sync reads what follows its position and stops at the frames a restart left behind.
+    #[test]
+    fn wal_span_stops_at_stale_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let a = app(&path);
+        let mut db = Db::open(&path, 0, PageEncoding::Frame, Duration::from_secs(1)).unwrap();
+        for i in 0..400 {
+            a.execute(
+                "INSERT INTO kv(k, v) VALUES (?1, ?2)",
+                rusqlite::params![i, "y".repeat(500)],
+            )
+            .unwrap();
+        }
+        let p = db.sync().unwrap().unwrap();
+        db.mark_shipped(&p);
+        assert!(db.checkpoint(|_| Ok(())).unwrap());
+        // The WAL file keeps its size; the new generation holds one or two frames.
+        let len = std::fs::metadata(&db.wal_path).unwrap().len();
+        assert!(len > 100 * 4096, "{len}");
+        let h = WalHeader::decode(&db.read_wal_header().unwrap().unwrap()).unwrap();
+        let span = db.read_wal_span(&h, WAL_HEADER_SIZE, None).unwrap();
+        assert!(
+            (span.len() as u64) <= 256 * h.frame_size(),
+            "read {} of {len} bytes",
+            span.len()
+        );
+        a.execute("INSERT INTO kv(k, v) VALUES (-1, 'z')", [])
+            .unwrap();
+        let p = db.sync().unwrap().unwrap();
+        assert!(!p.snapshot && p.pages <= 3, "{} pages", p.pages);
+    }
 }

@@ -325,6 +325,15 @@ struct Loop {
     pending: Option<Pending>,
     last_upload: Option<Instant>,
     last_stamp: Option<(u64, std::time::SystemTime)>,
+    /// The WAL stamp at the previous probe (unchanged: the writers paused for a probe).
+    probe_stamp: Option<(u64, std::time::SystemTime)>,
+    /// Since when the writers have not paused (no two probes in a row without a change).
+    active_since: Option<Instant>,
+    /// Probes in a row that found the WAL unchanged.
+    quiet_probes: u32,
+    /// When the capture being uploaded began: sync intervals are counted from there, so
+    /// an upload's own duration does not stretch them.
+    capture_began: Option<Instant>,
     dirty_since: Option<Instant>,
     backoff: Duration,
     next_try: Instant,
@@ -359,6 +368,7 @@ impl Loop {
     /// Capture (if nothing is pending) and upload. Ok(true) when caught up.
     async fn step(&mut self) -> Result<bool, String> {
         if self.pending.is_none() {
+            self.capture_began = Some(Instant::now());
             let stamp = lock(&self.db).wal_stamp();
             let p = blocking(&self.db, |db| db.sync()).await?.map_err(|e| {
                 self.shared.metrics.error("sync");
@@ -373,24 +383,38 @@ impl Loop {
             };
             self.pending = p;
         }
-        let Some(p) = self.pending.clone() else {
+        // The file itself goes to the client (no copy: a first snapshot is the size of
+        // the database). If the upload fails, the next attempt captures again from the same
+        // position: the same TXID, holding what was committed meanwhile as well.
+        let Some((txid, timestamp_ms, data)) = self
+            .pending
+            .as_mut()
+            .map(|p| (p.txid, p.timestamp_ms, std::mem::take(&mut p.data)))
+        else {
             return Ok(true);
         };
-        match self
-            .client
-            .put(0, p.txid, p.txid, p.data.clone(), p.timestamp_ms)
-            .await
-        {
+        let bytes = data.len();
+        match self.client.put(0, txid, txid, data, timestamp_ms).await {
             Ok(()) => {
+                let Some(p) = self.pending.take() else {
+                    return Ok(true);
+                };
                 lock(&self.db).mark_shipped(&p);
-                self.pending = None;
-                self.shipped(&Shipped::from(&p), false);
+                self.shipped(
+                    &Shipped {
+                        bytes,
+                        ..Shipped::from(&p)
+                    },
+                    false,
+                );
                 let _ = blocking(&self.db, |db| db.refresh_read()).await;
                 Ok(true)
             }
             Err(e) => {
                 let msg = e.to_string();
-                self.put_failed(p.txid, &msg);
+                self.pending = None;
+                self.last_stamp = None;
+                self.put_failed(txid, &msg);
                 Err(msg)
             }
         }
@@ -398,7 +422,7 @@ impl Loop {
 
     /// Bookkeeping after a level-0 upload (this sync interval's one).
     fn shipped(&mut self, p: &Shipped, checkpoint: bool) {
-        self.last_upload = Some(Instant::now());
+        self.last_upload = Some(self.capture_began.take().unwrap_or_else(Instant::now));
         self.backoff = Duration::ZERO;
         self.shared.metrics.retry_backoff_seconds.set(0.0);
         self.shared.metrics.uploaded(0, p.bytes);
@@ -461,23 +485,28 @@ impl Loop {
         let frames = lock(&self.db).wal_frames();
         let client = self.client.clone();
         let handle = tokio::runtime::Handle::current();
-        let outcome: Arc<Mutex<Option<ShipOutcome>>> = Arc::default();
+        // Usually one upload; two when a commit slipped in between the checkpoint's two
+        // write transactions (see `Db::checkpoint`).
+        let outcome: Arc<Mutex<Vec<ShipOutcome>>> = Arc::default();
         let out = outcome.clone();
         let started = Instant::now();
+        self.capture_began = Some(started);
         let r = blocking(&self.db, move |db| {
             db.checkpoint(|p| {
                 let r = handle
                     .block_on(client.put(0, p.txid, p.txid, p.data.clone(), p.timestamp_ms))
                     .map_err(|e| e.to_string());
-                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(match &r {
-                    Ok(()) => Ok(Shipped::from(p)),
-                    Err(e) => Err((p.txid, e.clone())),
-                });
+                out.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(match &r {
+                        Ok(()) => Ok(Shipped::from(p)),
+                        Err(e) => Err((p.txid, e.clone())),
+                    });
                 r
             })
         })
         .await;
-        let outcome = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
         match r {
             Ok(Ok(restarted)) => {
                 self.shared.metrics.checkpoints.inc();
@@ -490,18 +519,23 @@ impl Loop {
             }
             Err(e) => log::warn!(error = e.as_str(); "checkpoint task failed"),
         }
-        match outcome {
-            Some(Ok(p)) => {
-                self.shipped(&p, true);
-                let _ = blocking(&self.db, |db| db.refresh_read()).await;
-                Ok(true)
+        let mut shipped = false;
+        for o in outcome {
+            match o {
+                Ok(p) => {
+                    self.shipped(&p, true);
+                    shipped = true;
+                }
+                Err((txid, msg)) => {
+                    self.put_failed(txid, &msg);
+                    return Err(msg);
+                }
             }
-            Some(Err((txid, msg))) => {
-                self.put_failed(txid, &msg);
-                Err(msg)
-            }
-            None => Ok(false),
         }
+        if shipped {
+            let _ = blocking(&self.db, |db| db.refresh_read()).await;
+        }
+        Ok(shipped)
     }
 
     /// This interval's upload: a checkpoint when one is due (it ships what is new under its
@@ -529,6 +563,10 @@ async fn sync_loop(
         pending: None,
         last_upload: None,
         last_stamp: None,
+        probe_stamp: None,
+        active_since: None,
+        quiet_probes: 0,
+        capture_began: None,
         dirty_since: None,
         backoff: Duration::ZERO,
         next_try: Instant::now(),
@@ -572,18 +610,41 @@ async fn sync_loop(
         }
         let stamp = lock(&l.db).wal_stamp();
         let changed = stamp != l.last_stamp || lock(&l.db).position().is_none();
+        // The writers paused: two probes (25 to 50 ms) without a new commit; one is too
+        // short a gap to end a burst on a busy machine.
+        l.quiet_probes = if stamp == l.probe_stamp {
+            l.quiet_probes.saturating_add(1)
+        } else {
+            0
+        };
+        let quiet = l.quiet_probes >= 2;
+        l.probe_stamp = stamp;
+        if quiet {
+            l.active_since = None;
+        } else if l.active_since.is_none() {
+            l.active_since = Some(Instant::now());
+        }
         if changed && l.dirty_since.is_none() {
             l.dirty_since = Some(Instant::now());
         }
         // At most one level-0 upload per sync interval (a forced sync excepted): a commit in
-        // a quiet period ships at once, commits under load wait for the interval boundary.
-        // A due checkpoint takes the interval's upload (see `Loop::checkpoint_upload`), also
-        // when idle: it may find a commit that raced the probe and ship it.
+        // a quiet period ships as soon as the writers pause (two probes without a new
+        // commit), commits under load wait for the interval boundary. The upload waits for
+        // that pause (for at most a sync interval of uninterrupted writes), so that a burst
+        // of commits ships as one file at its end instead of its first commit alone and the
+        // rest an interval later. A due checkpoint takes the interval's upload (see
+        // `Loop::checkpoint_upload`), also when idle: it may find a commit that raced the
+        // probe and ship it.
         let due = forced
             || l.last_upload
                 .is_none_or(|t| t.elapsed() >= l.opts.sync_interval);
+        let settled = forced
+            || quiet
+            || l.pending.is_some()
+            || l.active_since
+                .is_some_and(|t| t.elapsed() >= l.opts.sync_interval);
         let retry_ok = forced || Instant::now() >= l.next_try;
-        if (changed || l.pending.is_some() || forced) && due && retry_ok {
+        if (changed || l.pending.is_some() || forced) && due && retry_ok && settled {
             let r = l.upload(forced).await;
             // A forced sync must capture commits made during a pending upload, too, and
             // every part of a backlog.
@@ -624,13 +685,22 @@ async fn maintenance_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_retention = Instant::now();
-    // Per level, the interval boundary already compacted (at most one compaction per interval).
-    let mut done_boundary: Vec<i64> = vec![i64::MIN; opts.level_intervals.len()];
+    // Per level (and the snapshot level last), the interval boundary already handled. As in
+    // Litestream, each level is looked at once at start (a compaction missed while stopped)
+    // and then once per interval boundary, whether or not there was anything to compact:
+    // so a fresh replica's first snapshot is not copied into every level in the same second
+    // (it reaches each level at that level's next boundary), and an idle replica is not
+    // listed every second.
+    let mut done_boundary: Vec<i64> = vec![i64::MIN; opts.level_intervals.len() + 1];
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if !first {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
+        first = false;
         let now = now_ms();
         for (i, iv) in opts.level_intervals.iter().enumerate() {
             let level = (i + 1) as u8;
@@ -655,28 +725,29 @@ async fn maintenance_loop(
                         })
                         .observe(t.elapsed().as_secs_f64());
                 }
-                Ok(None) => {}
+                Ok(None) => done_boundary[i] = boundary,
                 Err(e) => {
                     shared.metrics.error("compact");
                     log::warn!(level = level, error = e.to_string().as_str(); "compaction failed");
                 }
             }
         }
-        match compactor::snapshot(
-            &*client,
-            opts.snapshot_interval.as_millis() as i64,
-            now,
-            opts.page_encoding,
-        )
-        .await
-        {
-            Ok(Some(f)) => shared
-                .metrics
-                .uploaded(crate::client::SNAPSHOT_LEVEL, f.size as usize),
-            Ok(None) => {}
-            Err(e) => {
-                shared.metrics.error("snapshot");
-                log::warn!(level = 9u8, error = e.to_string().as_str(); "snapshot failed");
+        let siv = (opts.snapshot_interval.as_millis() as i64).max(1);
+        let sboundary = now - now.rem_euclid(siv);
+        let si = done_boundary.len() - 1;
+        if done_boundary[si] < sboundary {
+            match compactor::snapshot(&*client, siv, now, opts.page_encoding).await {
+                Ok(Some(f)) => {
+                    done_boundary[si] = sboundary;
+                    shared
+                        .metrics
+                        .uploaded(crate::client::SNAPSHOT_LEVEL, f.size as usize)
+                }
+                Ok(None) => done_boundary[si] = sboundary,
+                Err(e) => {
+                    shared.metrics.error("snapshot");
+                    log::warn!(level = 9u8, error = e.to_string().as_str(); "snapshot failed");
+                }
             }
         }
         if opts.retention_enabled && last_retention.elapsed() >= opts.l0_retention_check_interval {

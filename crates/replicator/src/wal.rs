@@ -100,7 +100,31 @@ pub fn read_committed_limited(
     start: u64,
     max_bytes: u64,
 ) -> Result<(WalHeader, WalRead), WalError> {
-    let hdr = WalHeader::decode(wal)?;
+    let header = &wal[..wal.len().min(WAL_HEADER_SIZE as usize)];
+    read_committed_at(header, wal, 0, start, max_bytes)
+}
+
+/// Where a WAL read has to begin so that a read from `start` can seed its checksum: the
+/// previous frame (its stored checksum), or the first frame.
+pub fn read_from(start: u64, frame_size: u64) -> u64 {
+    if start > WAL_HEADER_SIZE {
+        start.saturating_sub(frame_size)
+    } else {
+        WAL_HEADER_SIZE
+    }
+}
+
+/// [`read_committed_limited`] on part of the WAL: `header` is its first 32 bytes and `buf`
+/// holds the WAL's bytes from offset `buf_off` on ([`read_from`]`(start)` or earlier), so
+/// that a sync reads only what follows its position, not the whole file.
+pub fn read_committed_at(
+    header: &[u8],
+    buf: &[u8],
+    buf_off: u64,
+    start: u64,
+    max_bytes: u64,
+) -> Result<(WalHeader, WalRead), WalError> {
+    let hdr = WalHeader::decode(header)?;
     let fs = hdr.frame_size();
     if start < WAL_HEADER_SIZE || !(start - WAL_HEADER_SIZE).is_multiple_of(fs) {
         return Err(WalError::Offset {
@@ -108,23 +132,30 @@ pub fn read_committed_limited(
             what: format!("not a frame boundary for page size {}", hdr.page_size),
         });
     }
+    if buf_off > read_from(start, fs) {
+        return Err(WalError::Offset {
+            offset: start,
+            what: format!("the buffer starts at {buf_off}, after the previous frame"),
+        });
+    }
+    let end_of_buf = buf_off + buf.len() as u64;
     let mut cksum = if start == WAL_HEADER_SIZE {
         hdr.checksum
     } else {
-        let prev = (start - fs) as usize;
-        if wal.len() < prev + FRAME_HEADER_SIZE as usize {
+        let prev = (start - fs - buf_off) as usize;
+        if end_of_buf < start - fs + FRAME_HEADER_SIZE {
             return Err(WalError::Offset {
                 offset: start,
                 what: "beyond the end of the WAL".into(),
             });
         }
-        if be32(wal, prev + 8) != hdr.salt1 || be32(wal, prev + 12) != hdr.salt2 {
+        if be32(buf, prev + 8) != hdr.salt1 || be32(buf, prev + 12) != hdr.salt2 {
             return Err(WalError::Offset {
                 offset: start,
                 what: "previous frame salts do not match the WAL header".into(),
             });
         }
-        (be32(wal, prev + 16), be32(wal, prev + 20))
+        (be32(buf, prev + 16), be32(buf, prev + 20))
     };
     let mut out = WalRead {
         end: start,
@@ -134,31 +165,40 @@ pub fn read_committed_limited(
     let mut pending_frames = 0u64;
     let mut off = start;
     let ps = hdr.page_size as usize;
-    while off + fs <= wal.len() as u64 {
-        let o = off as usize;
-        let fh = &wal[o..o + FRAME_HEADER_SIZE as usize];
+    while off + fs <= end_of_buf {
+        let o = (off - buf_off) as usize;
+        let fh = &buf[o..o + FRAME_HEADER_SIZE as usize];
         let pgno = be32(fh, 0);
         let commit = be32(fh, 4);
         if be32(fh, 8) != hdr.salt1 || be32(fh, 12) != hdr.salt2 || pgno == 0 {
             break;
         }
-        let data = &wal[o + 24..o + 24 + ps];
+        let data = &buf[o + 24..o + 24 + ps];
         let c = checksum(hdr.big_endian, cksum, &fh[..8]);
         let c = checksum(hdr.big_endian, c, data);
         if c != (be32(fh, 16), be32(fh, 20)) {
             break;
         }
         cksum = c;
-        pending.insert(pgno, data.to_vec());
+        match pending.get_mut(&pgno) {
+            Some(v) => v.copy_from_slice(data),
+            None => {
+                pending.insert(pgno, data.to_vec());
+            }
+        }
         pending_frames += 1;
         off += fs;
         if commit != 0 {
-            out.pages.append(&mut pending);
+            if out.pages.is_empty() {
+                std::mem::swap(&mut out.pages, &mut pending);
+            } else {
+                out.pages.append(&mut pending);
+            }
             out.frames += pending_frames;
             pending_frames = 0;
             out.commit = Some(commit);
             out.end = off;
-            if off - start >= max_bytes && off + fs <= wal.len() as u64 {
+            if off - start >= max_bytes && off + fs <= end_of_buf {
                 out.limited = true;
                 break;
             }

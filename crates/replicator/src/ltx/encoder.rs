@@ -48,6 +48,12 @@ impl Encoder {
         &self.header
     }
 
+    /// Reserve room for `bytes` more output up front (a large file then grows in place
+    /// instead of being copied at each doubling; untouched room costs no memory).
+    pub fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
+    }
+
     /// Add one page; `data` must be exactly one page.
     pub fn add_page(&mut self, pgno: u32, data: &[u8]) -> Result<(), LtxError> {
         let h = &self.header;
