@@ -313,7 +313,9 @@ async fn verification_while_writes_continue() {
     }
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();
-    assert!(written > 10, "only {written} writes");
+    // Writes went on during the verifications (the point here, not throughput: a loaded
+    // 2-core machine managed only 10 in this window once, which the old `> 10` called a failure).
+    assert!(written >= 3, "only {written} writes");
     assert!(txids.windows(2).all(|w| w[0] < w[1]), "{txids:?}");
 }
 
