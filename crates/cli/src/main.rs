@@ -7,6 +7,7 @@ mod health;
 mod incident;
 mod metrics;
 mod models;
+mod say;
 mod status;
 mod up;
 mod utc;
@@ -32,6 +33,11 @@ enum Command {
     Incident(incident::IncidentArgs),
     /// Voice tools: `enroll NAME WAV...` stores a family member's voice profile.
     Voice(voice::VoiceArgs),
+    /// Ask out loud without a sound card: REQUEST.wav ("hey jarvis, ...") is the microphone;
+    /// prints what was heard, the reply and the stage timings, writes the spoken reply.
+    /// Exit 1: the daemon refused or could not answer (its message is printed); 2: a file
+    /// could not be read or written, or the daemon not reached.
+    Say(say::SayArgs),
     /// The metric contract: every metric the daemons export (`--json`, `--markdown`).
     Metrics(metrics::MetricsArgs),
     /// Backups: `verify` restores memory's replica into a temporary file and compares it
@@ -46,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(args),
         Command::Incident(args) => incident::run(args),
         Command::Voice(args) => voice::run(args),
+        Command::Say(args) => say::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Backup(args) => backup::run(args),
     };

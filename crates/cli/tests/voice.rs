@@ -135,3 +135,83 @@ fn voice_enroll_prints_the_real_voice_daemons_refusal_and_exits_1() {
     );
     assert!(out.stdout.is_empty());
 }
+
+fn say(args: &[&str]) -> Output {
+    let out = Command::new(barnabee())
+        .arg("say")
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .unwrap();
+    eprintln!(
+        "barnabee say {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `barnabee say`'s failures: a missing file is named before any request (2); a daemon that
+/// is not there is named (2); the real voice daemon's refusals are printed (1) and no reply
+/// file is written. The answered path (real Whisper, agents and Piper) is tested with the
+/// voice daemon's endpoint in crates/voice/tests/say.rs, which runs this binary too.
+#[test]
+fn say_names_a_missing_file_an_absent_daemon_and_prints_the_daemons_refusal() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ask.wav");
+    let out = say(&[missing.to_str().unwrap(), "--url", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read {}", missing.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a request was made without a file"
+    );
+
+    let good = dir.path().join("good.wav");
+    write_wav(&good, 16_000, 1, 1.0);
+    let closed = common::closed_url();
+    let out = say(&[good.to_str().unwrap(), "--url", &closed]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("cannot reach the voice daemon at {closed}")),
+    );
+
+    // API-only voice daemon without [inference]: bad WAVs are refused first, then the config
+    let voice = Daemon::start(
+        "voice",
+        "[service]\nlisten = \"@LISTEN@\"\n[service.log]\ntarget = \"stderr\"\n[audio]\nenabled = false\n",
+    );
+    let call = dir.path().join("call.wav");
+    write_wav(&call, 8_000, 2, 1.0);
+    let out = say(&[call.to_str().unwrap(), "--url", &voice.url]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} not answered: HTTP 400 Bad Request: body: 8000 Hz, 2 channels, 16-bit integer; at least 16000 Hz is needed",
+            call.display()
+        )),
+        "{stderr}"
+    );
+    let out = say(&[good.to_str().unwrap(), "--url", &voice.url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "HTTP 503 Service Unavailable: [inference] wyoming is not set in the voice daemon's config"
+        ),
+        "{}",
+        voice.stderr()
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!dir.path().join("good.reply.wav").exists());
+}

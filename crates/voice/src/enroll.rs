@@ -148,6 +148,17 @@ fn decode_one(u: &Utterance) -> Result<(Vec<i16>, Option<String>), String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(u.wav_base64.trim())
         .map_err(|e| format!("wav_base64 is not base64: {e}"))?;
+    decode_wav(&bytes, MIN_SECONDS, MAX_SECONDS)
+}
+
+/// One WAV file's bytes to 16 kHz mono i16 PCM (the rules of [`decode_one`]), lasting
+/// `min_s` to `max_s` seconds; also what `POST /v1/say` decodes its microphone recording
+/// with. `Err`: what is wrong, in words ("not a WAV file: ...", "8000 Hz, 2 channels, ...").
+pub fn decode_wav(
+    bytes: &[u8],
+    min_s: f64,
+    max_s: f64,
+) -> Result<(Vec<i16>, Option<String>), String> {
     let mut reader =
         hound::WavReader::new(Cursor::new(bytes)).map_err(|e| format!("not a WAV file: {e}"))?;
     let spec = reader.spec();
@@ -167,14 +178,14 @@ fn decode_one(u: &Utterance) -> Result<(Vec<i16>, Option<String>), String> {
         ));
     }
     let seconds = reader.duration() as f64 / spec.sample_rate as f64;
-    if seconds < MIN_SECONDS {
+    if seconds < min_s {
         return Err(format!(
-            "{seconds:.2} s of audio; at least {MIN_SECONDS} s is needed"
+            "{seconds:.2} s of audio; at least {min_s} s is needed"
         ));
     }
-    if seconds > MAX_SECONDS {
+    if seconds > max_s {
         return Err(format!(
-            "{seconds:.1} s of audio; at most {MAX_SECONDS} s per utterance"
+            "{seconds:.1} s of audio; at most {max_s} s per utterance"
         ));
     }
     let corrupt = |e: hound::Error| format!("{described}: truncated or corrupt WAV data: {e}");

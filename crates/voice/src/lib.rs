@@ -8,7 +8,9 @@
 //! - [`latency`]: per-request stage breakdowns, logs and metrics; [`arbitration`]: multi-device
 //!   wake arbitration; [`speaker`]: speaker identification against barnabee-memory's centroids;
 //!   [`enroll`]: checking enrolment requests (`POST /v1/speakers/{name}/enroll`, sent by
-//!   `barnabee voice enroll NAME WAV...`).
+//!   `barnabee voice enroll NAME WAV...`); [`say`]: `POST /v1/say`, a WAV file as the
+//!   microphone and the answer as a WAV (`barnabee say request.wav`, for a machine with no
+//!   sound card).
 //!
 //! ## Not built yet
 //!
@@ -26,6 +28,7 @@ pub mod enroll;
 pub mod latency;
 pub mod local;
 pub mod pipeline;
+pub mod say;
 pub mod speaker;
 pub mod wyoming;
 
@@ -176,8 +179,12 @@ pub async fn run(cfg: Config, config_dir: std::path::PathBuf, rt: Runtime) -> an
         });
     }
     rt.status("serving");
-    let routes = api::router(api::ApiState { shared, arbiter })
-        .merge(api::enroll_router(cfg.speaker.clone()));
+    let routes = api::router(api::ApiState {
+        shared: shared.clone(),
+        arbiter,
+    })
+    .merge(api::enroll_router(cfg.speaker.clone()))
+    .merge(say::router(say::SayState::new(&cfg, shared)));
     rt.serve(routes).await?;
     Ok(())
 }

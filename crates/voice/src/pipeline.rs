@@ -67,6 +67,19 @@ impl Shared {
             next_id: Arc::new(AtomicU64::new(1)),
         }
     }
+    /// A view for a one-shot pipeline beside the live one (`POST /v1/say`): its own state,
+    /// transitions and breakdowns (so the live pipeline's state machine never sees it, and its
+    /// caller finds its own breakdown), the same metrics, inference health and request ids.
+    pub fn detached(&self) -> Shared {
+        Shared {
+            state: Arc::new(Mutex::new(State::Idle)),
+            transitions: Arc::default(),
+            breakdowns: Breakdowns::new(4),
+            metrics: self.metrics.clone(),
+            inference_health: self.inference_health.clone(),
+            next_id: self.next_id.clone(),
+        }
+    }
     pub fn state(&self) -> State {
         *self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -124,6 +137,14 @@ pub struct Pipeline<S: AudioSource, K: AudioSink> {
     pub coordinator: Option<String>,
     /// Local wake word + VAD (`mode = "local"`); `None`: both on the beast over Wyoming.
     pub local: Option<crate::local::Local>,
+    /// Stop after the first request (any outcome) or the first inference failure: a recording
+    /// played as the microphone (`POST /v1/say`) is one utterance, and a second wake word in
+    /// it or the reply's playout must not keep it running.
+    pub single_request: bool,
+    /// Requests finished (breakdowns recorded) by this pipeline.
+    requests_done: u64,
+    /// The last inference failure, "stage: error" (for a one-shot caller to report).
+    last_inference_error: Option<String>,
     source: S,
     sink: K,
     http: reqwest::Client,
@@ -163,6 +184,9 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             speaker: None,
             coordinator: None,
             local: None,
+            single_request: false,
+            requests_done: 0,
+            last_inference_error: None,
             source,
             sink,
             http,
@@ -176,6 +200,16 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
 
     pub fn sink(&self) -> &K {
         &self.sink
+    }
+
+    /// Requests finished so far (each left a breakdown).
+    pub fn requests_done(&self) -> u64 {
+        self.requests_done
+    }
+
+    /// The last inference failure ("wake word: cannot connect to ..."), if any.
+    pub fn last_inference_error(&self) -> Option<&str> {
+        self.last_inference_error.as_deref()
     }
 
     fn now_ms(&self) -> f64 {
@@ -209,6 +243,17 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                 Some(c) => capture = self.capturing(c, &frame).await,
                 None => capture = self.listening(&frame).await,
             }
+            if self.single_request
+                && capture.is_none()
+                && (self.requests_done > 0 || self.inference_down)
+            {
+                // the reply is fully synthesized into the sink by now: close it
+                if self.shared.state() == State::Speaking {
+                    let _ = self.sink.finish();
+                    self.shared.set(State::Idle);
+                }
+                return Ok(());
+            }
         }
     }
 
@@ -230,6 +275,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             log::error!(event = "incident", stage = stage, error = e.to_string().as_str(); "inference unreachable during {stage}: {e}; retrying every 2 s");
         }
         self.inference_down = true;
+        self.last_inference_error = Some(format!("{stage}: {e}"));
         self.shared
             .inference_fail(&format!("inference unreachable ({stage}): {e}"));
         self.retry_at_ms = self.now_ms() + 2000.0;
@@ -407,6 +453,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         latency::log(&b);
         self.shared.metrics.record(&b);
         self.shared.breakdowns.push(b);
+        self.requests_done += 1;
         self.source.discard_pending();
     }
 

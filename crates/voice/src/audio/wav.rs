@@ -168,6 +168,69 @@ impl AudioSink for WavFileSink {
     }
 }
 
+/// Keeps each utterance in memory (rate, samples, stopped early): the speaker of
+/// `POST /v1/say`, whose answer carries the reply as a WAV and writes no file (a daemon writes
+/// only in its state directory, and this audio belongs to the caller).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    cur: Option<(u32, Vec<i16>)>,
+    played: Played,
+}
+
+impl MemorySink {
+    pub fn played(&self) -> &Played {
+        &self.played
+    }
+    fn close(&mut self, stopped: bool) {
+        if let Some((rate, pcm)) = self.cur.take() {
+            self.played.utterances.push((rate, pcm, stopped));
+        }
+    }
+}
+
+impl AudioSink for MemorySink {
+    fn start(&mut self, rate: u32) -> Result<(), AudioError> {
+        self.close(false);
+        self.cur = Some((rate, Vec::new()));
+        Ok(())
+    }
+    fn write(&mut self, pcm: &[i16]) -> Result<(), AudioError> {
+        if let Some((_, buf)) = self.cur.as_mut() {
+            buf.extend_from_slice(pcm);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), AudioError> {
+        self.close(false);
+        Ok(())
+    }
+    fn stop(&mut self) {
+        self.close(true);
+    }
+}
+
+/// Mono i16 PCM at `rate` as the bytes of a 16-bit WAV file.
+pub fn wav_bytes(rate: u32, pcm: &[i16]) -> Vec<u8> {
+    let data_len = (pcm.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + pcm.len() * 2);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in pcm {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
