@@ -1,6 +1,7 @@
 //! HTTP API: `GET /v1/latency?n=N` (the last N stage breakdowns, newest first),
 //! `GET /v1/state` (the pipeline's state), `POST /v1/wake` (multi-device arbitration),
-//! `POST /v1/speakers/{name}/enroll` (speaker enrolment, [`enroll_router`]).
+//! `POST /v1/speakers/{name}/enroll` (speaker enrolment, [`enroll_router`]); `POST /v1/say`
+//! (a WAV file as the microphone) is in [`crate::say`].
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -334,3 +334,47 @@ fn bad(why: String) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn state() -> SayState {
+        let mut cfg = crate::Config::default();
+        // never contacted: the refusals below come first
+        cfg.inference.wyoming = "127.0.0.1:9".into();
+        cfg.agents.url = "http://127.0.0.1:9".into();
+        let metrics = crate::latency::VoiceMetrics::new(&barnabee_service::metrics::Metrics::new());
+        SayState::new(&cfg, Shared::new(4, metrics, None))
+    }
+
+    async fn error_of(r: Response) -> (StatusCode, String) {
+        let st = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (st, v["error"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn busy_live_pipeline_or_another_say_is_409() {
+        let s = state();
+        let one_second = axum::body::Bytes::from(wav_bytes(RATE, &[0; 16_000]));
+        *s.shared.state.lock().unwrap() = PipelineState::Capturing;
+        let (st, e) = error_of(say(State(s.clone()), one_second.clone()).await).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        assert!(
+            e.starts_with("the live pipeline is answering someone (state capturing)"),
+            "{e}"
+        );
+        // the live pipeline saw nothing of it
+        assert!(s.shared.transitions.lock().unwrap().is_empty());
+        assert!(s.shared.breakdowns.last(1).is_empty());
+
+        *s.shared.state.lock().unwrap() = PipelineState::Idle;
+        let _held = s.busy.clone().try_lock_owned().unwrap();
+        let (st, e) = error_of(say(State(s.clone()), one_second).await).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        assert!(e.starts_with("another /v1/say request"), "{e}");
+    }
+}
