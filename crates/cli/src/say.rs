@@ -18,7 +18,8 @@ use crate::daemons::DAEMONS;
 #[derive(clap::Args)]
 pub struct SayArgs {
     /// The request, spoken with the wake word first as in the kitchen ("hey jarvis, what time
-    /// is it"): a PCM WAV at 16 kHz or more, any channel count, 0.5 to 30 s.
+    /// is it"): a PCM WAV at 16 kHz or more, any channel count, 0.5 to 30 s. Made with
+    /// espeak-ng, slow it to `-s 150`: at its default speed openWakeWord misses "hey jarvis".
     #[arg(value_name = "REQUEST.wav")]
     request: PathBuf,
     /// Where to write the spoken reply (default: beside the request, REQUEST.reply.wav).
