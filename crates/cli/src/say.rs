@@ -64,28 +64,9 @@ pub fn run(args: SayArgs) -> anyhow::Result<ExitCode> {
         None => voice_url(args.data_dir.as_deref())?,
     };
     let url = format!("{}/v1/say", base.trim_end_matches('/'));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = barnabee_service::http_client::loopback(TIMEOUT)?;
-    let (status, body) = runtime.block_on(async {
-        let response = client
-            .post(&url)
-            .header("content-type", "audio/wav")
-            .body(wav)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the voice daemon at {base}: {} (is barnabee-voice running? --url sets its address)",
-                    crate::health::brief(e)
-                )
-            })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        anyhow::Ok((status, text))
+    let (status, body, parsed) = crate::voice::post(&base, &url, TIMEOUT, |r| {
+        r.header("content-type", "audio/wav").body(wav)
     })?;
-    let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if !status.is_success() {
         let message = parsed["error"]
             .as_str()

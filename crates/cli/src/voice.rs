@@ -89,28 +89,10 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
         // the daemon checks the name; percent-encode so any name reaches it as typed
         encode_segment(&args.name)
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     // Each utterance is embedded by the inference daemon: allow for a slow one.
-    let client = barnabee_service::http_client::loopback(Duration::from_secs(120))?;
-    let (status, body) = runtime.block_on(async {
-        let response = client
-            .post(&url)
-            .json(&json!({ "utterances": utterances }))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the voice daemon at {base}: {} (is barnabee-voice running? --url sets its address)",
-                    crate::health::brief(e)
-                )
-            })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        anyhow::Ok((status, text))
+    let (status, body, parsed) = post(&base, &url, Duration::from_secs(120), |r| {
+        r.json(&json!({ "utterances": utterances }))
     })?;
-    let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if !status.is_success() {
         let message = parsed["error"]
             .as_str()
@@ -147,6 +129,33 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// POST to the voice daemon at `base` (`url` under it), built by `request`: (status, body, the
+/// body as JSON or Null). An unreachable daemon is an error naming its address and `--url`.
+pub(crate) fn post(
+    base: &str,
+    url: &str,
+    timeout: Duration,
+    request: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> anyhow::Result<(reqwest::StatusCode, String, Value)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = barnabee_service::http_client::loopback(timeout)?;
+    let (status, body) = runtime.block_on(async {
+        let response = request(client.post(url)).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the voice daemon at {base}: {} (is barnabee-voice running? --url sets its address)",
+                crate::health::brief(e)
+            )
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        anyhow::Ok((status, text))
+    })?;
+    let parsed = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Ok((status, body, parsed))
 }
 
 #[cfg(test)]

@@ -52,15 +52,12 @@ fn the_cost_ledger_comes_back_on_a_replacement_machine() {
     assert_eq!(h["checks"]["replication"]["ok"], true, "{h}");
 }
 
-#[test]
-fn replication_without_a_state_dir_is_refused_naming_the_key() {
+/// `--check-config` on `text` (with no `$STATE_DIRECTORY`): it must refuse; its stderr.
+#[allow(clippy::unwrap_used)]
+fn refused(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agents.toml");
-    std::fs::write(
-        &cfg,
-        "[service]\nlisten = \"127.0.0.1:0\"\n[replication]\ntype = \"file\"\npath = \"/tmp/r\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, text).unwrap();
     let out = std::process::Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
@@ -68,44 +65,33 @@ fn replication_without_a_state_dir_is_refused_naming_the_key() {
         .env_remove("STATE_DIRECTORY")
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "accepted:\n{text}\n{err}");
+    err
+}
+
+#[test]
+fn replication_without_a_state_dir_is_refused_naming_the_key() {
+    let listen = "[service]\nlisten = \"127.0.0.1:0\"\n";
+    let err = refused(&format!(
+        "{listen}[replication]\ntype = \"file\"\npath = \"/tmp/r\"\n"
+    ));
     assert!(
         err.contains("replication") && err.contains("state_dir"),
         "{err}"
     );
-    // And a relative file replica path is named too.
-    std::fs::write(
-        &cfg,
-        "state_dir = \"/tmp/x\"\n[service]\nlisten = \"127.0.0.1:0\"\n[replication]\ntype = \"file\"\npath = \"backup\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    // A relative file replica path is named too.
+    let err = refused(&format!(
+        "state_dir = \"/tmp/x\"\n{listen}[replication]\ntype = \"file\"\npath = \"backup\"\n"
+    ));
     assert!(
         err.contains("replication.path") && err.contains("absolute"),
         "{err}"
     );
     // [replication.verify] is memory's: refused here, saying so.
-    std::fs::write(
-        &cfg,
-        "state_dir = \"/tmp/x\"\n[service]\nlisten = \"127.0.0.1:0\"\n[replication]\ntype = \"file\"\npath = \"/backup/agents\"\n[replication.verify]\ninterval = 60\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = refused(&format!(
+        "state_dir = \"/tmp/x\"\n{listen}[replication]\ntype = \"file\"\npath = \"/backup/agents\"\n[replication.verify]\ninterval = 60\n"
+    ));
     assert!(
         err.contains("replication.verify") && err.contains("barnabee-memory"),
         "{err}"
