@@ -189,6 +189,8 @@ in {
       extraConfig = cfg: let
         n = cfg.notify;
         anyChannel = n.homeAssistant.enable || n.email.enable || n.webhook.enable;
+        repl = cfg.settings.replication;
+        s3Replica = repl != null && (repl.type == "s3" || lib.hasPrefix "s3://" (toString repl.url));
       in
         lib.mkMerge [
           (blib.replicationConfig {
@@ -223,8 +225,12 @@ in {
               lib.optionalAttrs (n.homeAssistant.enable && n.homeAssistant.tokenFile != null) {notify-home-assistant-token = n.homeAssistant.tokenFile;}
               // lib.optionalAttrs (n.email.enable && n.email.passwordFile != null) {notify-email-password = n.email.passwordFile;}
               // lib.optionalAttrs (n.webhook.enable && n.webhook.tokenFile != null) {notify-webhook-token = n.webhook.tokenFile;};
-            # Out of the packaged unit's localhost-only IP sandbox, to the channels.
-            systemd.services.barnabee-watchdog.serviceConfig.IPAddressAllow = lib.mkIf anyChannel n.ipAddressAllow;
+            # Out of the packaged unit's localhost-only IP sandbox: to the channels, and to the
+            # incident log's S3 replica (its endpoint is a host name: any address).
+            systemd.services.barnabee-watchdog.serviceConfig.IPAddressAllow = lib.mkMerge [
+              (lib.mkIf anyChannel n.ipAddressAllow)
+              (lib.mkIf s3Replica ["any"])
+            ];
 
             users.users.barnabee-watchdog = {
               isSystemUser = true;

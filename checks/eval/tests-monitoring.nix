@@ -396,7 +396,7 @@ in [
     };
   }
   {
-    name = "notify: off by default (no [notify], no notify credential (only the incident log replica's S3 secret), localhost only); a webhook without token and e-mail without login render no secret key";
+    name = "notify: off by default (no [notify], no notify credential (only the incident log replica's S3 secret), no address opened for notifications (only for that S3 replica)); a webhook without token and e-mail without login render no secret key";
     expr = let
       plain = withNotify {
         webhook = {
@@ -415,7 +415,8 @@ in [
       off = {
         notify = (renderedOf beelink "watchdog") ? notify;
         credentials = (serviceOf beelink "watchdog").serviceConfig.LoadCredential;
-        ip = (serviceOf beelink "watchdog").serviceConfig ? IPAddressAllow;
+        # Not for notifications: the incident log's S3 replica (the beelink default) opens it.
+        ip = (serviceOf beelink "watchdog").serviceConfig.IPAddressAllow or [];
         restart = beelink.sops.secrets."home_assistant/token".restartUnits;
       };
       plain = {
@@ -428,7 +429,7 @@ in [
       off = {
         notify = false;
         credentials = ["s3-secret-access-key:/run/secrets/s3/secret_access_key"];
-        ip = false;
+        ip = ["any"];
         restart = ["barnabee-agents.service"];
       };
       plain = {

@@ -462,6 +462,8 @@ in [
         verify = (renderedOf (s3 role) role).replication ? verify;
         noSecret = lib.any (lib.hasInfix "services.barnabee.${role}.replication.secretAccessKeyFile is not set") (noSecret role);
         rw = (file role).systemd.services."barnabee-${role}".serviceConfig.ReadWritePaths;
+        # The watchdog's packaged unit reaches localhost only: an S3 replica opens it.
+        ip = (s3 role).systemd.services."barnabee-${role}".serviceConfig.IPAddressAllow or [];
         failed = failed (s3 role);
       });
     expected = lib.genAttrs ["agents" "watchdog"] (role: {
@@ -470,6 +472,10 @@ in [
       verify = false;
       noSecret = true;
       rw = ["/var/lib/barnabee-backup/${role}"];
+      ip =
+        if role == "watchdog"
+        then ["any"]
+        else [];
       failed = [];
     });
   }
