@@ -932,12 +932,12 @@ def main() -> int:
             log("3. the replica directory replaced by a regular file; a memory written")
             wait_for("the lag to grow", lambda: (lag() or 0) > 5, 30)
             errs = fam.fingerprint("BarnabeeReplicationErrors", "warning")
-            title = r"^the memory replica of beelink is \d+ s behind$"
+            title = r"^the barnabee-memory replica of beelink is \d+ s behind$"
             fp = fam.fingerprint("BarnabeeReplicationLag", "warning", 150)
             got = fam.wait_all("BarnabeeReplicationLag warning", lambda: fam.firing(title, "warning", fp, t_fault), 120)
             log("3. BarnabeeReplicationLag notified: " + ", ".join(f"{c} +{got[c] - t_fault:.1f}s" for c in got)
                 + f" (lag > 60 s, warning group_wait 1m); lag now {lag():.0f} s")
-            e_title = r"^memory replication on beelink keeps failing"
+            e_title = r"^barnabee-memory replication on beelink keeps failing"
             got_e = fam.wait_all("BarnabeeReplicationErrors warning", lambda: fam.firing(e_title, "warning", errs, t_fault), 30)
             record("3 replica: errors", got_e, t_fault)
             os.remove(replica)
