@@ -14,7 +14,7 @@ use std::time::Instant;
 use barnabee_inference::wav;
 
 use crate::common::*;
-use crate::whisper::{normalise, whisper_dir, whisper_toml};
+use crate::whisper::{load, normalise, whisper_dir, whisper_toml};
 
 /// dev/setup's folder for the Piper voice.
 const PIPER_DIR: &str = "models/piper-en_US-joe-medium-1.0.0";
@@ -27,20 +27,7 @@ const PIPER_CONFIG_SHA256: &str =
 /// A real model's folder under the set-up cache when `file` is in it, else a loud SKIPPED (a
 /// failure under `CI=true`).
 pub fn real_model_dir(test: &str, dir: &str, file: &str, what: &str) -> Option<PathBuf> {
-    let d = cache().join(dir);
-    if d.join(file).exists() {
-        return Some(d);
-    }
-    let msg = format!(
-        "{what} is not at {} (dev/setup.d/70-inference.sh puts it there: run dev/setup)",
-        d.display()
-    );
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {msg}"
-    );
-    eprintln!("\n******** SKIPPED ({msg}): {test} ********\n");
-    None
+    model_dir_or_skip(test, cache().join(dir), file, what)
 }
 
 fn piper_dir(test: &str) -> Option<PathBuf> {
@@ -184,21 +171,7 @@ fn real_piper_voice_with_a_changed_byte_is_refused_by_hash() {
         tmp.path().join("en_US-joe-medium.onnx"),
     )
     .unwrap();
-    let cfg = barnabee_inference::config::Config::parse(
-        Path::new("test.toml"),
-        &piper_toml("joe", tmp.path()),
-    )
-    .unwrap();
-    let engine =
-        barnabee_inference::engine::Engine::init(&barnabee_inference::config::RuntimeConfig {
-            library: Some(ort_lib()),
-            ..Default::default()
-        })
-        .unwrap();
-    let e = barnabee_inference::registry::load(&engine, &cfg.models[0], Path::new("/"))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load(&piper_toml("joe", tmp.path())).err().unwrap();
     eprintln!("{e}");
     assert!(e.contains("SHA-256") && e.contains("`config`"), "{e}");
     assert!(e.contains("en_US-joe-medium.onnx.json"), "{e}");
@@ -228,14 +201,7 @@ fn ge2e_toml(name: &str, d: &Path) -> String {
 }
 
 fn load_model(toml: &str) -> barnabee_inference::registry::Model {
-    let cfg = barnabee_inference::config::Config::parse(Path::new("test.toml"), toml).unwrap();
-    let engine =
-        barnabee_inference::engine::Engine::init(&barnabee_inference::config::RuntimeConfig {
-            library: Some(ort_lib()),
-            ..Default::default()
-        })
-        .unwrap();
-    barnabee_inference::registry::load(&engine, &cfg.models[0], Path::new("/")).unwrap()
+    load(toml).unwrap()
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {
@@ -489,17 +455,7 @@ fn ge2e_family_refuses_a_model_without_40_mel_channels() {
         &[("model", &standins().join("speaker/speaker.onnx"))],
         "family = \"ge2e\"",
     );
-    let cfg = barnabee_inference::config::Config::parse(Path::new("test.toml"), &toml).unwrap();
-    let engine =
-        barnabee_inference::engine::Engine::init(&barnabee_inference::config::RuntimeConfig {
-            library: Some(ort_lib()),
-            ..Default::default()
-        })
-        .unwrap();
-    let e = barnabee_inference::registry::load(&engine, &cfg.models[0], Path::new("/"))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load(&toml).err().unwrap();
     eprintln!("{e}");
     assert!(
         e.contains("spk") && e.contains("`feats`") && e.contains("40"),

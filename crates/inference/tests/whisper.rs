@@ -26,19 +26,12 @@ pub fn whisper_dir(test: &str) -> Option<PathBuf> {
     let d = std::env::var_os("BARNABEE_WHISPER_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache().join(WHISPER_DIR));
-    if d.join("decoder_model.onnx").exists() {
-        return Some(d);
-    }
-    let msg = format!(
-        "the converted Whisper tiny.en is not at {} (dev/setup.d/70-inference.sh makes it)",
-        d.display()
-    );
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {msg}"
-    );
-    eprintln!("\n******** SKIPPED ({msg}): {test} ********\n");
-    None
+    model_dir_or_skip(
+        test,
+        d,
+        "decoder_model.onnx",
+        "the converted Whisper tiny.en",
+    )
 }
 
 pub fn whisper_toml(name: &str, d: &Path, extra: &str) -> String {
@@ -55,7 +48,8 @@ pub fn whisper_toml(name: &str, d: &Path, extra: &str) -> String {
     )
 }
 
-fn load(toml: &str) -> Result<registry::Model, String> {
+/// Load the first model of `toml` as the daemon would; the error as text.
+pub fn load(toml: &str) -> Result<registry::Model, String> {
     let engine = Engine::init(&RuntimeConfig {
         library: Some(ort_lib()),
         ..RuntimeConfig::default()

@@ -123,16 +123,7 @@ impl SpeakerId {
             return Ok(*t);
         }
         let url = format!("{}/v1/models", self.cfg.inference_url.trim_end_matches('/'));
-        let r = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !r.status().is_success() {
-            return Err(format!("{url}: HTTP {}", r.status()));
-        }
-        let v: serde_json::Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let v: serde_json::Value = self.get_json(&url).await?;
         let t = reported_threshold(&v, model).map_err(|e| format!("{url}: {e}"))?;
         self.model_threshold = Some((Instant::now(), model.to_owned(), t));
         Ok(t)
@@ -145,18 +136,23 @@ impl SpeakerId {
             return Ok(p.clone());
         }
         let url = format!("{}/v1/speakers", self.cfg.memory_url.trim_end_matches('/'));
+        let p: Vec<Profile> = self.get_json(&url).await?;
+        self.cache = Some((Instant::now(), p.clone()));
+        Ok(p)
+    }
+
+    /// GET `url` and decode its JSON; errors name the URL.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
         let r = self
             .http
-            .get(&url)
+            .get(url)
             .send()
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         if !r.status().is_success() {
             return Err(format!("{url}: HTTP {}", r.status()));
         }
-        let p: Vec<Profile> = r.json().await.map_err(|e| format!("{url}: {e}"))?;
-        self.cache = Some((Instant::now(), p.clone()));
-        Ok(p)
+        r.json().await.map_err(|e| format!("{url}: {e}"))
     }
 
     /// Identify the speaker of 16 kHz mono PCM.

@@ -126,19 +126,7 @@ fn stage_timings(b: &Breakdown) -> String {
 /// hears the WAV file at `path`.
 async fn transcribe(inf: &Proc, path: &std::path::Path) -> String {
     let wav = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/v1/transcribe", inf.http.unwrap()))
-        .header("content-type", "audio/wav")
-        .body(wav)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert!(st.is_success(), "/v1/transcribe: HTTP {st}: {v}");
-    assert_eq!(v["family"], "whisper", "{v}");
-    v["text"].as_str().unwrap().to_owned()
+    transcribe_wav(inf, wav).await
 }
 
 /// The kitchen light is off; "hey jarvis, turn on the kitchen lights" spoken by espeak-ng goes

@@ -29,8 +29,13 @@ fn wav(pcm: &[i16]) -> Vec<u8> {
 }
 
 async fn say(v: &Proc, body: Vec<u8>) -> (u16, Value) {
+    say_at(v.base(), body).await
+}
+
+/// `POST {base}/v1/say` (owned, for a spawned request); (status, JSON or Null).
+async fn say_at(base: String, body: Vec<u8>) -> (u16, Value) {
     let r = reqwest::Client::new()
-        .post(format!("{}/v1/say", v.base()))
+        .post(format!("{base}/v1/say"))
         .header("content-type", "audio/wav")
         .body(body)
         .timeout(Duration::from_secs(400))
@@ -129,22 +134,6 @@ fn squash(text: &str) -> String {
 }
 
 /// Whisper (the inference daemon's `POST /v1/transcribe`) hears a WAV file's bytes.
-async fn transcribe(inf: &Proc, wav: Vec<u8>) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/v1/transcribe", inf.http.unwrap()))
-        .header("content-type", "audio/wav")
-        .body(wav)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert!(st.is_success(), "/v1/transcribe: HTTP {st}: {v}");
-    assert_eq!(v["family"], "whisper", "{v}");
-    v["text"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn say_real_whisper_agents_piper_without_a_sound_card_reply_heard_back() {
     let wy = free_port();
@@ -198,22 +187,7 @@ async fn say_real_whisper_agents_piper_without_a_sound_card_reply_heard_back() {
     let said = "hey jarvis, what time is it";
     let request = wav(&speak(said, 0.5));
     // a second request while the first is answered: 409
-    let first = tokio::spawn({
-        let base = v.base();
-        let body = request.clone();
-        async move {
-            let r = reqwest::Client::new()
-                .post(format!("{base}/v1/say"))
-                .header("content-type", "audio/wav")
-                .body(body)
-                .timeout(Duration::from_secs(400))
-                .send()
-                .await
-                .unwrap();
-            let st = r.status().as_u16();
-            (st, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    });
+    let first = tokio::spawn(say_at(v.base(), request.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (st, b) = say(&v, request.clone()).await;
     assert_eq!(st, 409, "{b}");
@@ -274,7 +248,7 @@ async fn say_real_whisper_agents_piper_without_a_sound_card_reply_heard_back() {
     assert_eq!(b["reply_rate"], 22_050);
     let secs = b["reply_seconds"].as_f64().unwrap();
     assert!((0.5..6.0).contains(&secs), "{secs} s of reply");
-    let heard_back = transcribe(&inf, wav_bytes).await;
+    let heard_back = transcribe_wav(&inf, wav_bytes).await;
     eprintln!("reply audio {secs:.2} s; Whisper heard it back as {heard_back:?}");
     // Piper samples its noise (noise_scale, noise_w), so each synthesis differs a little and
     // Whisper tiny.en may drop a word of it now and then (measured once on real_voices.rs:

@@ -271,3 +271,21 @@ impl Daemon {
         json(self.addr, "GET", "/health", &serde_json::Value::Null)
     }
 }
+
+/// `dir` when it holds `file` (a model dev/setup made), else a loud SKIPPED naming `what` and
+/// dev/setup, and a failure under `CI=true`.
+pub fn model_dir_or_skip(test: &str, dir: PathBuf, file: &str, what: &str) -> Option<PathBuf> {
+    if dir.join(file).exists() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "{what} is not at {} (dev/setup.d/70-inference.sh puts it there: run dev/setup)",
+        dir.display()
+    );
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {msg}"
+    );
+    eprintln!("\n******** SKIPPED ({msg}): {test} ********\n");
+    None
+}

@@ -596,3 +596,20 @@ pub async fn agents_with_ha(ha_base: &str, token: &str) -> Proc {
     std::mem::forget(tdir); // the token must outlive the daemon's start; removed with /tmp
     p
 }
+
+/// The inference daemon's Whisper (`POST /v1/transcribe`) on `wav`: the text it heard.
+pub async fn transcribe_wav(inf: &Proc, wav: Vec<u8>) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/transcribe", inf.http.unwrap()))
+        .header("content-type", "audio/wav")
+        .body(wav)
+        .timeout(std::time::Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(st.is_success(), "/v1/transcribe: HTTP {st}: {v}");
+    assert_eq!(v["family"], "whisper", "{v}");
+    v["text"].as_str().unwrap().to_owned()
+}
