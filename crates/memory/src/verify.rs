@@ -176,7 +176,7 @@ impl Verifier {
             );
             let _ = m.failures.get_or_create(&label);
         }
-        Arc::new(Self {
+        let verifier = Arc::new(Self {
             cfg: cfg.cloned(),
             replica,
             db,
@@ -188,7 +188,25 @@ impl Verifier {
             started_ms: now_ms(),
             next_ms: Mutex::new(None),
             failed: tokio::sync::Notify::new(),
-        })
+        });
+        // Before the daemon says it is ready, not in the schedule task: nothing may look at
+        // (or verify into) the temporary root while a killed run's directory is still there.
+        verifier.remove_leftovers();
+        verifier
+    }
+
+    /// A killed verification leaves its `verify-*` directory behind: remove it.
+    fn remove_leftovers(&self) {
+        let Ok(entries) = std::fs::read_dir(self.temp_root()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("verify-") {
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    log::warn!(event = "backup_verify_leftover", path = e.path().display().to_string().as_str(); "cannot remove the leftover of a killed verification {}: {err}", e.path().display());
+                }
+            }
+        }
     }
 
     fn verify_cfg(&self) -> Option<&VerifyConfig> {
@@ -215,14 +233,6 @@ impl Verifier {
         let Some(v) = self.verify_cfg().cloned() else {
             return;
         };
-        // A killed verification leaves its directory behind: remove it.
-        if let Ok(entries) = std::fs::read_dir(self.temp_root()) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with("verify-") {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
         let retry = v.interval.min(Duration::from_secs(3600));
         let mut wait = v.first_after;
         loop {
