@@ -9,9 +9,8 @@
 # embedding, + one per wake word named after it; stt: encoder, decoder_joint, vocab (Parakeet) or,
 # with family = "whisper", encoder, decoder, tokenizer, generation_config; tts: model,
 # config; text_embedding: model, vocab; vad/speaker: model (or the one-file form).
-# Other keys of an entry (threshold, refractory, languages, espeak_voice, gpu, vram_mb, family,
-# max_tokens) are
-# passed through as they are.
+# Other keys of an entry (threshold, refractory, languages, espeak_voice, noise_scale,
+# length_scale, noise_w, gpu, vram_mb, family, max_tokens) are passed through as they are.
 # There is no default hash: a file without `sha256` fails evaluation with an assertion saying
 # what to set (compute it with `nix-prefetch-url <url>` or `sha256sum`). That holds for a local
 # `file` too: barnabee-inference's config (crates/inference/src/config.rs) takes `path` only

@@ -292,6 +292,11 @@ pub struct ModelConfig {
     pub languages: Vec<String>,
     /// TTS: espeak-ng voice for phonemes (default from the Piper config, else `en-us`).
     pub espeak_voice: Option<String>,
+    /// TTS: Piper's `noise_scale`, `length_scale` (speaking rate: larger is slower) and
+    /// `noise_w`, overriding the voice config's `inference` values (0 noise = deterministic).
+    pub noise_scale: Option<f32>,
+    pub length_scale: Option<f32>,
+    pub noise_w: Option<f32>,
     /// Place on the GPU when the provider is CUDA (default true).
     pub gpu: Option<bool>,
     /// VRAM the model needs, MiB (admission control: loading or serving waits or sheds when
@@ -415,6 +420,26 @@ impl Config {
                         .into(),
                 ));
             }
+            for (key, value, least) in [
+                ("noise_scale", m.noise_scale, 0.0),
+                ("noise_w", m.noise_w, 0.0),
+                ("length_scale", m.length_scale, f32::MIN_POSITIVE),
+            ] {
+                let Some(v) = value else { continue };
+                if m.kind != Kind::Tts {
+                    return Err(field(
+                        format!("models.{i}.{key}"),
+                        format!("only TTS models (kind = \"tts\") take {key}"),
+                    ));
+                }
+                if !v.is_finite() || v < least || v > 10.0 {
+                    let range = if least > 0.0 { "above 0" } else { "0 or more" };
+                    return Err(field(
+                        format!("models.{i}.{key}"),
+                        format!("{v} is not a usable scale: {range}, at most 10"),
+                    ));
+                }
+            }
             if m.max_tokens == Some(0) {
                 return Err(field(
                     format!("models.{i}.max_tokens"),
@@ -533,6 +558,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("provider"), "{e}");
+    }
+
+    #[test]
+    fn piper_scales_belong_to_tts_models_and_are_bounded() {
+        let h = "a".repeat(64);
+        let tts = |extra: &str| {
+            format!(
+                "[models.t]\nkind = \"tts\"\n{extra}\nfiles.model = {{ path = \"/m\", sha256 = \"{h}\" }}\nfiles.config = {{ path = \"/c\", sha256 = \"{h}\" }}\n"
+            )
+        };
+        let parse = |t: &str| Config::parse(Path::new("x.toml"), t);
+        let c = parse(&tts("noise_scale = 0.0\nnoise_w = 0.0\nlength_scale = 1.2")).unwrap();
+        assert_eq!(c.models[0].noise_scale, Some(0.0));
+        assert_eq!(c.models[0].length_scale, Some(1.2));
+        let e = parse(&tts("length_scale = 0.0")).unwrap_err().to_string();
+        assert!(
+            e.contains("models.t.length_scale") && e.contains("above 0"),
+            "{e}"
+        );
+        let e = parse(&tts("noise_w = -1.0")).unwrap_err().to_string();
+        assert!(e.contains("models.t.noise_w"), "{e}");
+        let e = parse(&format!(
+            "[models.v]\nkind = \"vad\"\nnoise_scale = 0.5\npath = \"/v\"\nsha256 = \"{h}\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("models.v.noise_scale") && e.contains("only TTS"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -233,6 +233,11 @@ pub fn load_placed(
                 &conf,
                 cfg.espeak_voice.clone(),
                 engine.config().espeak_ng.clone(),
+                tts::Scales {
+                    noise_scale: cfg.noise_scale,
+                    length_scale: cfg.length_scale,
+                    noise_w: cfg.noise_w,
+                },
             )
             .map_err(invalid)?;
             t.warm().map_err(|e| invalid(format!("warm-up: {e}")))?;

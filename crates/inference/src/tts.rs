@@ -49,6 +49,16 @@ struct PiperInference {
     noise_w: f32,
 }
 
+/// The operator's `[models.<name>]` overrides of the voice config's `inference` scales.
+/// `noise_scale` and `noise_w` = 0 make a voice deterministic (the same text, the same audio),
+/// which tests and listeners who find a voice's variation odd may want.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scales {
+    pub noise_scale: Option<f32>,
+    pub length_scale: Option<f32>,
+    pub noise_w: Option<f32>,
+}
+
 pub struct Tts {
     session: Mutex<Session>,
     map: BTreeMap<char, Vec<i64>>,
@@ -172,6 +182,7 @@ impl Tts {
         config: &Path,
         voice: Option<String>,
         espeak: Option<PathBuf>,
+        overrides: Scales,
     ) -> Result<Tts, String> {
         engine::expect_inputs(&session, &["input", "input_lengths", "scales"])?;
         let text =
@@ -210,7 +221,11 @@ impl Tts {
                 .or(cfg.espeak.map(|e| e.voice))
                 .unwrap_or_else(|| "en-us".into()),
             espeak: espeak.unwrap_or_else(espeak_bin),
-            scales: [inf.noise_scale, inf.length_scale, inf.noise_w],
+            scales: [
+                overrides.noise_scale.unwrap_or(inf.noise_scale),
+                overrides.length_scale.unwrap_or(inf.length_scale),
+                overrides.noise_w.unwrap_or(inf.noise_w),
+            ],
             multi_speaker,
         })
     }
