@@ -2,6 +2,9 @@
 //! alerts firing in the local Alertmanager. Exit 1 when a daemon is unhealthy or unreachable,
 //! or a critical alert fires.
 //!
+//! Under `barnabee up --demo-home` a `hass` row says whether the demo home answers with the
+//! agents daemon's token and whether the agents daemon is connected to it.
+//!
 //! Which daemons: those `barnabee up` recorded in its data dir (`up.json`), else those with a
 //! config in `/etc/barnabee/<role>.toml` (the appliance), else `--url role=URL` given here.
 
@@ -47,17 +50,22 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let client = health::client()?;
-    let (outcomes, firing) = runtime.block_on(async {
+    let home = demo_home(&args)?;
+    let (outcomes, firing, home_row) = runtime.block_on(async {
         let mut out = Vec::new();
         for (role, url) in &targets {
             out.push((role.clone(), url.clone(), health::fetch(&client, url).await));
         }
+        let home_row = match &home {
+            Some(h) => Some(home_status(&client, h, &out).await),
+            None => None,
+        };
         let firing = if args.alertmanager == "none" {
             None
         } else {
             Some(alerts::firing(&client, &args.alertmanager).await)
         };
-        (out, firing)
+        (out, firing, home_row)
     });
     if args.json {
         let rows: Vec<_> = outcomes
@@ -71,10 +79,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             Some(Err(why)) => serde_json::json!({ "error": why }),
             None => serde_json::Value::Null,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"daemons": rows, "alerts": alerts}))?
-        );
+        let mut doc = serde_json::json!({"daemons": rows, "alerts": alerts});
+        if let (Some(h), Some((ok, detail))) = (&home, &home_row) {
+            doc["home_assistant"] = serde_json::json!({
+                "url": h.url,
+                "status": if *ok { "connected" } else { "unhealthy" },
+                "detail": detail,
+            });
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!("{:<10} {:<28} {:<12} DETAIL", "DAEMON", "URL", "STATUS");
         for (role, url, outcome) in &outcomes {
@@ -82,6 +95,14 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "{role:<10} {url:<28} {:<12} {}",
                 outcome.word(),
                 outcome.detail()
+            );
+        }
+        if let (Some(h), Some((ok, detail))) = (&home, &home_row) {
+            let word = if *ok { "connected" } else { "UNHEALTHY" };
+            println!(
+                "{:<10} {:<28} {word:<12} {detail}",
+                up::DEMO_HOME_ROLE,
+                h.url
             );
         }
     }
@@ -93,7 +114,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             None => {}
         }
     }
-    let all_serving = outcomes.iter().all(|(_, _, o)| o.serving());
+    let all_serving =
+        outcomes.iter().all(|(_, _, o)| o.serving()) && home_row.as_ref().is_none_or(|(ok, _)| *ok);
     let critical_firing =
         matches!(&firing, Some(Ok(list)) if list.iter().any(|a| a.severity == "critical"));
     Ok(if all_serving && !critical_firing {
@@ -101,6 +123,42 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The demo home a running `barnabee up --demo-home` recorded (none when `--url` is given).
+fn demo_home(args: &StatusArgs) -> anyhow::Result<Option<up::UpHomeAssistant>> {
+    if !args.urls.is_empty() {
+        return Ok(None);
+    }
+    let data_dir = up::data_dir(args.data_dir.as_deref())?;
+    Ok(UpState::read(&data_dir)?.and_then(|s| s.home_assistant))
+}
+
+/// Whether the demo home answers with the agents' token, and whether agents is connected to
+/// it (its `home_assistant` check).
+async fn home_status(
+    client: &reqwest::Client,
+    home: &up::UpHomeAssistant,
+    daemons: &[(String, String, health::Outcome)],
+) -> (bool, String) {
+    let ha = up::probe_demo_home(client, &home.url, &home.token_file).await;
+    let agents = daemons
+        .iter()
+        .find(|(role, _, _)| role == "agents")
+        .map(|(_, _, outcome)| match outcome {
+            health::Outcome::Answered { report, .. } => match report.checks.get("home_assistant") {
+                Some(c) if c.ok => Ok(format!("agents connected ({})", c.detail)),
+                Some(c) => Err(format!("agents NOT connected: {}", c.detail)),
+                None => Err("agents reports no home_assistant check".to_owned()),
+            },
+            health::Outcome::Unreachable(_) => Err("agents unreachable".to_owned()),
+        });
+    match (ha, agents) {
+        (Ok(ha), None) => (true, ha),
+        (Ok(ha), Some(Ok(agents))) => (true, format!("{ha}; {agents}")),
+        (Ok(ha), Some(Err(agents))) => (false, format!("{ha}; {agents}")),
+        (Err(why), _) => (false, why),
+    }
 }
 
 fn targets(args: &StatusArgs) -> anyhow::Result<Vec<(String, String)>> {

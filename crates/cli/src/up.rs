@@ -4,10 +4,18 @@
 //! up on after five deaths in a minute); Ctrl-C or SIGTERM stops them all (SIGTERM, then
 //! SIGKILL after a bound) and exits 0 when every daemon stopped cleanly.
 //!
+//! With `--demo-home`, a Home Assistant demo ([`demo_home`]) starts first, supervised the
+//! same way, and the agents daemon is wired to it.
+//!
 //! Children run in their own process groups so a terminal's Ctrl-C reaches only this process,
 //! which then stops the children in reverse start order.
 
+mod demo_home;
+
+pub use demo_home::{ROLE as DEMO_HOME_ROLE, probe as probe_demo_home};
+
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus, Stdio};
@@ -20,7 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::daemons::{DAEMONS, Daemon, find_binary};
+use crate::daemons::{DAEMONS, find_binary};
 use crate::health;
 
 #[derive(clap::Args)]
@@ -41,6 +49,11 @@ pub struct UpArgs {
     /// How long each daemon may take to become healthy.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     start_timeout: u64,
+    /// Also start the Home Assistant demo home that `dev/setup home-assistant` installs (lights,
+    /// switches, ... in a Kitchen, a Living Room, ...; state in <data dir>/state/hass) and wire
+    /// the agents daemon to it, so "turn on the kitchen lights" works.
+    #[arg(long)]
+    demo_home: bool,
 }
 
 /// How long stopping may take before the stragglers are killed.
@@ -54,6 +67,16 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 pub struct UpState {
     pub pid: u32,
     pub daemons: Vec<UpDaemon>,
+    /// The demo home of `--demo-home`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_assistant: Option<UpHomeAssistant>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpHomeAssistant {
+    pub url: String,
+    /// The long-lived token the agents daemon uses.
+    pub token_file: PathBuf,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,13 +119,15 @@ pub fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/barnabee"))
 }
 
-/// One daemon as `up` runs it.
+/// One child as `up` runs it: a daemon, or the demo home.
 struct Plan {
-    daemon: &'static Daemon,
+    role: &'static str,
     binary: PathBuf,
-    config: PathBuf,
+    args: Vec<OsString>,
     state_dir: PathBuf,
     addr: SocketAddr,
+    /// Set for the demo home, which has no `/health` and is made ready differently.
+    demo: Option<Arc<demo_home::DemoHome>>,
 }
 
 impl Plan {
@@ -154,6 +179,27 @@ fn plan(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<Plan>> {
         }
     }
     let mut plans = Vec::new();
+    let demo = if args.demo_home {
+        let home = Arc::new(demo_home::DemoHome::prepare(data_dir, args.port_offset)?);
+        if std::net::TcpListener::bind(home.addr).is_err() {
+            anyhow::bail!(
+                "{} (the demo home) cannot listen on {}: the port is in use (another `barnabee up`? use --port-offset)",
+                demo_home::ROLE,
+                home.addr
+            );
+        }
+        plans.push(Plan {
+            role: demo_home::ROLE,
+            binary: home.hass.clone(),
+            args: home.args(),
+            state_dir: home.dir.clone(),
+            addr: home.addr,
+            demo: Some(home.clone()),
+        });
+        Some(home)
+    } else {
+        None
+    };
     for daemon in DAEMONS {
         if !args.only.is_empty() && !args.only.iter().any(|r| r == daemon.role) {
             continue;
@@ -177,8 +223,13 @@ fn plan(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<Plan>> {
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
         std::fs::create_dir_all(config.parent().unwrap_or(data_dir))?;
-        std::fs::write(&config, daemon.render_config(&state_dir, args.port_offset))
-            .with_context(|| format!("writing {}", config.display()))?;
+        let mut text = daemon.render_config(&state_dir, args.port_offset);
+        if daemon.role == "agents"
+            && let Some(home) = &demo
+        {
+            text.push_str(&home.agents_config());
+        }
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         if daemon.role == "inference" {
             let models = crate::models::dev_inference(crate::models::inference_cache().as_deref());
             if !models.missing.is_empty() {
@@ -195,14 +246,15 @@ fn plan(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<Plan>> {
             );
         }
         plans.push(Plan {
-            daemon,
+            role: daemon.role,
             binary,
-            config,
+            args: vec!["--config".into(), config.into_os_string()],
             state_dir,
             addr,
+            demo: None,
         });
     }
-    if plans.is_empty() {
+    if plans.iter().all(|p| p.demo.is_some()) {
         anyhow::bail!(
             "no daemon binaries found; build the workspace first (`cargo build --workspace`)"
         );
@@ -225,13 +277,9 @@ async fn supervise_all(
     for plan in plans {
         let phase = Arc::new(Mutex::new(Phase::Starting));
         let task = tokio::spawn(supervise(plan_ref(&plan), phase.clone(), stop_rx.clone()));
-        println!(
-            "[up] starting {} ({})",
-            plan.daemon.role,
-            plan.binary.display()
-        );
+        println!("[up] starting {} ({})", plan.role, plan.binary.display());
         let started = tokio::select! {
-            r = wait_healthy(&client, &plan, &phase, start_timeout) => r,
+            r = wait_ready(&client, &plan, &phase, start_timeout) => r,
             _ = sigterm.recv() => Err(anyhow::anyhow!("SIGTERM during start-up")),
             _ = sigint.recv() => Err(anyhow::anyhow!("interrupted during start-up")),
         };
@@ -248,11 +296,19 @@ async fn supervise_all(
         pid: std::process::id(),
         daemons: running
             .iter()
+            .filter(|(p, _, _)| p.demo.is_none())
             .map(|(p, _, _)| UpDaemon {
-                role: p.daemon.role.to_owned(),
+                role: p.role.to_owned(),
                 url: p.url(),
             })
             .collect(),
+        home_assistant: running
+            .iter()
+            .find_map(|(p, _, _)| p.demo.as_ref())
+            .map(|home| UpHomeAssistant {
+                url: home.url(),
+                token_file: home.token_file(),
+            }),
     };
     std::fs::write(UpState::path(data_dir), serde_json::to_vec_pretty(&state)?)?;
     println!(
@@ -260,7 +316,7 @@ async fn supervise_all(
         data_dir.display()
     );
     for (plan, _, _) in &running {
-        println!("[up]   {:<9} {}", plan.daemon.role, plan.url());
+        println!("[up]   {:<9} {}", plan.role, plan.url());
     }
     println!("[up] `barnabee status` shows their health; Ctrl-C stops them all.");
 
@@ -291,17 +347,81 @@ async fn supervise_all(
 struct PlanRef {
     role: &'static str,
     binary: PathBuf,
-    config: PathBuf,
+    args: Vec<OsString>,
     state_dir: PathBuf,
 }
 
 fn plan_ref(plan: &Plan) -> PlanRef {
     PlanRef {
-        role: plan.daemon.role,
+        role: plan.role,
         binary: plan.binary.clone(),
-        config: plan.config.clone(),
+        args: plan.args.clone(),
         state_dir: plan.state_dir.clone(),
     }
+}
+
+/// A child that died while `up` waits for it.
+fn check_alive(plan: &Plan, phase: &Mutex<Phase>) -> anyhow::Result<()> {
+    let current = phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match current {
+        Phase::Restarting(why) | Phase::GaveUp(why) => {
+            anyhow::bail!(
+                "{} exited during start-up ({why}); its log is above",
+                plan.role
+            )
+        }
+        Phase::Stopped { .. } => anyhow::bail!("{} stopped during start-up", plan.role),
+        Phase::Starting | Phase::Running => Ok(()),
+    }
+}
+
+async fn wait_ready(
+    client: &reqwest::Client,
+    plan: &Plan,
+    phase: &Mutex<Phase>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match &plan.demo {
+        Some(home) => wait_demo_home(client, plan, home, phase, timeout).await,
+        None => wait_healthy(client, plan, phase, timeout).await,
+    }
+}
+
+/// The demo home: HTTP up, then a token, areas, RUNNING (Home Assistant has no `/health`). It
+/// gets at least two minutes: its first start on a busy machine is slow.
+async fn wait_demo_home(
+    client: &reqwest::Client,
+    plan: &Plan,
+    home: &demo_home::DemoHome,
+    phase: &Mutex<Phase>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let timeout = timeout.max(Duration::from_secs(120));
+    let deadline = Instant::now() + timeout;
+    let steps = loop {
+        check_alive(plan, phase)?;
+        match home.http_up(client).await {
+            Ok(steps) => break steps,
+            Err(why) if Instant::now() > deadline => {
+                anyhow::bail!(
+                    "{} (the demo home) not up after {timeout:?}: {why}",
+                    plan.role
+                )
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let connect = home.connect(client, &steps, deadline);
+    tokio::pin!(connect);
+    // Watch for the child dying while connecting.
+    let line = loop {
+        tokio::select! {
+            r = &mut connect => break r.with_context(|| format!("{} (the demo home in {})", plan.role, home.dir.display()))?,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => check_alive(plan, phase)?,
+        }
+    };
+    println!("[up] {}: {line}", plan.role);
+    Ok(())
 }
 
 async fn wait_healthy(
@@ -312,17 +432,7 @@ async fn wait_healthy(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let current = phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match current {
-            Phase::Restarting(why) | Phase::GaveUp(why) => {
-                anyhow::bail!(
-                    "{} exited during start-up ({why}); its log is above",
-                    plan.daemon.role
-                )
-            }
-            Phase::Stopped { .. } => anyhow::bail!("{} stopped during start-up", plan.daemon.role),
-            Phase::Starting | Phase::Running => {}
-        }
+        check_alive(plan, phase)?;
         let outcome = health::fetch(client, &plan.url()).await;
         if outcome.serving() {
             return Ok(());
@@ -330,7 +440,7 @@ async fn wait_healthy(
         if Instant::now() > deadline {
             anyhow::bail!(
                 "{} not healthy after {timeout:?}: {} {}",
-                plan.daemon.role,
+                plan.role,
                 outcome.word(),
                 outcome.detail()
             );
@@ -348,10 +458,10 @@ async fn stop_in_reverse(
         let _ = task.await;
         let end = phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match end {
-            Phase::Stopped { clean: true } => println!("[up] {} stopped", plan.daemon.role),
+            Phase::Stopped { clean: true } => println!("[up] {} stopped", plan.role),
             other => {
                 clean = false;
-                println!("[up] {} did not stop cleanly: {other:?}", plan.daemon.role);
+                println!("[up] {} did not stop cleanly: {other:?}", plan.role);
             }
         }
     }
@@ -429,8 +539,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 fn spawn(plan: &PlanRef) -> anyhow::Result<Child> {
     let mut child = Command::new(&plan.binary)
-        .arg("--config")
-        .arg(&plan.config)
+        .args(&plan.args)
         .env("STATE_DIRECTORY", &plan.state_dir)
         // Not started by systemd: log to stderr, which `up` prefixes.
         .env_remove("NOTIFY_SOCKET")
