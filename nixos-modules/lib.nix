@@ -60,6 +60,72 @@
         };
       };
     };
+  # The keys that say where one replica lives: [replication]'s own, and each entry of
+  # [[replication.also]].
+  destinationOptions = cfg: {
+    type = mkOption {
+      type = types.enum ["s3" "file"];
+      description = "Replica kind.";
+    };
+    url = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "s3://barnabee/memory";
+      description = "Alternative to type/bucket/path.";
+    };
+    bucket = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "S3 bucket.";
+    };
+    path = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = ''
+        S3 key prefix, or, for type = file, the replica directory: an absolute path,
+        made writable in the unit (ReadWritePaths=, RequiresMountsFor=) since
+        ProtectSystem=strict hides everything else. The directory must exist and be
+        writable by the daemon's DynamicUser: under /var/lib/ it is created and owned
+        for you (an extra StateDirectory=); elsewhere (a backup disk) create it yourself.
+      '';
+    };
+    endpoint = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "https://s3.eu-central-003.backblazeb2.com";
+      description = "S3 endpoint (Garage, B2, MinIO); null: AWS.";
+    };
+    region = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "S3 region.";
+    };
+    force_path_style = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Path-style addressing (Garage, MinIO).";
+    };
+    access_key_id = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "S3 access key id (not secret; the secret key is a credential).";
+    };
+    secret_access_key_file = mkOption {
+      type = types.nullOr types.str;
+      # The default, not a definition from outside the submodule: defining it would
+      # turn a null `replication` into a submodule without `type` (a throw instead of
+      # the "what to set" assertion, nix-review D5).
+      default =
+        if cfg.replication.secretAccessKeyFile != null
+        then "s3-secret-access-key"
+        else null;
+      defaultText = lib.literalMD "`\"s3-secret-access-key\"` when `replication.secretAccessKeyFile` is set, else null";
+      description = ''
+        Credential name (relative: $CREDENTIALS_DIRECTORY) of the S3 secret key. Set
+        automatically when `replication.secretAccessKeyFile` is given.
+      '';
+    };
+  };
 in {
   inherit pathNotInStore credentialName;
 
@@ -82,67 +148,19 @@ in {
       type = types.nullOr (types.submodule {
         freeformType = types.attrsOf types.anything;
         options =
-          {
-            type = mkOption {
-              type = types.enum ["s3" "file"];
-              description = "Replica kind.";
-            };
-            url = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-              example = "s3://barnabee/memory";
-              description = "Alternative to type/bucket/path.";
-            };
-            bucket = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-              description = "S3 bucket.";
-            };
-            path = mkOption {
-              type = types.nullOr types.str;
-              default = null;
+          destinationOptions cfg
+          // {
+            also = mkOption {
+              type = types.listOf (types.submodule {options = destinationOptions cfg;});
+              default = [];
+              example = lib.literalExpression ''[{type = "file"; path = "/mnt/nas/barnabee";}]'';
               description = ''
-                S3 key prefix, or, for type = file, the replica directory: an absolute path,
-                made writable in the unit (ReadWritePaths=, RequiresMountsFor=) since
-                ProtectSystem=strict hides everything else. The directory must exist and be
-                writable by the daemon's DynamicUser: under /var/lib/ it is created and owned
-                for you (an extra StateDirectory=); elsewhere (a backup disk) create it yourself.
-              '';
-            };
-            endpoint = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-              example = "https://s3.eu-central-003.backblazeb2.com";
-              description = "S3 endpoint (Garage, B2, MinIO); null: AWS.";
-            };
-            region = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-              description = "S3 region.";
-            };
-            force_path_style = mkOption {
-              type = types.bool;
-              default = false;
-              description = "Path-style addressing (Garage, MinIO).";
-            };
-            access_key_id = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-              description = "S3 access key id (not secret; the secret key is a credential).";
-            };
-            secret_access_key_file = mkOption {
-              type = types.nullOr types.str;
-              # The default, not a definition from outside the submodule: defining it would
-              # turn a null `replication` into a submodule without `type` (a throw instead of
-              # the "what to set" assertion, nix-review D5).
-              default =
-                if cfg.replication.secretAccessKeyFile != null
-                then "s3-secret-access-key"
-                else null;
-              defaultText = lib.literalMD "`\"s3-secret-access-key\"` when `replication.secretAccessKeyFile` is set, else null";
-              description = ''
-                Credential name (relative: $CREDENTIALS_DIRECTORY) of the S3 secret key. Set
-                automatically when `replication.secretAccessKeyFile` is given.
+                More replicas of ${what} beside this one (`[[replication.also]]`): two places,
+                e.g. a NAS or backup-disk directory beside S3. Each is independent: a commit is
+                shipped once one replica has it, one down never blocks the others, and it is
+                caught up from them when it answers again; each is verified on its own.
+                The same destination keys as above; a file replica's directory is made
+                writable in the unit like the first one's.
               '';
             };
             sync_interval = mkOption {
@@ -222,40 +240,57 @@ in {
   }: let
     repl = cfg.settings.replication;
     opt = "services.barnabee.${role}";
-    fileReplica = repl != null && repl.type == "file" && repl.path != null && lib.hasPrefix "/" repl.path;
+    # every replica with where its settings sit, for the messages
+    destinations = lib.optionals (repl != null) ([
+        {
+          d = repl;
+          at = "${opt}.settings.replication";
+        }
+      ]
+      ++ lib.imap0 (i: d: {
+        inherit d;
+        at = "${opt}.settings.replication.also.${toString i}";
+      })
+      repl.also);
+    isFile = d: d.type == "file" && d.url == null;
+    fileDirs = map (x: x.d.path) (lib.filter (x: isFile x.d && x.d.path != null && lib.hasPrefix "/" x.d.path) destinations);
   in {
-    assertions =
-      lib.optional (repl != null && repl.type == "file") {
-        assertion = repl.path != null && lib.hasPrefix "/" repl.path;
-        message = "${opt}.settings.replication.path must be an absolute directory for a type = \"file\" replica (it is made writable with ReadWritePaths=); got ${builtins.toJSON repl.path}.";
+    assertions = lib.concatMap ({
+      d,
+      at,
+    }:
+      lib.optional (isFile d) {
+        assertion = d.path != null && lib.hasPrefix "/" d.path;
+        message = "${at}.path must be an absolute directory for a type = \"file\" replica (it is made writable with ReadWritePaths=); got ${builtins.toJSON d.path}.";
       }
-      ++ lib.optionals (repl != null && repl.type == "s3") [
+      ++ lib.optionals (d.type == "s3") [
         {
-          assertion = repl.url != null || repl.bucket != null;
-          message = "${opt}.settings.replication: an S3 replica needs `bucket` (or `url = \"s3://bucket/path\"`).";
+          assertion = d.url != null || d.bucket != null;
+          message = "${at}: an S3 replica needs `bucket` (or `url = \"s3://bucket/path\"`).";
         }
         {
-          assertion = repl.access_key_id != null;
-          message = "${opt}.settings.replication.access_key_id is not set: give the S3 access key id (the secret half goes in ${opt}.replication.secretAccessKeyFile).";
+          assertion = d.access_key_id != null;
+          message = "${at}.access_key_id is not set: give the S3 access key id (the secret half goes in ${opt}.replication.secretAccessKeyFile).";
         }
         {
-          assertion = cfg.replication.secretAccessKeyFile != null || repl.secret_access_key_file != null;
+          assertion = cfg.replication.secretAccessKeyFile != null || d.secret_access_key_file != null;
           message = "${opt}.replication.secretAccessKeyFile is not set: point it at the S3 secret key file (e.g. config.sops.secrets.\"s3/secret_access_key\".path).";
         }
-      ];
+      ])
+    destinations;
     services.barnabee.${role}.credentials = lib.mkIf (cfg.replication.secretAccessKeyFile != null) {
       s3-secret-access-key = cfg.replication.secretAccessKeyFile;
     };
     # A file replica lives outside the StateDirectory: under ProtectSystem=strict the
     # daemon may write there only when the drop-in says so.
-    systemd.services."barnabee-${role}" = lib.mkIf fileReplica {
-      unitConfig.RequiresMountsFor = [repl.path];
+    systemd.services."barnabee-${role}" = lib.mkIf (fileDirs != []) {
+      unitConfig.RequiresMountsFor = fileDirs;
       serviceConfig =
-        {ReadWritePaths = [repl.path];}
-        // lib.optionalAttrs (lib.hasPrefix "/var/lib/" repl.path) {
+        {ReadWritePaths = fileDirs;}
+        // lib.optionalAttrs (lib.any (lib.hasPrefix "/var/lib/") fileDirs) {
           # DynamicUser: systemd creates and chowns a StateDirectory; the unit's own
           # barnabee-<role> entry stays (list settings add lines to the drop-in).
-          StateDirectory = [(lib.removePrefix "/var/lib/" repl.path)];
+          StateDirectory = map (lib.removePrefix "/var/lib/") (lib.filter (lib.hasPrefix "/var/lib/") fileDirs);
         };
     };
   };
@@ -278,7 +313,14 @@ in {
     unit = "barnabee-${role}";
     exe = lib.getExe' cfg.package unit;
     # TOML has no null: options left at null are left out of the file.
-    raw = toml.generate "${role}.toml" (lib.filterAttrsRecursive (_: v: v != null) cfg.settings);
+    # (lists too: [[replication.also]] entries are attribute sets in a list)
+    dropNulls = v:
+      if lib.isAttrs v
+      then lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v)
+      else if lib.isList v
+      then map dropNulls v
+      else v;
+    raw = toml.generate "${role}.toml" (dropNulls cfg.settings);
     # Build-time validation by the daemon itself (the ntpd-rs pattern): a bad key fails the
     # rebuild, not the boot.
     configFile =

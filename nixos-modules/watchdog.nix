@@ -190,7 +190,8 @@ in {
         n = cfg.notify;
         anyChannel = n.homeAssistant.enable || n.email.enable || n.webhook.enable;
         repl = cfg.settings.replication;
-        s3Replica = repl != null && (repl.type == "s3" || lib.hasPrefix "s3://" (toString repl.url));
+        isS3 = d: d.type == "s3" || lib.hasPrefix "s3://" (toString d.url);
+        s3Replica = repl != null && lib.any isS3 ([repl] ++ repl.also);
       in
         lib.mkMerge [
           (blib.replicationConfig {

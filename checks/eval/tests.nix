@@ -356,8 +356,80 @@ in [
       rw = ["/var/lib/barnabee-replica"];
       state = ["barnabee-replica"];
       mounts = ["/var/lib/barnabee-replica"];
-      keys = ["fail_after_errors" "force_path_style" "path" "restore_if_missing" "shutdown_timeout" "sync_interval" "type" "verify"];
+      keys = ["also" "fail_after_errors" "force_path_style" "path" "restore_if_missing" "shutdown_timeout" "sync_interval" "type" "verify"];
       failed = [];
+    };
+  }
+  {
+    name = "memory: two places: [[replication.also]] renders each replica (nulls dropped), makes every file replica writable, and checks each entry where it sits";
+    expr = let
+      two = also:
+        eval [
+          {
+            services.barnabee.memory = {
+              enable = true;
+              replication.secretAccessKeyFile = "/run/secrets/s3";
+              settings.replication = {
+                type = "s3";
+                bucket = "barnabee";
+                path = "memory";
+                access_key_id = "GKtest";
+                inherit also;
+              };
+            };
+          }
+        ];
+      c = two [
+        {
+          type = "file";
+          path = "/var/lib/barnabee-nas";
+        }
+        {
+          type = "file";
+          path = "/mnt/usb/memory";
+        }
+      ];
+      sc = c.systemd.services.barnabee-memory.serviceConfig;
+    in {
+      also = (renderedOf c "memory").replication.also;
+      rw = sc.ReadWritePaths;
+      state = sc.StateDirectory;
+      mounts = c.systemd.services.barnabee-memory.unitConfig.RequiresMountsFor;
+      failed = failed c;
+      relative = lib.any (lib.hasInfix "services.barnabee.memory.settings.replication.also.0.path must be an absolute directory") (failed (two [
+        {
+          type = "file";
+          path = "nas";
+        }
+      ]));
+      s3NoKey = lib.any (lib.hasInfix "services.barnabee.memory.settings.replication.also.0.access_key_id is not set") (failed (two [
+        {
+          type = "s3";
+          bucket = "offsite";
+        }
+      ]));
+    };
+    expected = {
+      also = [
+        {
+          type = "file";
+          path = "/var/lib/barnabee-nas";
+          force_path_style = false;
+          secret_access_key_file = "s3-secret-access-key";
+        }
+        {
+          type = "file";
+          path = "/mnt/usb/memory";
+          force_path_style = false;
+          secret_access_key_file = "s3-secret-access-key";
+        }
+      ];
+      rw = ["/var/lib/barnabee-nas" "/mnt/usb/memory"];
+      state = ["barnabee-nas"];
+      mounts = ["/var/lib/barnabee-nas" "/mnt/usb/memory"];
+      failed = [];
+      relative = true;
+      s3NoKey = true;
     };
   }
   {

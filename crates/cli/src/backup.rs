@@ -132,6 +132,17 @@ fn print_verification(v: &Value) {
             println!("  object: {o}");
         }
     }
+    // a replica set: one line per replica (the lines above are the first failing one's)
+    if let Some(all) = v["replicas"].as_array().filter(|a| a.len() > 1) {
+        for r in all {
+            let name = r["replica"].as_str().unwrap_or("?");
+            if r["ok"] == true {
+                println!("  {name}: good, TXID {}", r["txid"]);
+            } else {
+                println!("  {name}: FAILED: {}", r["error"].as_str().unwrap_or("?"));
+            }
+        }
+    }
     if let Some(tables) = v["tables"].as_array().filter(|t| !t.is_empty()) {
         println!("  {:<18} {:>10} {:>10}", "TABLE", "LIVE", "REPLICA");
         for t in tables {
@@ -208,6 +219,34 @@ fn print_status(v: &Value) {
         days(&v["retention"]["snapshot_interval_seconds"]),
         days(&v["retention"]["snapshot_retention_seconds"])
     );
+    // a replica set: each replica's own state and last verification
+    for m in v["replicas"].as_array().into_iter().flatten() {
+        let last = &m["last_verification"];
+        let errors = m["consecutive_errors"].as_u64().unwrap_or(0);
+        println!(
+            "  {}: {}{}; verification {}",
+            str_of(&m["location"]),
+            if m["resync_pending"] == true {
+                "catching up from another replica".to_owned()
+            } else {
+                format!("{} write(s) queued", m["queued"].as_u64().unwrap_or(0))
+            },
+            if errors > 0 {
+                format!(", {errors} errors (last: {})", str_of(&m["last_error"]))
+            } else {
+                String::new()
+            },
+            match last["ok"].as_bool() {
+                None => "never run".to_owned(),
+                Some(true) => format!("good at {}", str_of(&last["started_at"])),
+                Some(false) => format!(
+                    "FAILED at {}: {}",
+                    str_of(&last["started_at"]),
+                    str_of(&last["error"])
+                ),
+            }
+        );
+    }
     let ver = &v["verification"];
     match ver["last"].as_object() {
         None => println!(

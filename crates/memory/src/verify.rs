@@ -91,12 +91,46 @@ pub struct Verification {
     pub error: Option<String>,
     /// The replica object at fault, when one is (corrupt, missing, inconsistent).
     pub object: Option<String>,
+    /// With several replicas (`[[replication.also]]`): each one's own verification; the
+    /// fields above are then the first failing one's (or the first replica's when all pass).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<Verification>,
 }
 
+/// One replica's last result and last good one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Recorded {
     last: Option<Verification>,
     last_good: Option<Verification>,
+}
+
+/// What `<db>.backup-verify.json` holds: each replica's [`Recorded`], by its location.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Records {
+    replicas: std::collections::BTreeMap<String, Recorded>,
+}
+
+impl Records {
+    /// The file as written now, or as written before replica sets (one `Recorded`).
+    fn parse(bytes: &[u8]) -> Option<Records> {
+        if let Ok(r) = serde_json::from_slice::<Records>(bytes) {
+            return Some(r);
+        }
+        let one: Recorded = serde_json::from_slice(bytes).ok()?;
+        let replica = one
+            .last
+            .as_ref()
+            .or(one.last_good.as_ref())?
+            .replica
+            .clone();
+        Some(Records {
+            replicas: [(replica, one)].into(),
+        })
+    }
+
+    fn of(&self, replica: &str) -> Recorded {
+        self.replicas.get(replica).cloned().unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,12 +148,15 @@ struct VerifyMetrics {
 /// The verifier of one daemon (no-op without `[replication]`).
 pub struct Verifier {
     cfg: Option<ReplicationConfig>,
+    /// Every replica, as one location (`s3://b/memory + file:///mnt/nas/memory`).
     replica: String,
+    /// Each replica alone (one entry without `[[replication.also]]`), verified in turn.
+    members: Vec<(String, barnabee_replicator::ReplicaConfig)>,
     db: PathBuf,
     store: Arc<Store>,
     replication: Handle,
     metrics: VerifyMetrics,
-    recorded: Mutex<Recorded>,
+    recorded: Mutex<Records>,
     /// One verification at a time (a request during a scheduled run waits for it).
     running: tokio::sync::Mutex<()>,
     started_ms: i64,
@@ -154,31 +191,39 @@ impl Verifier {
         metrics.register_def(&catalog::BACKUP_VERIFY_FAILURES, m.failures.clone());
         let db = store.path().to_path_buf();
         let replica = cfg.map(replication::describe).unwrap_or_default();
-        let recorded: Recorded = std::fs::read(record_path(&db))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        let members: Vec<(String, barnabee_replicator::ReplicaConfig)> = cfg
+            .map(|c| {
+                c.destinations()
+                    .iter()
+                    .map(|d| d.describe())
+                    .zip(replication::replica_config(c).each())
+                    .collect()
+            })
             .unwrap_or_default();
-        if cfg.is_some() {
+        let recorded = std::fs::read(record_path(&db))
+            .ok()
+            .and_then(|b| Records::parse(&b))
+            .unwrap_or_default();
+        for (name, _) in &members {
             let label = ReplicaLabel {
-                replica: replica.clone(),
+                replica: name.clone(),
             };
+            let r = recorded.of(name);
             // Series exist from the start: 0 = never verified (the alert's guard).
-            let good = recorded.last_good.as_ref().filter(|v| v.replica == replica);
-            m.last_verified
-                .get_or_create(&label)
-                .set(good.map_or(0.0, |v| v.started_at_ms as f64 / 1000.0));
-            m.duration.get_or_create(&label).set(
-                recorded
-                    .last
+            m.last_verified.get_or_create(&label).set(
+                r.last_good
                     .as_ref()
-                    .filter(|v| v.replica == replica)
-                    .map_or(0.0, |v| v.duration_seconds),
+                    .map_or(0.0, |v| v.started_at_ms as f64 / 1000.0),
             );
+            m.duration
+                .get_or_create(&label)
+                .set(r.last.as_ref().map_or(0.0, |v| v.duration_seconds));
             let _ = m.failures.get_or_create(&label);
         }
         let verifier = Arc::new(Self {
             cfg: cfg.cloned(),
             replica,
+            members,
             db,
             store,
             replication,
@@ -201,10 +246,10 @@ impl Verifier {
             return;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("verify-") {
-                if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                    log::warn!(event = "backup_verify_leftover", path = e.path().display().to_string().as_str(); "cannot remove the leftover of a killed verification {}: {err}", e.path().display());
-                }
+            if e.file_name().to_string_lossy().starts_with("verify-")
+                && let Err(err) = std::fs::remove_dir_all(e.path())
+            {
+                log::warn!(event = "backup_verify_leftover", path = e.path().display().to_string().as_str(); "cannot remove the leftover of a killed verification {}: {err}", e.path().display());
             }
         }
     }
@@ -250,13 +295,12 @@ impl Verifier {
         }
     }
 
-    /// Run one verification now and record it.
+    /// Run one verification now (of each replica in turn) and record it.
     pub async fn verify(&self, trigger: &str) -> Verification {
         let _one = self.running.lock().await;
         let started_ms = now_ms();
-        let t0 = Instant::now();
-        let mut v = Verification {
-            replica: self.replica.clone(),
+        let fresh = |replica: &str| Verification {
+            replica: replica.to_owned(),
             trigger: trigger.to_owned(),
             started_at_ms: started_ms,
             started_at: barnabee_replicator::time::format_rfc3339(started_ms),
@@ -266,33 +310,66 @@ impl Verifier {
         // check and EVENT say so) and there is nothing to verify yet. Not a failure: no
         // counter, no record, no notification; the schedule looks again within the hour.
         if let Some(e) = self.cfg.as_ref().and_then(replication::not_provisioned) {
+            let mut v = fresh(&self.replica);
             v.error = Some(format!(
                 "replication is not provisioned yet, nothing to verify: {e}"
             ));
             log::info!(event = "backup_verify_not_provisioned", replica = v.replica.as_str(), trigger = trigger; "backup verification of {} skipped: {e}", v.replica);
             return v;
         }
-        if let Err(e) = self.run(&mut v).await {
-            v.error = Some(e);
+        if self.members.is_empty() {
+            let mut v = fresh(&self.replica);
+            v.error = Some("replication is not configured".into());
+            return v;
         }
-        v.ok = v.error.is_none();
-        v.duration_seconds = t0.elapsed().as_secs_f64();
-        self.record(&v).await;
-        v
+        // 1. once for all replicas: ship, and count the live rows at that TXID
+        let t0 = Instant::now();
+        let shipped = self.ship_and_count().await;
+        let mut all = Vec::new();
+        for (name, rc) in &self.members {
+            let t = Instant::now();
+            let mut v = fresh(name);
+            let r = match &shipped {
+                Ok((txid, live)) => {
+                    v.txid = Some(*txid);
+                    self.restore_and_compare(name, rc, *txid, live, &mut v)
+                        .await
+                }
+                Err(e) => Err(e.clone()),
+            };
+            v.error = r.err();
+            v.ok = v.error.is_none();
+            // the shared step counts for the first replica
+            v.duration_seconds = if all.is_empty() {
+                t0.elapsed().as_secs_f64()
+            } else {
+                t.elapsed().as_secs_f64()
+            };
+            self.record(&v).await;
+            all.push(v);
+        }
+        let mut head = all
+            .iter()
+            .find(|v| !v.ok)
+            .or(all.first())
+            .cloned()
+            .unwrap_or_default();
+        if all.len() > 1 {
+            head.ok = all.iter().all(|v| v.ok);
+            head.replicas = all;
+        }
+        head
     }
 
-    async fn run(&self, v: &mut Verification) -> Result<(), String> {
-        let Some(cfg) = &self.cfg else {
-            return Err("replication is not configured".into());
-        };
-        // 1. Ship what is committed and count live rows, writers held. The backlog ships
-        //    first without holding anyone; under the hold only the last moment's commits are
-        //    left, and a replica that does not take them within SHIP_BOUND fails the run
-        //    rather than stall the family's writes.
+    /// Ship what is committed and count live rows, writers held. The backlog ships first
+    /// without holding anyone; under the hold only the last moment's commits are left, and
+    /// a replica that does not take them within SHIP_BOUND fails the run rather than stall
+    /// the family's writes.
+    async fn ship_and_count(&self) -> Result<(u64, Vec<(String, i64)>), String> {
         let _ = tokio::time::timeout(SHIP_BOUND * 3, self.replication.sync_now()).await;
         let (store, handle) = (self.store.clone(), self.replication.clone());
         let rt = tokio::runtime::Handle::current();
-        let (txid, live) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             store.with_writes_held(|conn| {
                 let txid = rt
                     .block_on(async { tokio::time::timeout(SHIP_BOUND, handle.sync_now()).await })
@@ -307,22 +384,38 @@ impl Verifier {
             })
         })
         .await
-        .map_err(|e| e.to_string())??;
-        v.txid = Some(txid);
+        .map_err(|e| e.to_string())?
+    }
+
+    /// 2.–3. for one replica: restore it alone at `txid` and compare with the live counts.
+    async fn restore_and_compare(
+        &self,
+        name: &str,
+        rc: &barnabee_replicator::ReplicaConfig,
+        txid: u64,
+        live: &[(String, i64)],
+        v: &mut Verification,
+    ) -> Result<(), String> {
+        let client = rc.client().map_err(|e| format!("replica {name}: {e}"))?;
+        // Another replica of a set took the commit first: give this one the moment it needs
+        // to take it too (it is behind if it does not; the restore below then says so).
+        if self.members.len() > 1 {
+            let t = Instant::now();
+            while newest_txid(&client).await < txid && t.elapsed() < SHIP_BOUND {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         // 2. Restore at that TXID into a fresh temporary directory.
         let root = self.temp_root();
         std::fs::create_dir_all(&root)
             .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         let dir = tempdir_in(&root)?;
         let out = dir.path().join("memory.db");
-        let client = replication::replica_config(cfg)
-            .client()
-            .map_err(|e| format!("replica {}: {e}", self.replica))?;
         let restored = restore::restore(&client, &out, Target::Txid(txid))
             .await
             .map_err(|e| {
                 v.object = object_of(&e);
-                format!("restore from {} at TXID {txid}: {e}", self.replica)
+                format!("restore from {name} at TXID {txid}: {e}")
             })?;
         v.integrity_check = Some("ok".into());
         v.pages = Some(restored.pages);
@@ -390,12 +483,13 @@ impl Verifier {
             log::error!(event = "backup_verify_failed", replica = v.replica.as_str(), txid = v.txid.unwrap_or(0), object = v.object.as_deref().unwrap_or(""), error = error, duration_ms = (v.duration_seconds * 1000.0) as u64, trigger = v.trigger.as_str(); "backup verification of {} FAILED: {error}", v.replica);
         }
         let snapshot = {
-            let mut r = lock(&self.recorded);
+            let mut all = lock(&self.recorded);
+            let r = all.replicas.entry(v.replica.clone()).or_default();
             r.last = Some(v.clone());
             if v.ok {
                 r.last_good = Some(v.clone());
             }
-            r.clone()
+            all.clone()
         };
         let path = record_path(&self.db);
         if let Err(e) = write_record(&path, &snapshot) {
@@ -426,41 +520,68 @@ impl Verifier {
         {
             return Check::ok("replication not provisioned yet: nothing to verify").non_critical();
         }
-        let r = lock(&self.recorded).clone();
+        let records = lock(&self.recorded).clone();
+        let checks: Vec<Check> = self
+            .members
+            .iter()
+            .map(|(name, _)| self.check_one(name, &records.of(name), now, max_age_ms))
+            .collect();
+        // One replica: its check. Several: failing if any is, naming each.
+        let c = match checks.as_slice() {
+            [one] => one.clone(),
+            many => {
+                let detail = many
+                    .iter()
+                    .map(|c| c.detail.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if many.iter().all(|c| c.ok) {
+                    Check::ok(detail)
+                } else {
+                    Check::fail(detail)
+                }
+            }
+        };
+        c.non_critical()
+    }
+
+    fn check_one(&self, replica: &str, r: &Recorded, now: i64, max_age_ms: i64) -> Check {
         let age = |v: &Verification| format_age(now - v.started_at_ms);
-        let c = match (&r.last, &r.last_good) {
+        match (&r.last, &r.last_good) {
             (Some(last), _) if !last.ok => Check::fail(format!(
-                "last verification of {} ({} ago) failed: {}",
-                self.replica,
+                "last verification of {replica} ({} ago) failed: {}",
                 age(last),
                 last.error.as_deref().unwrap_or("?")
             )),
             (_, Some(good)) if now - good.started_at_ms > max_age_ms => Check::fail(format!(
-                "last good verification of {} is {} old (max_age {})",
-                self.replica,
+                "last good verification of {replica} is {} old (max_age {})",
                 age(good),
                 format_age(max_age_ms)
             )),
             (_, Some(good)) => Check::ok(format!(
-                "replica {} verified {} ago: TXID {}, integrity ok, row counts equal",
-                self.replica,
+                "replica {replica} verified {} ago: TXID {}, integrity ok, row counts equal",
                 age(good),
                 good.txid.unwrap_or(0)
             )),
             _ if now - self.started_ms > max_age_ms => Check::fail(format!(
-                "replica {} never verified (running for {})",
-                self.replica,
+                "replica {replica} never verified (running for {})",
                 format_age(now - self.started_ms)
             )),
-            _ => Check::ok(format!("replica {}: not verified yet", self.replica)),
-        };
-        c.non_critical()
+            _ => Check::ok(format!("replica {replica}: not verified yet")),
+        }
     }
 
     /// `GET /v1/backup/status`.
     pub async fn status(&self) -> serde_json::Value {
         use serde_json::json;
-        let r = lock(&self.recorded).clone();
+        let records = lock(&self.recorded).clone();
+        // the first replica's, as before sets; `replicas` below has each
+        let r = self
+            .members
+            .first()
+            .map(|(name, _)| records.of(name))
+            .or_else(|| records.replicas.values().next().cloned())
+            .unwrap_or_default();
         let Some(cfg) = &self.cfg else {
             return json!({"configured": false, "last_verification": r.last, "last_good_verification": r.last_good});
         };
@@ -486,9 +607,35 @@ impl Verifier {
             Err(e) => json!({"error": e}),
         };
         let next = *lock(&self.next_ms);
+        // Several replicas: each one's replication state and verification.
+        let members = repl
+            .as_ref()
+            .map(|st| st.members.clone())
+            .unwrap_or_default();
+        let replicas: Vec<serde_json::Value> = if self.members.len() > 1 {
+            self.members
+                .iter()
+                .map(|(name, _)| {
+                    let r = records.of(name);
+                    let m = members.iter().find(|m| &m.replica == name);
+                    json!({
+                        "location": name,
+                        "queued": m.map(|m| m.queued),
+                        "resync_pending": m.map(|m| m.resync_pending),
+                        "consecutive_errors": m.map(|m| m.consecutive_errors),
+                        "last_error": m.and_then(|m| m.last_error.clone()),
+                        "last_verification": r.last,
+                        "last_good_verification": r.last_good,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         json!({
             "configured": true,
             "replica": {"type": kind, "location": self.replica},
+            "replicas": replicas,
             "replication": replication,
             "retention": {
                 "snapshot_interval_seconds": cfg.snapshot_interval.as_secs_f64(),
@@ -557,6 +704,18 @@ async fn restore_points(cfg: &ReplicationConfig) -> Result<serde_json::Value, St
     }))
 }
 
+/// The newest TXID a replica holds (0 when it cannot be listed: the restore says why).
+async fn newest_txid(c: &impl ReplicaClient) -> u64 {
+    let mut max = 0;
+    for level in LEVELS {
+        match c.list(level, false).await {
+            Ok(files) => max = files.iter().map(|f| f.max_txid).fold(max, u64::max),
+            Err(_) => return 0,
+        }
+    }
+    max
+}
+
 /// Row counts of [`TABLES`] (a table the schema lacks counts as 0 rows on both sides).
 fn count_tables(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     TABLES
@@ -615,7 +774,7 @@ fn tempdir_in(root: &Path) -> Result<TempDir, String> {
     Err(format!("cannot create a directory in {}", root.display()))
 }
 
-fn write_record(path: &Path, r: &Recorded) -> std::io::Result<()> {
+fn write_record(path: &Path, r: &Records) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(r).unwrap_or_default())?;
     std::fs::rename(&tmp, path)

@@ -74,9 +74,33 @@ pub struct ReplicaConfig {
     pub part_size: Option<String>,
     pub concurrency: Option<u32>,
     pub storage_class: Option<String>,
+    /// Further independent replicas written beside this one (the other entries of
+    /// `replicas:`, a daemon's `[[replication.also]]`); see [`crate::client::multi`].
+    #[serde(skip)]
+    pub also: Vec<ReplicaConfig>,
 }
 
 impl ReplicaConfig {
+    /// One configuration for a list of replicas: the first, with the others in `also`.
+    /// `None` for an empty list.
+    pub fn set(mut replicas: Vec<ReplicaConfig>) -> Option<ReplicaConfig> {
+        if replicas.is_empty() {
+            return None;
+        }
+        let mut first = replicas.remove(0);
+        first.also.extend(replicas);
+        Some(first)
+    }
+
+    /// This replica and those in `also`, each alone.
+    pub fn each(&self) -> Vec<ReplicaConfig> {
+        let mut first = self.clone();
+        let also = std::mem::take(&mut first.also);
+        std::iter::once(first)
+            .chain(also.into_iter().flat_map(|a| a.each()))
+            .collect()
+    }
+
     /// A replica from a URL (`file:///dir`, `/dir`, `s3://bucket/path?...`).
     pub fn from_url(url: &str) -> Self {
         ReplicaConfig {
@@ -103,8 +127,21 @@ impl ReplicaConfig {
         inh!(sync_interval);
     }
 
-    /// Build the client this configuration describes.
+    /// Build the client this configuration describes: one replica, or a
+    /// [`Client::Multi`] when `also` names more.
     pub fn client(&self) -> Result<Client, ConfigError> {
+        if self.also.is_empty() {
+            return self.single_client();
+        }
+        let clients = self
+            .each()
+            .iter()
+            .map(ReplicaConfig::single_client)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client::Multi(crate::client::MultiClient::new(clients)))
+    }
+
+    fn single_client(&self) -> Result<Client, ConfigError> {
         let mut kind = self.kind.clone();
         let mut s3 = S3Options {
             bucket: self.bucket.clone().unwrap_or_default(),
@@ -351,6 +388,17 @@ impl Config {
             r.inherit(self);
         }
         Ok(v)
+    }
+
+    /// The replicas of one database as one configuration (more than one: a replica set).
+    pub fn replica_set_of(&self, db: &DbConfig) -> Result<ReplicaConfig, ConfigError> {
+        let v = self.replicas_of(db)?;
+        ReplicaConfig::set(v).ok_or_else(|| {
+            invalid(
+                "dbs[].replica",
+                format!("{}: no replica configured", db.path.display()),
+            )
+        })
     }
 
     /// Replication options for one database.

@@ -132,9 +132,148 @@ pub struct Section<V = NoVerify> {
     /// daily snapshots.
     #[serde(default = "default_snapshot_retention", with = "seconds")]
     pub snapshot_retention: Duration,
+    /// Further independent replicas (`[[replication.also]]`, e.g. a NAS directory beside
+    /// S3): each takes every commit on its own; one down never blocks the others (a commit
+    /// is shipped once one has it); a replica that was down is caught up from the others.
+    #[serde(default)]
+    pub also: Vec<Destination>,
     /// `[replication.verify]` (barnabee-memory's restore verification; refused elsewhere).
     #[serde(default)]
     pub verify: V,
+}
+
+/// Where one replica lives: the destination keys of `[replication]`, and each
+/// `[[replication.also]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    #[serde(rename = "type")]
+    pub kind: ReplicaType,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub force_path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl Destination {
+    /// Checks serde cannot express; `prefix` is where it sits (`replication.`,
+    /// `replication.also[0].`).
+    fn validate(&self, prefix: &str) -> Result<(), SectionError> {
+        let bad = |field: &str, message: &str| {
+            Err(SectionError {
+                field: format!("{prefix}{field}"),
+                message: message.into(),
+            })
+        };
+        if self.url.is_none() {
+            match self.kind {
+                ReplicaType::File if self.path.is_none() => {
+                    return bad("path", "a file replica needs path (or url)");
+                }
+                ReplicaType::S3 if self.bucket.is_none() => {
+                    return bad("bucket", "an s3 replica needs bucket (or url)");
+                }
+                _ => {}
+            }
+        }
+        if self.url.is_none()
+            && self.kind == ReplicaType::File
+            && let Some(p) = &self.path
+            && !p.starts_with('/')
+        {
+            return bad("path", "a file replica path must be absolute");
+        }
+        if let Some(u) = &self.url
+            && !(u.starts_with("s3://") || u.starts_with("file:///") || u.starts_with('/'))
+        {
+            return bad(
+                "url",
+                "use s3://bucket/path[?endpoint=..&region=..] or file:///absolute/dir",
+            );
+        }
+        if self.kind == ReplicaType::S3
+            && self.access_key_id.is_some() != self.secret_access_key_file.is_some()
+        {
+            return bad(
+                "secret_access_key_file",
+                "access_key_id and secret_access_key_file go together",
+            );
+        }
+        Ok(())
+    }
+
+    /// An S3 replica? (A `url` wins over `type`, as in the replicator.)
+    fn is_s3(&self) -> bool {
+        match &self.url {
+            Some(url) => url.starts_with("s3://"),
+            None => self.kind == ReplicaType::S3,
+        }
+    }
+
+    /// `file:///dir` or `s3://bucket/prefix`, for logs, `STATUS=` and `/health`.
+    pub fn describe(&self) -> String {
+        if let Some(url) = &self.url {
+            return strip_query(url).to_owned();
+        }
+        match self.kind {
+            ReplicaType::File => format!("file://{}", self.path.as_deref().unwrap_or("")),
+            ReplicaType::S3 => format!(
+                "s3://{}/{}",
+                self.bucket.as_deref().unwrap_or(""),
+                self.path.as_deref().unwrap_or("").trim_matches('/')
+            ),
+        }
+    }
+
+    fn replica_config(&self) -> ReplicaConfig {
+        ReplicaConfig {
+            kind: Some(
+                match self.kind {
+                    ReplicaType::File => "file",
+                    ReplicaType::S3 => "s3",
+                }
+                .to_owned(),
+            ),
+            url: self.url.clone(),
+            bucket: self.bucket.clone(),
+            path: self.path.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            force_path_style: self.force_path_style.then_some(true),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key_file: self.secret_access_key_file.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl<V> Section<V> {
+    /// `[replication]`'s own replica.
+    pub fn primary(&self) -> Destination {
+        Destination {
+            kind: self.kind,
+            path: self.path.clone(),
+            url: self.url.clone(),
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            force_path_style: self.force_path_style,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key_file: self.secret_access_key_file.clone(),
+        }
+    }
+
+    /// Every replica: the primary, then `also`.
+    pub fn destinations(&self) -> Vec<Destination> {
+        std::iter::once(self.primary())
+            .chain(self.also.iter().cloned())
+            .collect()
+    }
 }
 
 fn default_snapshot_interval() -> Duration {
@@ -178,39 +317,21 @@ impl<V: VerifySection> Section<V> {
                 message: message.into(),
             })
         };
-        if self.url.is_none() {
-            match self.kind {
-                ReplicaType::File if self.path.is_none() => {
-                    return bad("path", "a file replica needs path (or url)");
-                }
-                ReplicaType::S3 if self.bucket.is_none() => {
-                    return bad("bucket", "an s3 replica needs bucket (or url)");
-                }
-                _ => {}
+        self.primary().validate("")?;
+        for (i, d) in self.also.iter().enumerate() {
+            d.validate(&format!("also[{i}]."))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for d in self.destinations() {
+            if !seen.insert(d.describe()) {
+                return bad(
+                    "also",
+                    &format!(
+                        "{} is named twice: two places means two different replicas",
+                        d.describe()
+                    ),
+                );
             }
-        }
-        if self.url.is_none()
-            && self.kind == ReplicaType::File
-            && let Some(p) = &self.path
-            && !p.starts_with('/')
-        {
-            return bad("path", "a file replica path must be absolute");
-        }
-        if let Some(u) = &self.url
-            && !(u.starts_with("s3://") || u.starts_with("file:///") || u.starts_with('/'))
-        {
-            return bad(
-                "url",
-                "use s3://bucket/path[?endpoint=..&region=..] or file:///absolute/dir",
-            );
-        }
-        if self.kind == ReplicaType::S3
-            && self.access_key_id.is_some() != self.secret_access_key_file.is_some()
-        {
-            return bad(
-                "secret_access_key_file",
-                "access_key_id and secret_access_key_file go together",
-            );
         }
         if self.sync_interval.is_zero() {
             return bad("sync_interval", "must be more than 0 seconds");
@@ -263,25 +384,17 @@ pub enum ReplicationError {
 /// The config key of the S3 secret, as logs and `/health` name it.
 pub const SECRET_KEY: &str = "replication.secret_access_key_file";
 
-/// An S3 replica? (A `url` wins over `type`, as in the replicator.)
-fn is_s3<V>(cfg: &Section<V>) -> bool {
-    match &cfg.url {
-        Some(url) => url.starts_with("s3://"),
-        None => cfg.kind == ReplicaType::S3,
-    }
-}
-
 /// The S3 secret's error when its file is empty: not provisioned yet (first boot, before
 /// sops-nix can decrypt). `None` when there is no secret, it is present, or it is broken in
-/// another way (missing, too open): the replicator refuses those at start, as before.
+/// another way (missing, too open): the replicator refuses those at start, as before. With
+/// several replicas, the first S3 replica whose secret is not provisioned.
 pub fn not_provisioned<V>(cfg: &Section<V>) -> Option<SecretError> {
-    let file = cfg
-        .secret_access_key_file
-        .as_deref()
-        .filter(|_| is_s3(cfg))?;
-    barnabee_service::secret::read(SECRET_KEY, file)
-        .err()
-        .filter(SecretError::is_not_provisioned)
+    cfg.destinations().iter().find_map(|d| {
+        let file = d.secret_access_key_file.as_deref().filter(|_| d.is_s3())?;
+        barnabee_service::secret::read(SECRET_KEY, file)
+            .err()
+            .filter(SecretError::is_not_provisioned)
+    })
 }
 
 /// `<db>.not-restored`: this database was created while the replica could not be read (its
@@ -298,24 +411,9 @@ pub fn not_restored_marker(db: &Path) -> PathBuf {
 /// (`secret_access_key_file`, relative to `$CREDENTIALS_DIRECTORY`); the replicator reads it
 /// with `barnabee_service::secret::read` when it builds the client.
 pub fn replica_config<V>(cfg: &Section<V>) -> ReplicaConfig {
-    ReplicaConfig {
-        kind: Some(
-            match cfg.kind {
-                ReplicaType::File => "file",
-                ReplicaType::S3 => "s3",
-            }
-            .to_owned(),
-        ),
-        url: cfg.url.clone(),
-        bucket: cfg.bucket.clone(),
-        path: cfg.path.clone(),
-        endpoint: cfg.endpoint.clone(),
-        region: cfg.region.clone(),
-        force_path_style: cfg.force_path_style.then_some(true),
-        access_key_id: cfg.access_key_id.clone(),
-        secret_access_key_file: cfg.secret_access_key_file.clone(),
-        ..Default::default()
-    }
+    let mut rc = cfg.primary().replica_config();
+    rc.also = cfg.also.iter().map(Destination::replica_config).collect();
+    rc
 }
 
 /// The replicator's tuning from the section.
@@ -328,19 +426,14 @@ pub fn options<V>(cfg: &Section<V>) -> Options {
     }
 }
 
-/// A short description of the replica for logs, `STATUS=` and `/health`.
+/// A short description of the replica(s) for logs, `STATUS=` and `/health`
+/// (`s3://bucket/prefix + file:///mnt/nas/memory` with several).
 pub fn describe<V>(cfg: &Section<V>) -> String {
-    if let Some(url) = &cfg.url {
-        return strip_query(url).to_owned();
-    }
-    match cfg.kind {
-        ReplicaType::File => format!("file://{}", cfg.path.as_deref().unwrap_or("")),
-        ReplicaType::S3 => format!(
-            "s3://{}/{}",
-            cfg.bucket.as_deref().unwrap_or(""),
-            cfg.path.as_deref().unwrap_or("").trim_matches('/')
-        ),
-    }
+    cfg.destinations()
+        .iter()
+        .map(Destination::describe)
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 fn strip_query(url: &str) -> &str {
@@ -838,7 +931,29 @@ pub fn status_check(replica: &str, st: &crate::Status, fail_after: u32) -> Check
             st.last_error.as_deref().unwrap_or("?")
         ));
     }
-    let check = if st.consecutive_errors >= fail_after {
+    // With several replicas the commits are shipped once one has them; a member that is
+    // failing or behind is still the operator's business: the check fails (non-critical)
+    // naming it, while the others keep the lag down.
+    let mut member_failing = false;
+    for m in &st.members {
+        if m.consecutive_errors == 0 && m.queued == 0 && !m.resync_pending {
+            continue;
+        }
+        detail.push_str(&format!("; {}: ", m.replica));
+        if m.resync_pending {
+            detail.push_str("catching up from another replica, ");
+        }
+        detail.push_str(&format!("{} write(s) queued", m.queued));
+        if m.consecutive_errors > 0 {
+            detail.push_str(&format!(
+                ", {} consecutive errors (last: {})",
+                m.consecutive_errors,
+                m.last_error.as_deref().unwrap_or("?")
+            ));
+        }
+        member_failing |= m.consecutive_errors >= fail_after;
+    }
+    let check = if st.consecutive_errors >= fail_after || member_failing {
         Check::fail(detail)
     } else {
         Check::ok(detail)
@@ -903,6 +1018,75 @@ mod tests {
         assert_eq!(describe(&c), "s3://b/memory");
         let c = cfg("type = \"file\"\nurl = \"s3://b/p?endpoint=http://x\"\n");
         assert_eq!(describe(&c), "s3://b/p");
+    }
+
+    #[test]
+    fn also_adds_independent_replicas_each_checked() {
+        let c = cfg(
+            "type = \"s3\"\nbucket = \"b\"\npath = \"memory\"\n\n[[also]]\ntype = \"file\"\npath = \"/mnt/nas/memory\"\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(describe(&c), "s3://b/memory + file:///mnt/nas/memory");
+        let r = replica_config(&c);
+        assert_eq!(r.also.len(), 1);
+        assert_eq!(r.also[0].path.as_deref(), Some("/mnt/nas/memory"));
+        assert_eq!(r.each().len(), 2);
+        // each entry is checked where it sits
+        let e = cfg("type = \"file\"\npath = \"/r\"\n[[also]]\ntype = \"file\"\npath = \"nas\"\n")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "replication.also[0].path: a file replica path must be absolute"
+        );
+        let e =
+            cfg("type = \"file\"\npath = \"/r\"\n[[also]]\ntype = \"file\"\nurl = \"file:///r\"\n")
+                .validate()
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.starts_with("replication.also: file:///r is named twice"),
+            "{e}"
+        );
+        // unknown keys in an entry are refused (serde names them)
+        let e = toml::from_str::<Section>(
+            "type = \"file\"\npath = \"/r\"\n[[also]]\ntype = \"file\"\npath = \"/n\"\nsync_interval = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sync_interval"), "{e}");
+    }
+
+    #[test]
+    fn a_failing_member_fails_health_naming_it() {
+        let st = crate::Status {
+            last_shipped_txid: 42,
+            members: vec![
+                crate::client::MemberStatus {
+                    replica: "file:///mnt/nas/memory".into(),
+                    queued: 7,
+                    consecutive_errors: 3,
+                    last_error: Some("No space left on device".into()),
+                    ..Default::default()
+                },
+                crate::client::MemberStatus {
+                    replica: "s3://b/memory".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let c = status_check("file:///mnt/nas/memory + s3://b/memory", &st, 3);
+        assert!(!c.ok && !c.critical, "{c:?}");
+        assert!(
+            c.detail.ends_with(
+                "; file:///mnt/nas/memory: 7 write(s) queued, 3 consecutive errors (last: No space left on device)"
+            ),
+            "{}",
+            c.detail
+        );
+        assert!(!c.detail.contains("; s3://b/memory:"), "{}", c.detail);
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct Status {
     pub lag_seconds: f64,
     pub consecutive_errors: u32,
     pub last_error: Option<String>,
+    /// With several replicas: each one's own state (one behind or failing while another
+    /// takes the commits). Empty with one replica, whose state is the fields above.
+    pub members: Vec<crate::client::MemberStatus>,
 }
 
 struct Shared {
@@ -124,6 +127,7 @@ enum Cmd {
 /// ```
 pub struct Replication {
     shared: Arc<Shared>,
+    client: Arc<Client>,
     cmd: mpsc::Sender<Cmd>,
     stop_maint: watch::Sender<bool>,
     /// The sync and maintenance tasks; [`Replication::shutdown`] waits for both.
@@ -148,6 +152,8 @@ impl Replication {
         options: Options,
     ) -> Result<Self, ReplicationError> {
         let client = Arc::new(client);
+        // a replica set's members catch up with each other from the start
+        client.start();
         let mut last_txid = 0u64;
         for level in LEVELS {
             if let Some(m) = client
@@ -191,9 +197,15 @@ impl Replication {
             shared.clone(),
             rx,
         ));
-        let maint = tokio::spawn(maintenance_loop(client, options, shared.clone(), stop_rx));
+        let maint = tokio::spawn(maintenance_loop(
+            client.clone(),
+            options,
+            shared.clone(),
+            stop_rx,
+        ));
         Ok(Self {
             shared,
+            client,
             cmd: tx,
             stop_maint: stop_tx,
             tasks: Mutex::new(vec![sync, maint]),
@@ -220,6 +232,7 @@ impl Replication {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         s.lag_seconds = self.shared.metrics.lag_seconds.get();
+        s.members = self.client.member_status();
         s
     }
 
@@ -264,12 +277,9 @@ pub async fn restore_if_missing(
         return Ok(None);
     }
     let client = replica.client()?;
-    let plan = match restore::plan(&client, Target::Latest).await {
-        Ok(p) => p,
-        Err(RestoreError::NotAvailable(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(r) = restore_newest(&client, db_path).await? else {
+        return Ok(None);
     };
-    let r = restore::apply(&client, &plan, db_path, |_, _| {}).await?;
     log::info!(db = db_path.display().to_string().as_str(), txid = r.txid; "restored from replica");
     // So that the first start continues from the restored TXID instead of a full snapshot.
     let (path, txid, pages) = (db_path.to_path_buf(), r.txid, r.pages);
@@ -281,6 +291,62 @@ pub async fn restore_if_missing(
         log::warn!(error = e.to_string().as_str(); "cannot record the restored position; the first sync will be a snapshot");
     }
     Ok(Some(r))
+}
+
+/// Restore the latest state from `client`: with one replica, from it; with a set, from the
+/// member whose newest TXID is highest, falling back to the next when a restore from one
+/// fails (an object corrupt or missing there). `None` when no replica holds anything.
+async fn restore_newest(
+    client: &Client,
+    db_path: &Path,
+) -> Result<Option<Restored>, ReplicationError> {
+    let members = client.members();
+    let mut plans = Vec::new();
+    let mut first_error: Option<ReplicationError> = None;
+    for m in &members {
+        match restore::plan(*m, Target::Latest).await {
+            Ok(p) => plans.push((*m, p)),
+            Err(RestoreError::NotAvailable(_)) => {}
+            Err(e) => {
+                log::warn!(replica = m.describe().as_str(), error = e.to_string().as_str(); "cannot plan a restore from replica {}: {e}", m.describe());
+                first_error.get_or_insert(e.into());
+            }
+        }
+    }
+    if plans.is_empty() {
+        return match first_error {
+            // one replica unreadable and none holding anything: say why, don't start empty
+            Some(e) => Err(e),
+            None => Ok(None),
+        };
+    }
+    // newest first; equal TXIDs keep the configured order
+    plans.sort_by_key(|(_, p)| std::cmp::Reverse(plan_txid(p)));
+    if members.len() > 1
+        && plans
+            .iter()
+            .any(|(_, p)| plan_txid(p) != plan_txid(&plans[0].1))
+    {
+        log::warn!(event = "replicas_differ", newest = plan_txid(&plans[0].1); "the replicas hold different newest TXIDs: {}; restoring the newest", plans.iter().map(|(m, p)| format!("{} at {}", m.describe(), plan_txid(p))).collect::<Vec<_>>().join(", "));
+    }
+    let mut last_error = None;
+    for (m, plan) in &plans {
+        match restore::apply(*m, plan, db_path, |_, _| {}).await {
+            Ok(r) => return Ok(Some(r)),
+            Err(e) => {
+                log::error!(event = "restore_failed", replica = m.describe().as_str(), error = e.to_string().as_str(); "restore from replica {} failed: {e}{}", m.describe(), if plans.len() > 1 { "; trying the next replica" } else { "" });
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.map_or(
+        ReplicationError::Sync("no replica restored".into()),
+        Into::into,
+    ))
+}
+
+fn plan_txid(plan: &[crate::client::FileInfo]) -> u64 {
+    plan.iter().map(|f| f.max_txid).max().unwrap_or(0)
 }
 
 type DbHandle = Arc<Mutex<Db>>;

@@ -376,3 +376,94 @@ async fn without_replication_the_metrics_exist_and_verify_is_refused() {
     let h = get(&d, "/health").await;
     assert_eq!(h["checks"]["backup_verify"]["detail"], "not configured");
 }
+
+/// Two places: `[[replication.also]]` adds a second file replica. Each is verified alone;
+/// a corrupted object in the second fails its verification (naming replica and object) while
+/// the first passes, `/health` and the metrics say which, and a restore of the set still comes
+/// back whole from the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_are_each_verified_and_a_corrupt_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, first, extra) = setup(dir.path(), "first_after = 3600\n");
+    let second = dir.path().join("usb");
+    let extra = extra.replace(
+        "[replication.verify]",
+        &format!(
+            "[[replication.also]]\ntype = \"file\"\npath = \"{}\"\n[replication.verify]",
+            second.display()
+        ),
+    );
+    let d = Daemon::start(&state, &extra);
+    for i in 0..10 {
+        post_memory(&d, &format!("memory {i}: the dentist is on Friday")).await;
+    }
+    wait_shipped(&d).await;
+    let (code, v) = verify(&d).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let names = [
+        format!("file://{}", first.display()),
+        format!("file://{}", second.display()),
+    ];
+    let replicas = v["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2, "{v}");
+    for (r, name) in replicas.iter().zip(&names) {
+        assert_eq!(r["replica"], name.as_str(), "{v}");
+        assert_eq!(r["ok"], true, "{v}");
+        assert_eq!(r["integrity_check"], "ok", "{v}");
+        assert_eq!(r["txid"], v["txid"], "both restored the same TXID: {v}");
+    }
+
+    // Corrupt the newest object the restore of the second replica uses.
+    let client = ReplicaConfig::from_url(&names[1]).client().unwrap();
+    let files = plan(&client, Target::Latest).await.unwrap();
+    let f = files.last().unwrap();
+    let object = client.object_name(f.level, f.min_txid, f.max_txid);
+    let path = client.local_path(f.level, f.min_txid, f.max_txid).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, v) = verify(&d).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(
+        v["replica"],
+        names[1].as_str(),
+        "the failing one leads: {v}"
+    );
+    assert_eq!(v["object"], object.as_str(), "{v}");
+    assert_eq!(
+        v["replicas"][0]["ok"], true,
+        "the first still verifies: {v}"
+    );
+    let h = get(&d, "/health").await;
+    let detail = h["checks"]["backup_verify"]["detail"].as_str().unwrap();
+    assert_eq!(h["checks"]["backup_verify"]["ok"], false, "{h}");
+    assert!(
+        detail.contains(&format!("replica {} verified", names[0]))
+            && detail.contains(&format!("last verification of {}", names[1]))
+            && detail.contains(&object),
+        "{detail}"
+    );
+    let m = metrics(&d).await;
+    for (name, failures) in names.iter().zip([0.0, 1.0]) {
+        assert_eq!(
+            sample(
+                &m,
+                &format!("barnabee_backup_verify_failures_total{{replica=\"{name}\"}}")
+            ),
+            failures,
+            "{name}"
+        );
+    }
+    let st = get(&d, "/v1/backup/status").await;
+    assert_eq!(st["replicas"].as_array().map(Vec::len), Some(2), "{st}");
+    assert_eq!(
+        st["replicas"][1]["last_verification"]["object"],
+        object.as_str(),
+        "{st}"
+    );
+    println!("two replicas: {detail}");
+}

@@ -73,7 +73,7 @@ pub fn resolve_replica(
     if let Some(cfg) = config {
         for db in &cfg.dbs {
             if db.path == std::path::Path::new(target) {
-                let r = cfg.replicas_of(db)?.remove(0);
+                let r = cfg.replica_set_of(db)?;
                 return Ok((r, Some(db.path.clone())));
             }
         }

@@ -29,7 +29,7 @@ pub async fn run(config: Option<Config>, a: Args) -> anyhow::Result<i32> {
         }
         (None, None, Some(cfg)) => {
             for db in &cfg.dbs {
-                let r = cfg.replicas_of(db)?.remove(0);
+                let r = cfg.replica_set_of(db)?;
                 let o = cfg.options_for(db, &r);
                 jobs.push((db.path.clone(), r, o));
             }

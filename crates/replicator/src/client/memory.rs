@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::{ClientError, FileInfo, ReplicaClient};
 
@@ -13,6 +13,8 @@ pub struct MemoryClient {
     objects: Mutex<Objects>,
     /// Fail this many next puts (for retry tests).
     pub fail_puts: AtomicU32,
+    /// While set, every operation fails as an unreachable server would.
+    pub down: AtomicBool,
     puts: AtomicU32,
 }
 
@@ -29,6 +31,17 @@ impl MemoryClient {
         self.puts.load(Ordering::SeqCst)
     }
 
+    fn check_up(&self, op: &'static str) -> Result<(), ClientError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ClientError::S3 {
+                op,
+                object: String::new(),
+                message: "injected outage: connection refused".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -42,6 +55,7 @@ impl ReplicaClient for MemoryClient {
         format!("{level:04x}/{}", crate::ltx::format_filename(min, max))
     }
     async fn list(&self, level: u8, _precise: bool) -> Result<Vec<FileInfo>, ClientError> {
+        self.check_up("list")?;
         Ok(self
             .lock()
             .iter()
@@ -56,6 +70,7 @@ impl ReplicaClient for MemoryClient {
             .collect())
     }
     async fn get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
+        self.check_up("get")?;
         self.lock()
             .get(&(level, min, max))
             .map(|(d, _)| d.clone())
@@ -71,6 +86,7 @@ impl ReplicaClient for MemoryClient {
         data: Vec<u8>,
         ts: i64,
     ) -> Result<(), ClientError> {
+        self.check_up("put")?;
         if self
             .fail_puts
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -87,6 +103,7 @@ impl ReplicaClient for MemoryClient {
         Ok(())
     }
     async fn delete(&self, files: &[FileInfo]) -> Result<(), ClientError> {
+        self.check_up("delete")?;
         let mut m = self.lock();
         for f in files {
             m.remove(&(f.level, f.min_txid, f.max_txid));

@@ -2,12 +2,14 @@
 
 pub mod file;
 pub mod memory;
+pub mod multi;
 pub mod s3;
 
 use std::future::Future;
 
 pub use file::FileClient;
 pub use memory::MemoryClient;
+pub use multi::{MemberStatus, MultiClient};
 pub use s3::{S3Client, S3Options};
 
 /// Level of full snapshots.
@@ -113,38 +115,62 @@ pub enum Client {
     S3(S3Client),
     /// Shared so tests can inspect it and inject faults.
     Memory(std::sync::Arc<MemoryClient>),
+    /// Several independent replicas (`replicas:` with more than one entry).
+    Multi(std::sync::Arc<MultiClient>),
 }
 
-impl ReplicaClient for Client {
-    fn describe(&self) -> String {
+/// A [`Client::Multi`] used where one replica is meant (a member of another set).
+fn nested(op: &'static str) -> ClientError {
+    ClientError::S3 {
+        op,
+        object: String::new(),
+        message: "a replica set cannot be a member of another set".into(),
+    }
+}
+
+/// One replica's operations: [`MultiClient`] calls its members through these, which never
+/// lead back into a set (so its futures are not recursive).
+impl Client {
+    /// The replicas this client writes to: itself, or a set's members.
+    pub fn members(&self) -> Vec<&Client> {
         match self {
-            Client::File(c) => c.describe(),
-            Client::S3(c) => c.describe(),
-            Client::Memory(c) => c.describe(),
+            Client::Multi(m) => m.members().collect(),
+            c => vec![c],
         }
     }
-    fn object_name(&self, level: u8, min: u64, max: u64) -> String {
+
+    /// Per-member state of a replica set (empty for one replica).
+    pub fn member_status(&self) -> Vec<MemberStatus> {
         match self {
-            Client::File(c) => c.object_name(level, min, max),
-            Client::S3(c) => c.object_name(level, min, max),
-            Client::Memory(c) => c.object_name(level, min, max),
+            Client::Multi(m) => m.member_status(),
+            _ => Vec::new(),
         }
     }
-    async fn list(&self, level: u8, precise: bool) -> Result<Vec<FileInfo>, ClientError> {
+
+    /// Start a replica set's workers (and their resync); nothing for one replica.
+    pub fn start(&self) {
+        if let Client::Multi(m) = self {
+            m.start();
+        }
+    }
+
+    async fn single_list(&self, level: u8, precise: bool) -> Result<Vec<FileInfo>, ClientError> {
         match self {
             Client::File(c) => c.list(level, precise).await,
             Client::S3(c) => c.list(level, precise).await,
             Client::Memory(c) => c.list(level, precise).await,
+            Client::Multi(_) => Err(nested("list")),
         }
     }
-    async fn get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
+    async fn single_get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
         match self {
             Client::File(c) => c.get(level, min, max).await,
             Client::S3(c) => c.get(level, min, max).await,
             Client::Memory(c) => c.get(level, min, max).await,
+            Client::Multi(_) => Err(nested("get")),
         }
     }
-    async fn put(
+    async fn single_put(
         &self,
         level: u8,
         min: u64,
@@ -156,30 +182,26 @@ impl ReplicaClient for Client {
             Client::File(c) => c.put(level, min, max, data, ts).await,
             Client::S3(c) => c.put(level, min, max, data, ts).await,
             Client::Memory(c) => c.put(level, min, max, data, ts).await,
+            Client::Multi(_) => Err(nested("put")),
         }
     }
-    async fn delete(&self, files: &[FileInfo]) -> Result<(), ClientError> {
+    async fn single_delete(&self, files: &[FileInfo]) -> Result<(), ClientError> {
         match self {
             Client::File(c) => c.delete(files).await,
             Client::S3(c) => c.delete(files).await,
             Client::Memory(c) => c.delete(files).await,
+            Client::Multi(_) => Err(nested("delete")),
         }
     }
-    async fn delete_all(&self) -> Result<(), ClientError> {
+    async fn single_delete_all(&self) -> Result<(), ClientError> {
         match self {
             Client::File(c) => c.delete_all().await,
             Client::S3(c) => c.delete_all().await,
             Client::Memory(c) => c.delete_all().await,
+            Client::Multi(_) => Err(nested("delete_all")),
         }
     }
-    fn local_path(&self, level: u8, min: u64, max: u64) -> Option<std::path::PathBuf> {
-        match self {
-            Client::File(c) => c.local_path(level, min, max),
-            Client::S3(c) => c.local_path(level, min, max),
-            Client::Memory(c) => c.local_path(level, min, max),
-        }
-    }
-    async fn download(
+    async fn single_download(
         &self,
         level: u8,
         min: u64,
@@ -190,6 +212,83 @@ impl ReplicaClient for Client {
             Client::File(c) => c.download(level, min, max, dest).await,
             Client::S3(c) => c.download(level, min, max, dest).await,
             Client::Memory(c) => c.download(level, min, max, dest).await,
+            Client::Multi(_) => Err(nested("download")),
+        }
+    }
+}
+
+impl ReplicaClient for Client {
+    fn describe(&self) -> String {
+        match self {
+            Client::File(c) => c.describe(),
+            Client::S3(c) => c.describe(),
+            Client::Memory(c) => c.describe(),
+            Client::Multi(c) => c.describe(),
+        }
+    }
+    fn object_name(&self, level: u8, min: u64, max: u64) -> String {
+        match self {
+            Client::File(c) => c.object_name(level, min, max),
+            Client::S3(c) => c.object_name(level, min, max),
+            Client::Memory(c) => c.object_name(level, min, max),
+            Client::Multi(c) => c.object_name(level, min, max),
+        }
+    }
+    async fn list(&self, level: u8, precise: bool) -> Result<Vec<FileInfo>, ClientError> {
+        match self {
+            Client::Multi(c) => c.list(level, precise).await,
+            c => c.single_list(level, precise).await,
+        }
+    }
+    async fn get(&self, level: u8, min: u64, max: u64) -> Result<Vec<u8>, ClientError> {
+        match self {
+            Client::Multi(c) => c.get(level, min, max).await,
+            c => c.single_get(level, min, max).await,
+        }
+    }
+    async fn put(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        data: Vec<u8>,
+        ts: i64,
+    ) -> Result<(), ClientError> {
+        match self {
+            Client::Multi(c) => c.put(level, min, max, data, ts).await,
+            c => c.single_put(level, min, max, data, ts).await,
+        }
+    }
+    async fn delete(&self, files: &[FileInfo]) -> Result<(), ClientError> {
+        match self {
+            Client::Multi(c) => c.delete(files).await,
+            c => c.single_delete(files).await,
+        }
+    }
+    async fn delete_all(&self) -> Result<(), ClientError> {
+        match self {
+            Client::Multi(c) => c.delete_all().await,
+            c => c.single_delete_all().await,
+        }
+    }
+    fn local_path(&self, level: u8, min: u64, max: u64) -> Option<std::path::PathBuf> {
+        match self {
+            Client::File(c) => c.local_path(level, min, max),
+            Client::S3(c) => c.local_path(level, min, max),
+            Client::Memory(c) => c.local_path(level, min, max),
+            Client::Multi(c) => c.local_path(level, min, max),
+        }
+    }
+    async fn download(
+        &self,
+        level: u8,
+        min: u64,
+        max: u64,
+        dest: &std::path::Path,
+    ) -> Result<u64, ClientError> {
+        match self {
+            Client::Multi(c) => c.download(level, min, max, dest).await,
+            c => c.single_download(level, min, max, dest).await,
         }
     }
 }
