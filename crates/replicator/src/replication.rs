@@ -152,8 +152,16 @@ impl Replication {
         options: Options,
     ) -> Result<Self, ReplicationError> {
         let client = Arc::new(client);
+        let metrics = ReplicationMetrics::default();
         // a replica set's members catch up with each other from the start
-        client.start();
+        client.start(
+            metrics
+                .errors
+                .get_or_create(&crate::metrics::OpLabel {
+                    op: "replica".into(),
+                })
+                .clone(),
+        );
         let mut last_txid = 0u64;
         for level in LEVELS {
             if let Some(m) = client
@@ -184,7 +192,7 @@ impl Replication {
                 last_shipped_txid: last_txid,
                 ..Default::default()
             }),
-            metrics: ReplicationMetrics::default(),
+            metrics,
         });
         shared.metrics.last_shipped_txid.set(last_txid as i64);
         let (tx, rx) = mpsc::channel(16);

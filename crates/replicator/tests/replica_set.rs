@@ -82,6 +82,18 @@ async fn one_replica_down_never_blocks_the_other_and_catches_up_when_back() {
         st.members[0].consecutive_errors > 0 && st.members[0].last_error.is_some(),
         "the down replica's own state says it fails: {st:?}"
     );
+    // counted where BarnabeeReplicationErrors looks, though every write succeeded
+    let replica_errors = repl
+        .metrics()
+        .errors
+        .get_or_create(&barnabee_replicator::metrics::OpLabel {
+            op: "replica".into(),
+        })
+        .get();
+    assert!(
+        replica_errors > 0,
+        "barnabee_replication_errors_total{{op=\"replica\"}} = 0"
+    );
     let check = barnabee_replicator::embed::status_check(&st.replica, &st, 1);
     assert!(!check.ok, "{check:?}");
     assert!(check.detail.contains("consecutive errors"), "{check:?}");

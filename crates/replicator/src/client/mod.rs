@@ -147,9 +147,11 @@ impl Client {
         }
     }
 
-    /// Start a replica set's workers (and their resync); nothing for one replica.
-    pub fn start(&self) {
+    /// Start a replica set's workers (and their resync), counting each member's failures in
+    /// `errors`; nothing for one replica.
+    pub fn start(&self, errors: prometheus_client::metrics::counter::Counter) {
         if let Client::Multi(m) = self {
+            m.count_errors_in(errors);
             m.start();
         }
     }

@@ -91,6 +91,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Independent replicas written together; see the module documentation.
 pub struct MultiClient {
     members: Vec<Arc<Member>>,
+    /// `barnabee_replication_errors_total{op="replica"}`: each failure of one member, so that
+    /// BarnabeeReplicationErrors fires for a replica that stays down while another takes
+    /// every commit (the set's writes themselves then never fail).
+    errors: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 impl MultiClient {
@@ -112,7 +116,13 @@ impl MultiClient {
                     })
                 })
                 .collect(),
+            errors: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Count each member's failures here (the replication's error counter, op `replica`).
+    pub fn count_errors_in(&self, counter: prometheus_client::metrics::counter::Counter) {
+        let _ = self.errors.set(counter);
     }
 
     /// Start every member's worker now (each first resyncs from its siblings) rather than at
@@ -506,6 +516,9 @@ async fn work(me: Arc<Member>) {
 }
 
 fn failed(me: &Member, e: &str) {
+    if let Some(c) = me.all.upgrade().as_ref().and_then(|all| all.errors.get()) {
+        c.inc();
+    }
     let mut s = lock(&me.state);
     s.consecutive_errors += 1;
     s.last_error = Some(e.to_owned());
