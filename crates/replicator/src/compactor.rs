@@ -20,7 +20,17 @@ pub enum CompactError {
     Restore(#[from] RestoreError),
 }
 
+/// Inputs up to this size are decoded in memory; larger ones (snapshots, the first level-0
+/// file of a big database) are streamed page by page from a local file.
+const STREAM_ABOVE: u64 = 1 << 20;
+
 /// Merge contiguous LTX files (ascending TXIDs) into one NoChecksum file.
+///
+/// Memory: the output (compressed) and the small inputs' pages; a large input is read from
+/// its file (a file replica's own, or an S3 object downloaded to a spool file) and decoded as
+/// the merge goes, so merging a 210 MB snapshot no longer holds its 210 MB of pages. The
+/// merge is a k-way merge by page number (LTX files list pages in ascending order); of the
+/// inputs holding a page, the newest wins; pages above the last input's commit are dropped.
 pub async fn merge<C: ReplicaClient>(
     client: &C,
     inputs: &[FileInfo],
@@ -28,37 +38,72 @@ pub async fn merge<C: ReplicaClient>(
     encoding: PageEncoding,
 ) -> Result<Vec<u8>, CompactError> {
     let inv = |what: String| CompactError::Invalid { level, what };
-    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let spool = Spool::new().map_err(|e| inv(format!("spool directory: {e}")))?;
+    let mut small: BTreeMap<u32, (usize, Vec<u8>)> = BTreeMap::new();
+    let mut large: Vec<Large> = Vec::new();
     let mut last: Option<Header> = None;
     let mut first_min = 0;
-    for f in inputs {
+    let mut commits = Vec::with_capacity(inputs.len());
+    for (i, f) in inputs.iter().enumerate() {
         let object = client.object_name(f.level, f.min_txid, f.max_txid);
-        let bytes = client.get(f.level, f.min_txid, f.max_txid).await?;
-        let d = ltx::decode(&bytes).map_err(|source| CompactError::Corrupt {
-            object: object.clone(),
-            source,
-        })?;
+        let header = if f.size > STREAM_ABOVE {
+            let path = match client
+                .local_path(f.level, f.min_txid, f.max_txid)
+                .filter(|p| p.exists())
+            {
+                Some(p) => p,
+                None => {
+                    let p = spool.0.join(format!("{i}.ltx"));
+                    client.download(f.level, f.min_txid, f.max_txid, &p).await?;
+                    p
+                }
+            };
+            let header = read_header(&path).map_err(|source| CompactError::Corrupt {
+                object: object.clone(),
+                source,
+            })?;
+            large.push(Large {
+                index: i,
+                object: object.clone(),
+                path,
+            });
+            header
+        } else {
+            let bytes = client.get(f.level, f.min_txid, f.max_txid).await?;
+            let d = ltx::decode(&bytes).map_err(|source| CompactError::Corrupt {
+                object: object.clone(),
+                source,
+            })?;
+            for (p, data) in d.pages {
+                small.insert(p, (i, data));
+            }
+            d.header
+        };
         if let Some(prev) = &last {
-            if d.header.min_txid > prev.max_txid + 1 || d.header.max_txid <= prev.max_txid {
+            if header.min_txid > prev.max_txid + 1 || header.max_txid <= prev.max_txid {
                 return Err(inv(format!(
                     "{object} ({:016x}-{:016x}) does not continue {:016x}",
-                    d.header.min_txid, d.header.max_txid, prev.max_txid
+                    header.min_txid, header.max_txid, prev.max_txid
                 )));
             }
-            if d.header.page_size != prev.page_size {
+            if header.page_size != prev.page_size {
                 return Err(inv(format!(
                     "{object}: page size {} differs from {}",
-                    d.header.page_size, prev.page_size
+                    header.page_size, prev.page_size
                 )));
             }
         } else {
-            first_min = d.header.min_txid;
+            first_min = header.min_txid;
         }
-        for (p, data) in d.pages {
-            pages.insert(p, data);
-        }
-        pages.retain(|&p, _| p <= d.header.commit);
-        last = Some(d.header);
+        commits.push(header.commit);
+        last = Some(header);
+    }
+    // A page written by input i survives only if no later input shrank the database below
+    // it (a later grow writes the pages it adds): keep it when pgno <= the smallest commit
+    // from i on.
+    let mut keep_below = commits.clone();
+    for i in (0..keep_below.len().saturating_sub(1)).rev() {
+        keep_below[i] = keep_below[i].min(keep_below[i + 1]);
     }
     let Some(h) = last else {
         return Err(inv("no input files".into()));
@@ -72,15 +117,151 @@ pub async fn merge<C: ReplicaClient>(
         timestamp: h.timestamp,
         ..Default::default()
     };
+    tokio::task::spawn_blocking(move || {
+        let r = merge_pages(header, encoding, level, small, &large, &keep_below);
+        drop(spool);
+        r
+    })
+    .await
+    .map_err(|e| inv(format!("merge task: {e}")))?
+}
+
+/// A large input, read from `path` while merging.
+struct Large {
+    /// Its position in the inputs: a later input's page wins.
+    index: usize,
+    object: String,
+    path: std::path::PathBuf,
+}
+
+/// A private directory for downloaded inputs, removed with what it holds on drop.
+struct Spool(std::path::PathBuf);
+
+impl Spool {
+    fn new() -> std::io::Result<Self> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "barnabee-compact-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn read_header(path: &std::path::Path) -> Result<Header, LtxError> {
+    use std::io::Read;
+    let mut b = [0u8; ltx::HEADER_SIZE];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| LtxError::Io(format!("{}: {e}", path.display())))?;
+    ltx::decode_header(&b)
+}
+
+/// The k-way merge: the small inputs' pages (in memory) and one decoding thread per large
+/// input, each handing its pages over a short channel in ascending page order.
+fn merge_pages(
+    header: Header,
+    encoding: PageEncoding,
+    level: u8,
+    small: BTreeMap<u32, (usize, Vec<u8>)>,
+    large: &[Large],
+    keep_below: &[u32],
+) -> Result<Vec<u8>, CompactError> {
     let lerr = |source| CompactError::Invalid {
         level,
         what: source_to_string(source),
     };
-    let mut enc = Encoder::new(header, encoding).map_err(lerr)?;
-    for (p, d) in &pages {
-        enc.add_page(*p, d).map_err(lerr)?;
-    }
-    enc.finish(0).map_err(lerr)
+    std::thread::scope(|scope| {
+        let mut streams = Vec::new();
+        let mut threads = Vec::new();
+        for l in large {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u32, Vec<u8>)>(16);
+            streams.push((l.index, rx));
+            threads.push(scope.spawn(move || {
+                let file = std::fs::File::open(&l.path)
+                    .map_err(|e| LtxError::Io(format!("{}: {e}", l.path.display())))?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| LtxError::Io(format!("{}: {e}", l.path.display())))?
+                    .len();
+                ltx::decode_stream(std::io::BufReader::new(file), len, |p, d| {
+                    tx.send((p, d.to_vec()))
+                        .map_err(|_| LtxError::Io("the merge stopped".into()))
+                })
+            }));
+        }
+        let merged = (|| {
+            let mut enc = Encoder::new(header, encoding).map_err(lerr)?;
+            // heads[k]: the next page of stream k (None: ended)
+            let mut heads: Vec<Option<(u32, Vec<u8>)>> =
+                streams.iter().map(|(_, rx)| rx.recv().ok()).collect();
+            let mut small = small.into_iter().peekable();
+            loop {
+                let next = heads
+                    .iter()
+                    .flatten()
+                    .map(|(p, _)| *p)
+                    .chain(small.peek().map(|(p, _)| *p))
+                    .min();
+                let Some(pgno) = next else { break };
+                // the newest input holding the page wins
+                let mut best: Option<(usize, Vec<u8>)> = None;
+                for (k, (index, rx)) in streams.iter().enumerate() {
+                    if heads[k].as_ref().is_some_and(|(p, _)| *p == pgno) {
+                        let taken = heads[k].take().map(|(_, d)| d);
+                        heads[k] = rx.recv().ok();
+                        if let Some(d) = taken
+                            && best.as_ref().is_none_or(|(b, _)| *index > *b)
+                        {
+                            best = Some((*index, d));
+                        }
+                    }
+                }
+                if small.peek().is_some_and(|(p, _)| *p == pgno)
+                    && let Some((_, (index, d))) = small.next()
+                    && best.as_ref().is_none_or(|(b, _)| index > *b)
+                {
+                    best = Some((index, d));
+                }
+                if let Some((index, d)) = best
+                    && keep_below.get(index).is_some_and(|&c| pgno <= c)
+                {
+                    enc.add_page(pgno, &d).map_err(lerr)?;
+                }
+            }
+            enc.finish(0).map_err(lerr)
+        })();
+        // Stop the decoders that are still sending (an error above), then hear from each.
+        drop(streams);
+        for (t, l) in threads.into_iter().zip(large) {
+            match t.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(source)) => {
+                    if merged.is_ok() {
+                        return Err(CompactError::Corrupt {
+                            object: l.object.clone(),
+                            source,
+                        });
+                    }
+                }
+                Err(_) => {
+                    return Err(CompactError::Invalid {
+                        level,
+                        what: format!("decoding {} panicked", l.object),
+                    });
+                }
+            }
+        }
+        merged
+    })
 }
 
 fn source_to_string(e: LtxError) -> String {
@@ -326,6 +507,93 @@ mod tests {
                 .map(|f| (f.level, f.min_txid, f.max_txid))
                 .collect::<Vec<_>>(),
             vec![(2, 1, 6)]
+        );
+    }
+
+    /// Pages that do not compress (so that inputs exceed STREAM_ABOVE and are streamed).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn file(txid: u64, commit: u32, pages: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let h = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size: 4096,
+            commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp: txid as i64,
+            ..Default::default()
+        };
+        let mut e = Encoder::new(h, PageEncoding::Frame).unwrap();
+        for (p, d) in pages {
+            e.add_page(*p, d).unwrap();
+        }
+        e.finish(0).unwrap()
+    }
+
+    /// Large inputs are streamed from spool files and merged with small ones in memory; the
+    /// result equals the straightforward in-memory merge (newest page wins, a shrink drops
+    /// what lies above it even when the database grows again).
+    #[tokio::test]
+    async fn streamed_large_inputs_merge_like_the_in_memory_merge() {
+        let c = MemoryClient::new();
+        let page = |p: u32, seed: u64| (p, noise(u64::from(p) * 1000 + seed, 4096));
+        type Pages = Vec<(u32, Vec<u8>)>;
+        let inputs: Vec<(u32, Pages)> = vec![
+            (300, (1..=300).map(|p| page(p, 1)).collect()), // large: the base
+            (100, vec![page(5, 2)]),                        // small: shrinks to 100 pages
+            (420, (150..=420).map(|p| page(p, 3)).collect()), // large: grows again
+            (420, vec![page(2, 4), page(200, 4)]),          // small
+        ];
+        let mut reference: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+        // From TXID 2: not a snapshot, so the shrink's hole (101..149) may stay a hole.
+        for (i, (commit, pages)) in inputs.iter().enumerate() {
+            let txid = i as u64 + 2;
+            let bytes = file(txid, *commit, pages);
+            c.insert(0, txid, txid, bytes, txid as i64);
+            for (p, d) in pages {
+                reference.insert(*p, d.clone());
+            }
+            reference.retain(|&p, _| p <= *commit);
+        }
+        let listed = c.list(0, false).await.unwrap();
+        assert_eq!(
+            listed.iter().filter(|f| f.size > STREAM_ABOVE).count(),
+            2,
+            "two inputs are large enough to be streamed"
+        );
+        let merged = merge(&c, &listed, 1, PageEncoding::Frame).await.unwrap();
+        let d = ltx::decode(&merged).unwrap();
+        assert_eq!(d.header.commit, 420);
+        assert_eq!((d.header.min_txid, d.header.max_txid), (2, 5));
+        let got: BTreeMap<u32, Vec<u8>> = d.pages.into_iter().collect();
+        assert_eq!(got.len(), reference.len());
+        assert!(
+            got == reference,
+            "streamed merge differs from the in-memory merge"
+        );
+        // pages 101..149 were dropped by the shrink and never written again
+        assert!(!got.contains_key(&120));
+        // A corrupt large input fails naming it.
+        let mut bad = c.get(0, 3, 3).await.unwrap();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        c.insert(0, 3, 3, bad, 3);
+        let e = merge(&c, &listed, 1, PageEncoding::Frame)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CompactError::Corrupt { object, .. } if object.contains("0000000000000003")),
+            "{e}"
         );
     }
 
