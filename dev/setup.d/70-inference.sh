@@ -4,7 +4,8 @@
 # extractors as ONNX graphs (MIT; the reference our NeMo mel and fbank code is checked against),
 # Whisper tiny.en and the GE2E speaker encoder converted to ONNX by our own converters, the
 # Piper voice en_US-joe-medium (all below), espeak-ng and flite (recorded voices) for test speech, the
-# onnx/numpy/onnxruntime tools in the project venv, and one small venv per wyoming version
+# onnx/numpy/onnxruntime tools and the bench's peers (faster-whisper, piper-tts; pinned in
+# tests/requirements.txt) in the project venv, and one small venv per wyoming version
 # (the Home Assistant pins) for the Wyoming conformance tests. Everything version-keyed under
 # $CACHE/inference; tests find it there or via ORT_DYLIB_PATH / BARNABEE_INFERENCE_CACHE.
 apt_need espeak-ng flite unzip

@@ -1,287 +1,201 @@
-//! `bench`: per-frame VAD cost, per-step wake-word cost and text-embedding throughput of
-//! barnabee-inference, against Python onnxruntime on the same models in the same run (one
-//! thread each), printed as a table with the ratio.
+//! `bench`: barnabee-inference against the peers people would otherwise run, on the same models,
+//! inputs and thread counts, in one run, each printed as a table with the ratio:
 //!
-//! `cargo run --release -p barnabee-inference --bin bench -- [--cache DIR] [--python PATH]`
-//! (defaults: `~/.cache/barnabee/inference` as set up by dev/setup, the project `.venv`).
+//! - `ort`: per-window Silero VAD, per-step openWakeWord, MiniLM sentences/s vs Python
+//!   onnxruntime (`bench/ort.rs`);
+//! - `voice`: STT (Whisper tiny.en vs faster-whisper on the same CTranslate2 weights), TTS
+//!   (Piper en_US-joe-medium vs piper-tts) and the voice pipeline per stage, for each
+//!   `--threads` (`bench/voice.rs`, Barnabee's side in `bench/worker.rs`);
+//! - `wer`: word error rate over the corpus spoken by espeak-ng and flite voices, through the
+//!   VAD + Whisper path, and faster-whisper on the same audio (`bench/accuracy.rs`).
+//!
+//! The modules live in `bench/` (one job each).
+//!
+//! `cargo run --release -p barnabee-inference --bin bench -- [--sections ort,voice,wer]
+//! [--threads 1,2] [--repeat 3] [--cache DIR] [--python PATH]` (defaults: the cache dev/setup
+//! fills, `~/.cache/barnabee/inference`, and the project `.venv`).
+
+#[path = "bench/accuracy.rs"]
+mod accuracy;
+#[path = "bench/clips.rs"]
+mod clips;
+#[path = "bench/models.rs"]
+mod models;
+#[path = "bench/ort.rs"]
+mod ort;
+#[path = "bench/peer.rs"]
+mod peer;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/voice.rs"]
+mod voice;
+#[path = "bench/wer.rs"]
+mod wer;
+#[path = "bench/worker.rs"]
+mod worker;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
-use barnabee_inference::config::{Config, RuntimeConfig};
-use barnabee_inference::engine::Engine;
-use barnabee_inference::registry::{self, Inner};
 use clap::Parser;
 
 #[derive(Parser)]
 struct Cli {
-    /// Where dev/setup put libonnxruntime.so and the models.
+    /// Where dev/setup put libonnxruntime.so, the models and the wheels.
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Python with onnxruntime + numpy (default: the workspace .venv).
+    /// Python with onnxruntime, numpy, faster-whisper and piper-tts (default: the workspace .venv).
     #[arg(long)]
     python: Option<PathBuf>,
+    /// Sections to run: ort, voice (STT, TTS, pipeline), wer.
+    #[arg(long, value_delimiter = ',', default_value = "ort,voice,wer")]
+    sections: Vec<String>,
+    /// ONNX Runtime / CTranslate2 threads for the voice sections, each count in turn
+    /// (the wer section uses the smallest: accuracy does not depend on it).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// How many 2-5 s commands the STT timing uses.
+    #[arg(long, default_value_t = 8)]
+    stt_clips: usize,
+    /// The WER corpus (one command a line).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Write every WER transcript (voice, reference, Barnabee, faster-whisper) here as TSV.
+    #[arg(long)]
+    wer_log: Option<PathBuf>,
     #[arg(long, default_value_t = 2000)]
     vad_frames: usize,
     #[arg(long, default_value_t = 300)]
     wake_steps: usize,
     #[arg(long, default_value_t = 20)]
     text_rounds: usize,
-    /// Alternate Rust and Python this many times and keep each side's best figure (the
+    /// Alternate Barnabee and the peer this many times and keep each side's best figure (the
     /// machine may be shared; the best run is the least disturbed one).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-}
-
-const SENTENCES: [&str; 10] = [
-    "turn on the kitchen lights",
-    "what is the weather like tomorrow morning",
-    "set a timer for ten minutes",
-    "play some jazz in the living room",
-    "remind me to call mum when I get home",
-    "how long will it take to drive to the office",
-    "is the front door locked",
-    "switch off everything downstairs",
-    "what did I put on the shopping list yesterday",
-    "This is an example sentence",
-];
-
-fn cache_dir(cli: &Cli) -> PathBuf {
-    cli.cache.clone().unwrap_or_else(|| {
-        std::env::var_os("BARNABEE_INFERENCE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/barnabee/inference")
-            })
-    })
-}
-
-fn hash_toml(name: &str, kind: &str, files: &[(&str, PathBuf)]) -> anyhow::Result<String> {
-    let mut s = format!("[models.\"{name}\"]\nkind = \"{kind}\"\n");
-    for (role, p) in files {
-        let sha = registry::sha256_file(p)
-            .map_err(|e| anyhow::anyhow!("{}: {e} (run dev/setup)", p.display()))?;
-        s.push_str(&format!(
-            "files.{role} = {{ path = \"{}\", sha256 = \"{sha}\" }}\n",
-            p.display()
-        ));
-    }
-    Ok(s)
+    /// Internal: run Barnabee's side of the voice sections from this spec, print JSON.
+    #[arg(long, hide = true)]
+    worker: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cache = cache_dir(&cli);
-    let lib = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("onnxruntime-1.22.1/libonnxruntime.so"));
-    let engine = Engine::init(&RuntimeConfig {
-        library: Some(lib.clone()),
-        ..RuntimeConfig::default()
-    })?;
-    let m = |p: &str| cache.join("models").join(p);
-    let silero = m("silero-vad-6.2.3/silero_vad.onnx");
-    let mel = m("openwakeword-0.5.1/melspectrogram.onnx");
-    let emb = m("openwakeword-0.5.1/embedding_model.onnx");
-    let head = m("openwakeword-0.5.1/hey_jarvis_v0.1.onnx");
-    let minilm = m("all-minilm-l6-v2/model.onnx");
-    let vocab = m("all-minilm-l6-v2/vocab.txt");
-    let toml = [
-        hash_toml("silero", "vad", &[("model", silero.clone())])?,
-        hash_toml(
-            "oww",
-            "wake",
-            &[
-                ("melspectrogram", mel.clone()),
-                ("embedding", emb.clone()),
-                ("hey_jarvis", head.clone()),
-            ],
-        )?,
-        hash_toml(
-            "minilm",
-            "text_embedding",
-            &[("model", minilm.clone()), ("vocab", vocab)],
-        )?,
-    ]
-    .concat();
-    let cfg = Config::parse(Path::new("bench.toml"), &toml)?;
-    let load = |name: &str| {
-        let m = cfg
-            .models
-            .iter()
-            .find(|m| m.name == name)
-            .context("model missing from the bench config")?;
-        registry::load(&engine, m, Path::new("/")).map_err(|e| anyhow::anyhow!("{e}"))
-    };
-    let (vad_m, wake_m, text_m) = (load("silero")?, load("oww")?, load("minilm")?);
-    let (Inner::Vad(vad), Inner::Wake(wake), Inner::TextEmbedding(text)) =
-        (&vad_m.inner, &wake_m.inner, &text_m.inner)
-    else {
-        bail!("unexpected model kinds");
-    };
-
-    let ids: Vec<Vec<i64>> = SENTENCES
-        .iter()
-        .map(|s| text.tokenizer().encode(s))
-        .collect();
-    let spec = serde_json::json!({
-        "silero": silero, "mel": mel, "emb": emb, "head": head, "minilm": minilm,
-        "token_ids": ids, "vad_frames": cli.vad_frames, "wake_steps": cli.wake_steps, "text_rounds": cli.text_rounds,
-    });
-    let dir = std::env::temp_dir().join(format!("barnabee-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let spec_path = dir.join("spec.json");
-    std::fs::write(&spec_path, spec.to_string())?;
+    let cache = models::cache_dir(cli.cache.as_deref());
+    if cli.threads.is_empty() || cli.threads.contains(&0) {
+        bail!("--threads: give thread counts of at least 1, e.g. 1,2");
+    }
+    if let Some(spec) = &cli.worker {
+        let text = std::fs::read(spec).with_context(|| format!("reading {}", spec.display()))?;
+        let spec: worker::Spec = serde_json::from_slice(&text)?;
+        let out = worker::run(&spec, cli.threads[0])?;
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    for s in &cli.sections {
+        if !["ort", "voice", "wer"].contains(&s.as_str()) {
+            bail!("--sections: unknown section {s:?} (ort, voice, wer)");
+        }
+    }
+    let want = |s: &str| cli.sections.iter().any(|x| x == s);
     let python = cli
         .python
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    let work = std::env::temp_dir().join(format!("barnabee-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = run(&cli, &cache, &python, &work, &want);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
 
-    let mut rust = Figures::worst();
-    let mut py = Figures::worst();
-    let mut py_version = String::new();
-    for _ in 0..cli.repeat.max(1) {
-        rust.keep_best(&rust_round(&cli, vad, wake, text)?);
-        let (f, v) = python_round(&python, &spec_path)?;
-        py.keep_best(&f);
-        py_version = v;
+fn run(
+    cli: &Cli,
+    cache: &Path,
+    python: &Path,
+    work: &Path,
+    want: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    println!(
+        "barnabee-inference bench, {} CPU(s) seen, sections {}, {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        cli.sections.join(","),
+        report::load()
+    );
+    if want("ort") {
+        let engine = models::engine(cache, 1)?;
+        let args = ort::Args {
+            vad_frames: cli.vad_frames,
+            wake_steps: cli.wake_steps,
+            text_rounds: cli.text_rounds,
+            repeat: cli.repeat,
+        };
+        ort::run(&engine, cache, python, work, &args)?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
-
-    println!(
-        "barnabee-inference bench (1 thread each; Rust: libonnxruntime {} via ort load-dynamic; Python: onnxruntime {py_version})",
-        engine.version()
+    if !want("voice") && !want("wer") {
+        return Ok(());
+    }
+    let corpus_path = cli.corpus.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/corpus/commands.txt")
+    });
+    let corpus = clips::read_corpus(&corpus_path)?;
+    let timing_voices = [clips::Voice::Espeak("en-us"), clips::Voice::Flite("slt")];
+    let voices: Vec<clips::Voice> = if want("wer") {
+        clips::VOICES.to_vec()
+    } else {
+        timing_voices.to_vec()
+    };
+    let clip_dir = work.join("clips");
+    std::fs::create_dir_all(&clip_dir)?;
+    eprintln!(
+        "synthesising {} commands x {} voices",
+        corpus.len(),
+        voices.len()
     );
-    println!(
-        "{:<44} {:>12} {:>12} {:>14}",
-        "measure", "rust", "python", "python/rust"
-    );
-    println!(
-        "{:<44} {:>12.4} {:>12.4} {:>14.2}",
-        "Silero VAD ms per 32 ms window",
-        rust.vad_ms,
-        py.vad_ms,
-        py.vad_ms / rust.vad_ms
-    );
-    println!(
-        "{:<44} {:>12.4} {:>12.4} {:>14.2}",
-        "openWakeWord ms per 80 ms step (1 head)",
-        rust.wake_ms,
-        py.wake_ms,
-        py.wake_ms / rust.wake_ms
-    );
-    println!(
-        "{:<44} {:>12.1} {:>12.1} {:>14.2}",
-        "MiniLM-L6 sentences per second",
-        rust.text_per_s,
-        py.text_per_s,
-        rust.text_per_s / py.text_per_s
-    );
-    println!(
-        "(best of {} alternating runs; ratio > 1: Rust is faster; Rust text embedding includes WordPiece tokenisation, Python gets the ids)",
-        cli.repeat.max(1)
-    );
+    let mut all = Vec::new();
+    for v in &voices {
+        for text in &corpus {
+            all.push(clips::synthesise(text, *v, &clip_dir, all.len())?);
+        }
+    }
+    let ctx = voice::Ctx {
+        cache,
+        python,
+        work,
+        repeat: cli.repeat,
+    };
+    if want("voice") {
+        let timing = timing_clips(&all, &timing_voices, cli.stt_clips);
+        if timing.is_empty() {
+            bail!("no command of the corpus is 2-5 s long when spoken");
+        }
+        voice::run(&ctx, &timing, &cli.threads)?;
+    }
+    if want("wer") {
+        let threads = cli.threads.iter().copied().min().unwrap_or(1);
+        accuracy::run(&ctx, &all, threads, cli.wer_log.as_deref())?;
+    }
     Ok(())
 }
 
-struct Figures {
-    vad_ms: f64,
-    wake_ms: f64,
-    text_per_s: f64,
-}
-
-impl Figures {
-    fn worst() -> Figures {
-        Figures {
-            vad_ms: f64::INFINITY,
-            wake_ms: f64::INFINITY,
-            text_per_s: 0.0,
-        }
-    }
-
-    fn keep_best(&mut self, o: &Figures) {
-        self.vad_ms = self.vad_ms.min(o.vad_ms);
-        self.wake_ms = self.wake_ms.min(o.wake_ms);
-        self.text_per_s = self.text_per_s.max(o.text_per_s);
-    }
-}
-
-fn rust_round(
-    cli: &Cli,
-    vad: &barnabee_inference::vad::Vad,
-    wake: &barnabee_inference::wake::Wake,
-    text: &barnabee_inference::textembed::TextEmbedder,
-) -> anyhow::Result<Figures> {
-    // VAD: one 32 ms window per call, state carried
-    let mut x: u64 = 88172645463325252;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % 2001) as f32 / 1000.0 - 1.0
-    };
-    let audio: Vec<f32> = (0..512 * cli.vad_frames).map(|_| rnd() * 0.05).collect();
-    let mut st = vad.stream();
-    let t = Instant::now();
-    for w in audio.chunks_exact(512) {
-        vad.window(&mut st, w).map_err(anyhow::Error::msg)?;
-    }
-    let vad_ms = t.elapsed().as_secs_f64() * 1e3 / cli.vad_frames as f64;
-
-    // wake word: one 80 ms step (mel + embedding + one head) per call, after the buffers fill
-    let pcm: Vec<i16> = (0..1280 * (cli.wake_steps + 30))
-        .map(|_| (rnd() * 1000.0) as i16)
+/// Up to `n` clips of 2-5 s of speech by the timing voices, spread evenly over that range
+/// (sorted by length, every k-th).
+fn timing_clips(all: &[clips::Clip], voices: &[clips::Voice], n: usize) -> Vec<clips::Clip> {
+    let mut eligible: Vec<&clips::Clip> = all
+        .iter()
+        .filter(|c| voices.contains(&c.voice) && (2.0..=5.0).contains(&c.speech_s))
         .collect();
-    let mut ws = wake.stream(Vec::new());
-    wake.push(&mut ws, &pcm[..1280 * 30])
-        .map_err(anyhow::Error::msg)?;
-    let t = Instant::now();
-    for step in pcm[1280 * 30..].chunks_exact(1280) {
-        wake.push(&mut ws, step).map_err(anyhow::Error::msg)?;
+    eligible.sort_by(|a, b| a.speech_s.total_cmp(&b.speech_s));
+    eprintln!(
+        "timing: {} of {} clips by {} voices have 2-5 s of speech; {} used",
+        eligible.len(),
+        all.iter().filter(|c| voices.contains(&c.voice)).count(),
+        voices.len(),
+        eligible.len().min(n)
+    );
+    if eligible.len() <= n {
+        return eligible.into_iter().cloned().collect();
     }
-    let wake_ms = t.elapsed().as_secs_f64() * 1e3 / cli.wake_steps as f64;
-
-    // text embedding: tokenise + model + mean-pool + normalise, one sentence per call
-    let t = Instant::now();
-    let mut n = 0;
-    for _ in 0..cli.text_rounds {
-        for s in SENTENCES {
-            text.embed(s).map_err(anyhow::Error::msg)?;
-            n += 1;
-        }
-    }
-    let text_per_s = f64::from(n) / t.elapsed().as_secs_f64();
-    Ok(Figures {
-        vad_ms,
-        wake_ms,
-        text_per_s,
-    })
-}
-
-/// Python onnxruntime on the same models (tests/py/bench_ort.py).
-fn python_round(python: &Path, spec: &Path) -> anyhow::Result<(Figures, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/bench_ort.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .arg(spec)
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "python bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let py: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let f = |k: &str| py[k].as_f64().unwrap_or(f64::NAN);
-    Ok((
-        Figures {
-            vad_ms: f("vad_ms_per_frame"),
-            wake_ms: f("wake_ms_per_step"),
-            text_per_s: f("text_per_s"),
-        },
-        py["onnxruntime"].as_str().unwrap_or("?").to_owned(),
-    ))
+    (0..n)
+        .map(|i| eligible[i * (eligible.len() - 1) / (n - 1).max(1)].clone())
+        .collect()
 }
