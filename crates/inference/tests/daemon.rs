@@ -316,8 +316,12 @@ fn http_wake_endpoint_with_the_real_openwakeword_models() {
 
 #[test]
 fn bench_runs_and_prints_rust_python_ratios() {
+    // the ONNX Runtime section only: the voice and WER sections take minutes (run by hand,
+    // crates/inference/README.md "Benchmarks")
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
         .args([
+            "--sections",
+            "ort",
             "--vad-frames",
             "20",
             "--wake-steps",
