@@ -56,6 +56,10 @@ pub struct ClipOut {
     pub cut: Option<PathBuf>,
     pub endpoint_ms: f64,
     pub stt_ms: f64,
+    /// Of `stt_ms`: log-mel, encoder and greedy decoder (`Transcript`'s own timings).
+    pub features_ms: f64,
+    pub encoder_ms: f64,
+    pub decoder_ms: f64,
     /// Length of the cut audio, seconds.
     pub audio_s: f64,
     pub text: String,
@@ -156,6 +160,9 @@ fn one_clip(
             cut: None,
             endpoint_ms: f64::NAN,
             stt_ms: f64::NAN,
+            features_ms: f64::NAN,
+            encoder_ms: f64::NAN,
+            decoder_ms: f64::NAN,
             audio_s: 0.0,
             text: String::new(),
         });
@@ -172,6 +179,9 @@ fn one_clip(
         cut: Some(cut_path.to_owned()),
         endpoint_ms,
         stt_ms: t.elapsed().as_secs_f64() * 1e3,
+        features_ms: tr.features_ms,
+        encoder_ms: tr.encoder_ms,
+        decoder_ms: tr.decoder_ms,
         audio_s: end as f64 / f64::from(RATE),
         text: tr.text,
     })
