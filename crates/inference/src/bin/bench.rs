@@ -84,6 +84,9 @@ fn main() -> anyhow::Result<()> {
     if cli.threads.is_empty() || cli.threads.contains(&0) {
         bail!("--threads: give thread counts of at least 1, e.g. 1,2");
     }
+    if cli.stt_clips == 0 || cli.repeat == 0 {
+        bail!("--stt-clips and --repeat must be at least 1");
+    }
     if let Some(spec) = &cli.worker {
         let text = std::fs::read(spec).with_context(|| format!("reading {}", spec.display()))?;
         let spec: worker::Spec = serde_json::from_slice(&text)?;
