@@ -38,9 +38,15 @@ pub struct VadStream {
     pub windows: u64,
     speaking: bool,
     silence_windows: u32,
+    /// End of the last window heard as speech (ms from the stream's start).
+    last_speech_end_ms: u64,
 }
 
-/// A speech boundary, in milliseconds from the start of the stream.
+/// A speech boundary, in milliseconds from the start of the stream. `Started` is the start
+/// of the first speech window; `Stopped` is the *end of speech* (the end of the last speech
+/// window), reported once [`HANGOVER_WINDOWS`] of silence have confirmed it, i.e. ~320 ms
+/// later in audio time. (Reporting the confirming window instead made every "end of speech ->
+/// first audio" figure downstream leave out the hangover.)
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum VadEvent {
     Started { ms: u64 },
@@ -88,6 +94,7 @@ impl Vad {
             windows: 0,
             speaking: false,
             silence_windows: 0,
+            last_speech_end_ms: 0,
         }
     }
 
@@ -160,6 +167,7 @@ impl Vad {
             let ms = (st.windows - 1) * WINDOW as u64 * 1000 / u64::from(RATE);
             if p >= self.threshold {
                 st.silence_windows = 0;
+                st.last_speech_end_ms = st.windows * WINDOW as u64 * 1000 / u64::from(RATE);
                 if !st.speaking {
                     st.speaking = true;
                     events.push(VadEvent::Started { ms });
@@ -169,7 +177,9 @@ impl Vad {
                 if st.silence_windows >= HANGOVER_WINDOWS {
                     st.speaking = false;
                     st.silence_windows = 0;
-                    events.push(VadEvent::Stopped { ms });
+                    events.push(VadEvent::Stopped {
+                        ms: st.last_speech_end_ms,
+                    });
                 }
             }
         }

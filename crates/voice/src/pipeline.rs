@@ -119,7 +119,12 @@ struct Capture {
     wake_ms: f64,
     start_ms: f64,
     speech_start: Option<f64>,
+    /// Where speech ended (the VAD's `voice-stopped` timestamp: the end of the last speech
+    /// window), for the latency breakdown.
     speech_end: Option<f64>,
+    /// When the VAD decided that (its hangover later): `end_silence_ms` counts from here, as
+    /// documented ("VAD hangover + end_silence_ms").
+    stop_decided: Option<f64>,
     /// The captured audio (for speaker identification).
     audio: Vec<i16>,
 }
@@ -392,6 +397,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                     start_ms: now,
                     speech_start: None,
                     speech_end: None,
+                    stop_decided: None,
                     audio: Vec::new(),
                 })
             }
@@ -506,6 +512,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                         c.speech_start = Some(ts.unwrap_or(self.now_ms()));
                     }
                     c.speech_end = None;
+                    c.stop_decided = None;
                 }
                 "voice-stopped" => {
                     let end = ts.unwrap_or(self.now_ms());
@@ -518,7 +525,10 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                             );
                             c.speech_start = None;
                         }
-                        Some(_) => c.speech_end = Some(end),
+                        Some(_) => {
+                            c.speech_end = Some(end);
+                            c.stop_decided = Some(self.now_ms().max(end));
+                        }
                         None => {}
                     }
                 }
@@ -528,8 +538,8 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         let now = self.now_ms();
         let elapsed = now - c.start_ms;
         let silence_done = c
-            .speech_end
-            .is_some_and(|e| now - e >= self.cfg.end_silence_ms as f64);
+            .stop_decided
+            .is_some_and(|d| now - d >= self.cfg.end_silence_ms as f64);
         let too_long = elapsed >= self.cfg.max_utterance_ms as f64;
         if c.speech_start.is_none() && elapsed >= self.cfg.no_speech_timeout_ms as f64 {
             log::info!(request_id = c.id, event = "no_request"; "wake word but no request within {} ms", self.cfg.no_speech_timeout_ms);
