@@ -283,3 +283,33 @@ fn litestream_yml_with_two_replicas_builds_a_set() {
     );
     assert_eq!(client.members().len(), 2);
 }
+
+/// A replica down since the start (its resync failing) and then the other one down too: a
+/// write fails within seconds (each member answers), it does not wait out the 60 s bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_stuck_in_its_resync_answers_writes_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let app = common::app_db(&db);
+    let (a, b) = (Arc::new(MemoryClient::new()), Arc::new(MemoryClient::new()));
+    a.down.store(true, Ordering::SeqCst);
+    let set = Client::Multi(MultiClient::new(vec![
+        Client::Memory(a.clone()),
+        Client::Memory(b.clone()),
+    ]));
+    let repl = Replication::start_with_client(&db, set, fast())
+        .await
+        .unwrap();
+    repl.sync_now().await.unwrap();
+    b.down.store(true, Ordering::SeqCst);
+    write(&app, 0, 5);
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(30), repl.sync_now()).await;
+    let took = t.elapsed();
+    assert!(
+        matches!(r, Ok(Err(_))),
+        "sync_now with both replicas down: {r:?} after {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    println!("both down (one stuck in its resync): sync_now failed in {took:?}");
+}

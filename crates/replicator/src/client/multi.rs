@@ -354,13 +354,22 @@ fn not_found(c: &MultiClient, level: u8, min: u64, max: u64) -> ClientError {
 impl Member {
     fn enqueue(self: &Arc<Self>, op: Op, waiter: oneshot::Sender<Result<(), String>>) {
         let mut s = lock(&self.state);
+        // A member that is failing answers at once with its error (the op is still queued and
+        // done when it answers again): it never holds a write that the others also fail.
+        let waiter = match s.last_error.clone().filter(|_| s.consecutive_errors > 0) {
+            Some(e) => {
+                let _ = waiter.send(Err(e));
+                None
+            }
+            None => Some(waiter),
+        };
         // The replication loop retries a put every member failed: wait on the queued one.
         if let Op::Put { level, min, max, .. } = &op
             && let Some(q) = s.queue.iter_mut().find(|q| {
                 matches!(&q.op, Op::Put { level: l, min: a, max: b, .. } if l == level && a == min && b == max)
             })
         {
-            q.waiters.push(waiter);
+            q.waiters.extend(waiter);
             return;
         }
         if let Op::Put { data, .. } = &op {
@@ -368,7 +377,7 @@ impl Member {
         }
         s.queue.push_back(Queued {
             op,
-            waiters: vec![waiter],
+            waiters: waiter.into_iter().collect(),
         });
         if s.queued_bytes > MAX_QUEUED_BYTES {
             let dropped = s.queue.len();
@@ -420,6 +429,14 @@ async fn work(me: Arc<Member>) {
                     }
                 }
                 Err(e) => {
+                    // Writes queued meanwhile hear of it now (as when an op fails): a write
+                    // every member fails must return, not wait out WRITE_BOUND while the
+                    // application's writers wait behind a checkpoint.
+                    for q in lock(&me.state).queue.iter_mut() {
+                        for w in q.waiters.drain(..) {
+                            let _ = w.send(Err(e.clone()));
+                        }
+                    }
                     failed(&me, &e);
                     drop(all);
                     tokio::time::sleep(backoff).await;
