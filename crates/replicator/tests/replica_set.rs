@@ -31,6 +31,14 @@ async fn newest_txid(c: &impl ReplicaClient) -> u64 {
     max
 }
 
+/// Replicate `db` to the two in-memory replicas as one set.
+async fn replicate_to(db: &std::path::Path, set: [&Arc<MemoryClient>; 2]) -> Replication {
+    let members = set.map(|c| Client::Memory(c.clone())).into();
+    Replication::start_with_client(db, Client::Multi(MultiClient::new(members)), fast())
+        .await
+        .unwrap()
+}
+
 fn rows(db: &std::path::Path) -> i64 {
     rusqlite::Connection::open(db)
         .unwrap()
@@ -52,13 +60,7 @@ async fn one_replica_down_never_blocks_the_other_and_catches_up_when_back() {
     let app = common::app_db(&db);
     let (nas, s3) = (Arc::new(MemoryClient::new()), Arc::new(MemoryClient::new()));
     nas.down.store(true, Ordering::SeqCst);
-    let set = Client::Multi(MultiClient::new(vec![
-        Client::Memory(nas.clone()),
-        Client::Memory(s3.clone()),
-    ]));
-    let repl = Replication::start_with_client(&db, set, fast())
-        .await
-        .unwrap();
+    let repl = replicate_to(&db, [&nas, &s3]).await;
     write(&app, 0, 100);
     let t = Instant::now();
     let txid = repl.sync_now().await.unwrap();
@@ -127,13 +129,7 @@ async fn one_replica_down_never_blocks_the_other_and_catches_up_when_back() {
 
     // A new, empty replica joining the set is filled from its sibling at start.
     let fresh = Arc::new(MemoryClient::new());
-    let set = Client::Multi(MultiClient::new(vec![
-        Client::Memory(s3.clone()),
-        Client::Memory(fresh.clone()),
-    ]));
-    let repl = Replication::start_with_client(&db, set, fast())
-        .await
-        .unwrap();
+    let repl = replicate_to(&db, [&s3, &fresh]).await;
     let t = Instant::now();
     while newest_txid(&*fresh).await < txid {
         assert!(
@@ -157,13 +153,7 @@ async fn both_replicas_down_fails_the_write_and_it_ships_when_one_is_back() {
     let db = dir.path().join("app.db");
     let app = common::app_db(&db);
     let (a, b) = (Arc::new(MemoryClient::new()), Arc::new(MemoryClient::new()));
-    let set = Client::Multi(MultiClient::new(vec![
-        Client::Memory(a.clone()),
-        Client::Memory(b.clone()),
-    ]));
-    let repl = Replication::start_with_client(&db, set, fast())
-        .await
-        .unwrap();
+    let repl = replicate_to(&db, [&a, &b]).await;
     repl.sync_now().await.unwrap();
     a.down.store(true, Ordering::SeqCst);
     b.down.store(true, Ordering::SeqCst);
@@ -293,13 +283,7 @@ async fn a_member_stuck_in_its_resync_answers_writes_with_its_error() {
     let app = common::app_db(&db);
     let (a, b) = (Arc::new(MemoryClient::new()), Arc::new(MemoryClient::new()));
     a.down.store(true, Ordering::SeqCst);
-    let set = Client::Multi(MultiClient::new(vec![
-        Client::Memory(a.clone()),
-        Client::Memory(b.clone()),
-    ]));
-    let repl = Replication::start_with_client(&db, set, fast())
-        .await
-        .unwrap();
+    let repl = replicate_to(&db, [&a, &b]).await;
     repl.sync_now().await.unwrap();
     b.down.store(true, Ordering::SeqCst);
     write(&app, 0, 5);

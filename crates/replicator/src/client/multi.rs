@@ -49,6 +49,7 @@ pub struct MemberStatus {
     pub last_ok_ms: Option<i64>,
 }
 
+#[derive(Clone)]
 enum Op {
     Put {
         level: u8,
@@ -63,6 +64,15 @@ enum Op {
 struct Queued {
     op: Op,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Queued {
+    /// Tell everyone waiting on this op (the op itself may stay queued).
+    fn answer(&mut self, r: &Result<(), String>) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(r.clone());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -275,10 +285,8 @@ impl MultiClient {
         for m in &self.members {
             m.client.single_delete_all().await?;
             let mut s = lock(&m.state);
-            for q in s.queue.drain(..) {
-                for w in q.waiters {
-                    let _ = w.send(Err("the replica was emptied".into()));
-                }
+            for mut q in s.queue.drain(..) {
+                q.answer(&Err("the replica was emptied".into()));
             }
             s.queued_bytes = 0;
         }
@@ -381,10 +389,8 @@ impl Member {
         });
         if s.queued_bytes > MAX_QUEUED_BYTES {
             let dropped = s.queue.len();
-            for q in s.queue.drain(..) {
-                for w in q.waiters {
-                    let _ = w.send(Err("behind; it will be resynced from a sibling".into()));
-                }
+            for mut q in s.queue.drain(..) {
+                q.answer(&Err("behind; it will be resynced from a sibling".into()));
             }
             s.queued_bytes = 0;
             s.resync = true;
@@ -433,9 +439,7 @@ async fn work(me: Arc<Member>) {
                     // every member fails must return, not wait out WRITE_BOUND while the
                     // application's writers wait behind a checkpoint.
                     for q in lock(&me.state).queue.iter_mut() {
-                        for w in q.waiters.drain(..) {
-                            let _ = w.send(Err(e.clone()));
-                        }
+                        q.answer(&Err(e.clone()));
                     }
                     failed(&me, &e);
                     drop(all);
@@ -445,25 +449,7 @@ async fn work(me: Arc<Member>) {
                 }
             }
         }
-        let next = {
-            let s = lock(&me.state);
-            s.queue.front().map(|q| match &q.op {
-                Op::Put {
-                    level,
-                    min,
-                    max,
-                    data,
-                    ts,
-                } => Op::Put {
-                    level: *level,
-                    min: *min,
-                    max: *max,
-                    data: data.clone(),
-                    ts: *ts,
-                },
-                Op::Delete(f) => Op::Delete(f.clone()),
-            })
-        };
+        let next = lock(&me.state).queue.front().map(|q| q.op.clone());
         let Some(op) = next else {
             // Idle: wake for the next write, or stop once the client is dropped.
             if me.all.strong_count() == 0 {
@@ -493,13 +479,11 @@ async fn work(me: Arc<Member>) {
             let mut s = lock(&me.state);
             match done {
                 Ok(()) => {
-                    if let Some(q) = s.queue.pop_front() {
+                    if let Some(mut q) = s.queue.pop_front() {
                         if let Op::Put { data, .. } = &q.op {
                             s.queued_bytes = s.queued_bytes.saturating_sub(data.len() as u64);
                         }
-                        for w in q.waiters {
-                            let _ = w.send(Ok(()));
-                        }
+                        q.answer(&Ok(()));
                     }
                     if s.consecutive_errors > 0 {
                         log::info!(event = "replica_recovered", replica = me.client.describe().as_str(); "replica {} answers again", me.client.describe());
@@ -512,12 +496,11 @@ async fn work(me: Arc<Member>) {
                 Err(e) => {
                     // The op stays queued (order matters); its waiters hear of the failure
                     // now, so that a write every member fails returns instead of waiting.
+                    let e = e.to_string();
                     if let Some(q) = s.queue.front_mut() {
-                        for w in q.waiters.drain(..) {
-                            let _ = w.send(Err(e.to_string()));
-                        }
+                        q.answer(&Err(e.clone()));
                     }
-                    Some(e.to_string())
+                    Some(e)
                 }
             }
         };
