@@ -98,6 +98,23 @@ pub(crate) async fn wait_check(d: &Daemon, pred: impl Fn(&Value) -> bool, what: 
     }
 }
 
+/// Flip bytes in the newest object a restore of the file replica at `url` uses; returns
+/// the object's name.
+async fn corrupt_newest_object(url: &str) -> String {
+    let client = ReplicaConfig::from_url(url).client().unwrap();
+    let files = plan(&client, Target::Latest).await.unwrap();
+    let f = files.last().unwrap();
+    let object = client.object_name(f.level, f.min_txid, f.max_txid);
+    let path = client.local_path(f.level, f.min_txid, f.max_txid).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    object
+}
+
 /// Wait until the replica holds everything committed (the replication check's TXID stops
 /// being 0).
 async fn wait_shipped(d: &Daemon) {
@@ -231,20 +248,7 @@ async fn a_corrupted_object_fails_naming_it_and_leaves_the_live_database_alone()
     wait_shipped(&d).await;
     let (code, v) = verify(&d).await;
     assert_eq!(code, StatusCode::OK, "{v}");
-    // Flip bytes in the newest object the restore uses.
-    let client = ReplicaConfig::from_url(&format!("file://{}", replica.display()))
-        .client()
-        .unwrap();
-    let files = plan(&client, Target::Latest).await.unwrap();
-    let f = files.last().unwrap();
-    let object = client.object_name(f.level, f.min_txid, f.max_txid);
-    let path = client.local_path(f.level, f.min_txid, f.max_txid).unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 8] {
-        *b ^= 0x5a;
-    }
-    std::fs::write(&path, &bytes).unwrap();
+    let object = corrupt_newest_object(&format!("file://{}", replica.display())).await;
     let db = state.join("memory.db");
     let before = crate::replication::dump(&db);
     let (code, v) = verify(&d).await;
@@ -414,17 +418,7 @@ async fn two_replicas_are_each_verified_and_a_corrupt_one_is_named() {
     }
 
     // Corrupt the newest object the restore of the second replica uses.
-    let client = ReplicaConfig::from_url(&names[1]).client().unwrap();
-    let files = plan(&client, Target::Latest).await.unwrap();
-    let f = files.last().unwrap();
-    let object = client.object_name(f.level, f.min_txid, f.max_txid);
-    let path = client.local_path(f.level, f.min_txid, f.max_txid).unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 8] {
-        *b ^= 0x5a;
-    }
-    std::fs::write(&path, &bytes).unwrap();
+    let object = corrupt_newest_object(&names[1]).await;
     let (code, v) = verify(&d).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["ok"], false, "{v}");
