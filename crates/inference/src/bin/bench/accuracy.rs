@@ -31,13 +31,7 @@ pub fn run(ctx: &Ctx, clips: &[Clip], threads: usize, log: Option<&Path>) -> any
     std::fs::create_dir_all(&cut_dir)?;
     let spec = Spec {
         cache: ctx.cache.to_owned(),
-        clips: clips
-            .iter()
-            .map(|c| ClipIn {
-                path: c.path.clone(),
-                speech_end_ms: c.speech_end_ms,
-            })
-            .collect(),
+        clips: clips.iter().map(ClipIn::from).collect(),
         cut_dir,
         sentences: Vec::new(),
     };

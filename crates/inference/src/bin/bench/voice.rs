@@ -71,13 +71,7 @@ pub fn run(ctx: &Ctx, clips: &[Clip], threads: &[usize]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cut_dir)?;
     let spec = worker::Spec {
         cache: ctx.cache.to_owned(),
-        clips: clips
-            .iter()
-            .map(|c| ClipIn {
-                path: c.path.clone(),
-                speech_end_ms: c.speech_end_ms,
-            })
-            .collect(),
+        clips: clips.iter().map(ClipIn::from).collect(),
         cut_dir,
         sentences: REPLIES.iter().map(|s| (*s).to_owned()).collect(),
     };

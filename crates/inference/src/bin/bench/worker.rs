@@ -49,6 +49,15 @@ pub struct ClipIn {
     pub speech_end_ms: f64,
 }
 
+impl From<&clips::Clip> for ClipIn {
+    fn from(c: &clips::Clip) -> ClipIn {
+        ClipIn {
+            path: c.path.clone(),
+            speech_end_ms: c.speech_end_ms,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ClipOut {
     /// The audio Whisper was given; `None` when the VAD heard no speech (no request: the
