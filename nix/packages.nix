@@ -11,9 +11,10 @@
   inherit (pkgs) lib;
   cargoToml = builtins.fromTOML (builtins.readFile (root + "/Cargo.toml"));
   version = cargoToml.workspace.package.version;
-  # "crates/memory" -> "memory"; the shared runtime is a library, not a package.
+  # "crates/memory" -> "memory". Only crates with a binary are roles: the libraries (service,
+  # wyoming) have no src/main.rs and are not packages.
   roles =
-    lib.filter (r: r != "service")
+    lib.filter (r: builtins.pathExists (root + "/crates/${r}/src/main.rs"))
     (map (m: lib.removePrefix "crates/" m) cargoToml.workspace.members);
   binName = role:
     if role == "cli"

@@ -34,6 +34,27 @@ pub struct Config {
     /// `[replication]`: the cost ledger's replica (memory's section without `verify`), so a
     /// replacement beelink keeps this month's spend. Needs a `state_dir`.
     pub replication: Option<barnabee_replicator::embed::Section>,
+    /// `[wyoming]`: Home Assistant's Assist uses Barnabee as its conversation agent over the
+    /// Wyoming protocol (a `handle` service). Absent: not served.
+    pub wyoming: Option<WyomingConfig>,
+}
+
+/// The Wyoming conversation service. Wyoming has no authentication (by design of the protocol):
+/// listen on loopback when Home Assistant runs on the beelink, else on the LAN address with
+/// the firewall letting in only Home Assistant's host (the NixOS module's `wyoming.allowFrom`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WyomingConfig {
+    /// Where to listen, e.g. `127.0.0.1:10800`.
+    pub listen: std::net::SocketAddr,
+    /// Languages advertised to Home Assistant (its pipeline offers the agent for these) and
+    /// accepted in a `transcript`'s `language`; the router's rules are English.
+    #[serde(default = "default_wyoming_languages")]
+    pub languages: Vec<String>,
+}
+
+fn default_wyoming_languages() -> Vec<String> {
+    vec!["en".to_owned()]
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -292,6 +313,21 @@ impl Config {
                     message: "the cost ledger is replicated from state_dir (or $STATE_DIRECTORY); \
                               set one, or remove [replication]"
                         .into(),
+                });
+            }
+        }
+        if let Some(w) = &self.wyoming {
+            let bad = w.languages.is_empty()
+                || w.languages.iter().any(|l| {
+                    l.is_empty()
+                        || !l
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                });
+            if bad {
+                return Err(ConfigCheckError::Field {
+                    field: "wyoming.languages".into(),
+                    message: "need at least one language tag like \"en\" or \"en-GB\"".into(),
                 });
             }
         }

@@ -4,7 +4,8 @@
 //!
 //! Layout: `route/` decides (rules, one file per route), `agent/` acts (one file per agent),
 //! `ha/` is the Home Assistant client and entity index, `llm` the chat-completions client,
-//! `governor` the cost ledger and policy, `app` one utterance end to end, `api` the HTTP API.
+//! `governor` the cost ledger and policy, `app` one utterance end to end, `api` the HTTP API,
+//! `wyoming` the same for Home Assistant's Assist (a Wyoming conversation service).
 
 pub mod agent;
 pub mod api;
@@ -17,6 +18,7 @@ pub mod llm;
 pub mod metrics;
 pub mod route;
 pub mod session;
+pub mod wyoming;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -271,6 +273,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     if let (Some(client), Some(health)) = (ha, app.action.health()) {
         tokio::spawn(ha::ws::run(client, health, rt.shutdown()));
     }
+    if let Some(w) = &cfg.wyoming {
+        serve_wyoming(&rt, w, app.clone(), cfg.http.max_text_chars).await;
+    }
     let routes = api::router(
         api::ApiState {
             app,
@@ -283,4 +288,36 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     replication.shutdown().await;
     served?;
     Ok(())
+}
+
+/// Listen for Home Assistant's Assist. A busy port degrades (HTTP keeps serving, `/health` says
+/// why) rather than failing the daemon into a restart loop, as inference's Wyoming server does.
+async fn serve_wyoming(
+    rt: &Runtime,
+    w: &config::WyomingConfig,
+    app: Arc<App>,
+    max_text_chars: usize,
+) {
+    match tokio::net::TcpListener::bind(w.listen).await {
+        Ok(listener) => {
+            let addr = listener
+                .local_addr()
+                .map_or_else(|_| w.listen.to_string(), |a| a.to_string());
+            log::info!(wyoming = addr.as_str(); "Wyoming conversation service on tcp://{addr}");
+            rt.health()
+                .component("wyoming", Check::ok(format!("tcp://{addr}")).non_critical());
+            let svc = Arc::new(wyoming::Service {
+                app,
+                languages: w.languages.clone(),
+                max_text_chars,
+            });
+            tokio::spawn(wyoming::serve(listener, svc, rt.shutdown()));
+        }
+        Err(e) => {
+            let msg = format!("cannot listen for Wyoming on {}: {e}", w.listen);
+            log::error!(event = "incident"; "{msg}");
+            rt.health()
+                .component("wyoming", Check::fail(msg).non_critical());
+        }
+    }
 }

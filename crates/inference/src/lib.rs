@@ -36,7 +36,7 @@ pub mod vad;
 pub mod wake;
 pub mod wav;
 pub mod whisper;
-pub mod wyoming;
+pub use barnabee_wyoming as wyoming;
 pub mod wyoming_server;
 
 use std::net::SocketAddr;

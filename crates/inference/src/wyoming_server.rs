@@ -23,8 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Kind;
 use crate::registry::{Inner, Model};
-use crate::wyoming::{Event, Limits, read_event, write_event};
 use crate::{ApiError, App, tts, vad, wake, wav};
+use barnabee_wyoming::{Event, Limits, read_event, write_event};
 
 /// Samples per outgoing audio chunk (wyoming-piper uses 1024).
 const CHUNK_SAMPLES: usize = 1024;
@@ -78,7 +78,7 @@ struct Conn {
 }
 
 fn error_event(text: &str, code: &str) -> Event {
-    Event::new("error", json!({"text": text, "code": code}))
+    Event::error(text, code)
 }
 
 async fn connection(sock: TcpStream, app: Arc<App>) -> std::io::Result<()> {

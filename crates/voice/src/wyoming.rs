@@ -1,17 +1,16 @@
 //! A Wyoming client for the beast's inference daemon (wake, VAD, STT, TTS). The framing (events,
-//! reading with bounds, writing like the Python library) is the inference crate's
-//! `barnabee_inference::wyoming`, the same code its server speaks: one implementation of the
-//! protocol in the workspace.
+//! reading with bounds, writing like the Python library) is the `barnabee-wyoming` crate, the
+//! same code inference's server speaks: one implementation of the protocol in the workspace.
 
 use std::time::Duration;
 
-use barnabee_inference::wyoming::{Limits, read_event};
+use barnabee_wyoming::{Limits, read_event};
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-pub use barnabee_inference::wyoming::Event;
+pub use barnabee_wyoming::Event;
 
 /// Bounds on what a server may send: a 64 KiB header line, a 1 MiB data segment (far above a
 /// transcript or a `describe` answer), 16 MiB of payload (minutes of TTS audio).

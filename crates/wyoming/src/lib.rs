@@ -1,4 +1,8 @@
-//! The Wyoming protocol (what Home Assistant speaks to STT/TTS/wake services).
+//! The Wyoming protocol (what Home Assistant speaks to STT/TTS/wake and conversation services).
+//!
+//! One implementation for the workspace: inference's Wyoming server (STT, TTS, wake, VAD), the
+//! voice daemon's client of it, and the agents' conversation (`handle`) service all frame events
+//! with this crate. Event names and their fields are in `../shared/docs/voice.md` §1.2.
 //!
 //! Framing: a JSON header line (`type`, optional `data`, `data_length`, `payload_length`,
 //! `version`), then `data_length` bytes of JSON merged over `data`, then `payload_length`
@@ -29,6 +33,11 @@ impl Event {
             },
             payload: Vec::new(),
         }
+    }
+
+    /// An application error (`error {text, code}`): the connection stays usable after it.
+    pub fn error(text: &str, code: &str) -> Event {
+        Event::new("error", json!({"text": text, "code": code}))
     }
 
     pub fn with_payload(mut self, payload: Vec<u8>) -> Event {
