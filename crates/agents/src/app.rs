@@ -106,7 +106,8 @@ impl App {
             Route::Instant => self.instant.handle(&decision.intent, &decision.normalized),
             Route::Action => {
                 let t = Instant::now();
-                let (text, records) = self.action.handle(&decision.normalized).await;
+                let previous = self.sessions.last_acted(&req.session_id, Instant::now());
+                let (text, records) = self.action.handle(&decision.normalized, &previous).await;
                 timings.action = ms(t.elapsed());
                 self.metrics.action_latency.observe(timings.action);
                 actions = records;
@@ -165,6 +166,11 @@ impl App {
             Turn {
                 user: req.text.clone(),
                 assistant: text.clone(),
+                acted_on: actions
+                    .iter()
+                    .filter(|a| a.ok)
+                    .map(|a| a.entity_id.clone())
+                    .collect(),
             },
             Instant::now(),
         );

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct Turn {
     pub user: String,
     pub assistant: String,
+    /// Entities this turn changed: what "it" / "them" means in the next request.
+    pub acted_on: Vec<String>,
 }
 
 struct Session {
@@ -45,6 +47,17 @@ impl Sessions {
             }
             None => Vec::new(),
         }
+    }
+
+    /// The entities the session's latest acting turn changed (empty: none, or expired), so
+    /// "turn on the kitchen lights" … "turn it off" acts on the same lights.
+    pub fn last_acted(&self, id: &str, now: Instant) -> Vec<String> {
+        self.history(id, now)
+            .into_iter()
+            .rev()
+            .find(|t| !t.acted_on.is_empty())
+            .map(|t| t.acted_on)
+            .unwrap_or_default()
     }
 
     pub fn push(&self, id: &str, turn: Turn, now: Instant) {
@@ -94,6 +107,7 @@ mod tests {
         Turn {
             user: u.into(),
             assistant: "ok".into(),
+            acted_on: Vec::new(),
         }
     }
 
@@ -109,5 +123,23 @@ mod tests {
         assert!(s.history("b", t0).is_empty());
         assert!(s.history("a", t0 + Duration::from_secs(11)).is_empty());
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn last_acted_is_the_latest_turn_that_changed_something() {
+        let s = Sessions::new(Duration::from_secs(10), 5);
+        let t0 = Instant::now();
+        assert!(s.last_acted("a", t0).is_empty());
+        let acted = |ids: &[&str]| Turn {
+            acted_on: ids.iter().map(|i| i.to_string()).collect(),
+            ..turn("x")
+        };
+        s.push("a", acted(&["light.kitchen"]), t0);
+        s.push("a", turn("what time is it"), t0);
+        assert_eq!(s.last_acted("a", t0), vec!["light.kitchen"]);
+        s.push("a", acted(&["light.a", "light.b"]), t0);
+        assert_eq!(s.last_acted("a", t0), vec!["light.a", "light.b"]);
+        assert!(s.last_acted("b", t0).is_empty(), "per session");
+        assert!(s.last_acted("a", t0 + Duration::from_secs(11)).is_empty());
     }
 }

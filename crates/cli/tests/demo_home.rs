@@ -11,219 +11,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{barnabee, daemon_bin};
+use common::barnabee;
+use common::demo_home::*;
 use serde_json::{Value, json};
-
-const HA_PORT: u16 = 8123;
-
-/// Where `dev/setup home-assistant` puts `hass` (as `barnabee up` looks for it).
-fn hass_installed() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(p) = var("BARNABEE_HASS") {
-        return p.is_file().then_some(p);
-    }
-    let cache = var("BARNABEE_CACHE")
-        .or_else(|| var("XDG_CACHE_HOME").map(|x| x.join("barnabee")))
-        .or_else(|| var("HOME").map(|h| h.join(".cache/barnabee")))?;
-    let p = cache.join("home-assistant/bin/hass");
-    p.is_file().then_some(p)
-}
-
-/// An offset at which memory's, agents' and Home Assistant's default ports are free.
-fn free_port_offset() -> u16 {
-    let seed = std::process::id() as u16;
-    (0..200u16)
-        .map(|i| 1000 + (seed.wrapping_add(i * 53) % 40000))
-        .find(|off| {
-            [7701u16, 7702, HA_PORT]
-                .iter()
-                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + off)).is_ok())
-        })
-        .expect("no free port range")
-}
-
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Up {
-    fn start(data: &Path, offset: u16) -> Up {
-        let bins = daemon_bin("agents").parent().unwrap().to_owned();
-        daemon_bin("memory");
-        let mut child = Command::new(barnabee())
-            .args([
-                "up",
-                "--demo-home",
-                "--only",
-                "memory,agents",
-                "--port-offset",
-            ])
-            .arg(offset.to_string())
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--bin-dir")
-            .arg(&bins)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Up {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "`barnabee up --demo-home` never printed {needle:?}; output:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    /// Ctrl-C; asserts that HA and the daemons stopped cleanly (exit 0).
-    fn stop(&mut self) {
-        signal(self.child.id(), libc::SIGINT);
-        self.wait_for("[up] hass stopped", Duration::from_secs(60));
-        self.wait_for("[up] stopped", Duration::from_secs(10));
-        let exit = self.child.wait().unwrap();
-        assert_eq!(exit.code(), Some(0), "output:\n{}", self.seen.join("\n"));
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // A failed test: let `up` stop its children (HA among them) before giving up on it.
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal(self.child.id(), libc::SIGINT);
-            let end = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < end && self.child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a pid we started; no memory is shared.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-struct Http {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-}
-
-impl Http {
-    fn new() -> Http {
-        Http {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                // HA restarts on the same port: never reuse a connection to the old one.
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(15))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn get(&self, url: &str, token: Option<&str>) -> (u16, Value) {
-        self.rt.block_on(async {
-            let mut req = self.client.get(url);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        })
-    }
-
-    fn post(&self, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        self.rt.block_on(async {
-            let mut req = self.client.post(url).json(body);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        })
-    }
-}
-
-fn state(http: &Http, ha: &str, token: &str, entity: &str) -> String {
-    let (code, v) = http.get(&format!("{ha}/api/states/{entity}"), Some(token));
-    assert_eq!(code, 200, "{entity}: {v}");
-    v["state"].as_str().unwrap().to_owned()
-}
-
-/// Wait until the agents daemon's `home_assistant` check is ok (its entity index is loaded).
-fn wait_agents_connected(http: &Http, agents: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, h) = http.get(&format!("{agents}/health"), None);
-        if h["checks"]["home_assistant"]["ok"] == true {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agents never connected to the demo home: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// One text request, as the voice daemon sends it.
 fn ask(http: &Http, agents: &str, text: &str) -> Value {
@@ -254,7 +47,7 @@ fn demo_home_turns_on_the_kitchen_lights_and_survives_a_restart() {
 
     // First start: a fresh demo home is onboarded.
     let t0 = Instant::now();
-    let mut up = Up::start(data.path(), offset);
+    let mut up = Up::start(data.path(), offset, "memory,agents");
     up.wait_for(
         "[up] hass: onboarded a new demo home",
         Duration::from_secs(240),
@@ -327,7 +120,7 @@ fn demo_home_turns_on_the_kitchen_lights_and_survives_a_restart() {
     );
 
     // Second start on the same data dir: the onboarded home and its token are reused.
-    let mut up = Up::start(data.path(), offset);
+    let mut up = Up::start(data.path(), offset, "memory,agents");
     up.wait_for(
         "[up] hass: reused its long-lived token",
         Duration::from_secs(240),
@@ -343,7 +136,7 @@ fn demo_home_turns_on_the_kitchen_lights_and_survives_a_restart() {
 
     // A lost token: the owner logs in again (its password is kept) and a new token is made.
     std::fs::remove_file(&token_file).unwrap();
-    let mut up = Up::start(data.path(), offset);
+    let mut up = Up::start(data.path(), offset, "memory,agents");
     up.wait_for(
         "[up] hass: logged in again and made a new long-lived token",
         Duration::from_secs(240),

@@ -152,6 +152,14 @@ fn join_names(names: &[String]) -> String {
     }
 }
 
+/// A target that names no device but the one just talked about.
+fn is_pronoun(target: &str) -> bool {
+    matches!(
+        target.trim(),
+        "it" | "them" | "that" | "those" | "this" | "these" | "them all" | "it again"
+    )
+}
+
 impl ActionAgent {
     /// `ha`: the client, or why there is none ("not configured", "token file unreadable").
     pub fn new(
@@ -253,7 +261,13 @@ impl ActionAgent {
         }
     }
 
-    pub async fn handle(&self, normalized: &str) -> (String, Vec<ActionRecord>) {
+    /// Act on one request. `previous`: the entities the session's last acting turn changed,
+    /// which a target of "it", "them", "that" … refers to.
+    pub async fn handle(
+        &self,
+        normalized: &str,
+        previous: &[String],
+    ) -> (String, Vec<ActionRecord>) {
         let ha = match &self.ha {
             Ok(ha) => ha,
             Err(why) => return (format!("I can't control devices: {why}."), Vec::new()),
@@ -286,11 +300,20 @@ impl ActionAgent {
                 Err(e) => return (self.unreachable(&e, &what), Vec::new()),
             }
         }
-        let resolution = ha
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .resolve_all(&cmd.target, cmd.verb);
+        let resolution = if is_pronoun(&cmd.target) {
+            if previous.is_empty() {
+                return (
+                    format!("Which device should I {}?", cmd.verb.say()),
+                    Vec::new(),
+                );
+            }
+            Resolution::Entities(previous.to_vec())
+        } else {
+            ha.index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .resolve_all(&cmd.target, cmd.verb)
+        };
         let ids = match resolution {
             Resolution::Entities(ids) => ids,
             Resolution::Unknown { phrase } => {

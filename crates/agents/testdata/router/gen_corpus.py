@@ -133,6 +133,9 @@ action\tturn the office lights warm white
 action\twhat is the temperature in the living room
 action\twhat's the humidity in the bathroom
 action\thow warm is it in the kids room
+action\tturn it off
+action\tswitch them on
+action\tturn that off please
 """.strip().splitlines():
     r, t = line.split("\t"); add(r, t)
 

@@ -8,3 +8,4 @@ mod ha;
 mod llm;
 mod memory;
 mod replication;
+mod wyoming;

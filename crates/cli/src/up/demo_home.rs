@@ -71,9 +71,10 @@ pub struct DemoHome {
     pub addr: SocketAddr,
 }
 
-/// Where `dev/setup home-assistant` installs `hass`: `$BARNABEE_HASS` if set, else
-/// `<cache>/home-assistant/bin/hass` (`<cache>`: `$BARNABEE_CACHE`, else
-/// `$XDG_CACHE_HOME/barnabee`, else `~/.cache/barnabee`).
+/// Where `dev/setup` installs `hass`: `$BARNABEE_HASS` if set, else the current Home Assistant
+/// (2026.2.3 in its Debian trixie chroot, `<cache>/home-assistant-current/bin/hass`, set up as
+/// root), else the 2024.3.3 floor (`<cache>/home-assistant/bin/hass`); `<cache>`:
+/// `$BARNABEE_CACHE`, else `$XDG_CACHE_HOME/barnabee`, else `~/.cache/barnabee`.
 pub fn hass_binary() -> anyhow::Result<PathBuf> {
     let var = |k: &str| {
         std::env::var_os(k)
@@ -93,6 +94,10 @@ pub fn hass_binary() -> anyhow::Result<PathBuf> {
         .or_else(|| var("XDG_CACHE_HOME").map(|x| x.join("barnabee")))
         .or_else(|| var("HOME").map(|h| h.join(".cache/barnabee")))
         .context("--demo-home: neither $BARNABEE_HASS, $BARNABEE_CACHE, $XDG_CACHE_HOME nor $HOME is set")?;
+    let current = cache.join("home-assistant-current/bin/hass");
+    if current.is_file() {
+        return Ok(current);
+    }
     let hass = cache.join("home-assistant/bin/hass");
     if !hass.is_file() {
         bail!(
