@@ -45,7 +45,7 @@ in {
           description = "Open the HTTP port and the Wyoming port to every address. Prefer `allowFrom`.";
         };
         allowFrom = mkOption {
-          type = types.listOf (types.strMatching "[0-9a-fA-F.:/]+");
+          type = blib.allowFromType;
           default = [];
           example = ["192.168.1.20" "192.168.1.30" "fd00::20"];
           description = ''
@@ -61,14 +61,11 @@ in {
           (lib.toInt (lib.last (lib.splitString ":" cfg.settings.service.listen)))
           cfg.wyomingPort
         ];
-        portSet = "{ ${lib.concatMapStringsSep ", " toString ports} }";
-        # One rule per address family (nft wants `ip saddr` and `ip6 saddr` apart).
-        allowRules = addrs: let
-          v6 = lib.filter (lib.hasInfix ":") addrs;
-          v4 = lib.filter (a: !(lib.hasInfix ":" a)) addrs;
-          rule = family: set: lib.optionalString (set != []) "${family} saddr { ${lib.concatStringsSep ", " set} } tcp dport ${portSet} accept comment \"barnabee-inference\"\n";
-        in
-          rule "ip" v4 + rule "ip6" v6;
+        allowRules = addrs:
+          blib.nftAllowRules {
+            inherit addrs ports;
+            comment = "barnabee-inference";
+          };
       in {
         assertions =
           models.assertions "inference" cfg.models

@@ -129,6 +129,26 @@
 in {
   inherit pathNotInStore credentialName;
 
+  # Addresses or prefixes a firewall rule may let in (IPv4 or IPv6, optionally /len).
+  allowFromType = types.listOf (types.strMatching "[0-9a-fA-F.:/]+");
+
+  # nftables rules (networking.firewall.extraInputRules) letting `addrs` reach `ports`, one
+  # rule per address family (nft wants `ip saddr` and `ip6 saddr` apart); "" for no addresses.
+  nftAllowRules = {
+    addrs,
+    ports,
+    comment,
+  }: let
+    v6 = lib.filter (lib.hasInfix ":") addrs;
+    v4 = lib.filter (a: !(lib.hasInfix ":" a)) addrs;
+    portSet =
+      if lib.length ports == 1
+      then toString (lib.head ports)
+      else "{ ${lib.concatMapStringsSep ", " toString ports} }";
+    rule = family: set: lib.optionalString (set != []) "${family} saddr { ${lib.concatStringsSep ", " set} } tcp dport ${portSet} accept comment \"${comment}\"\n";
+  in
+    rule "ip" v4 + rule "ip6" v6;
+
   # The [replication] section of a daemon that replicates its own SQLite database (the
   # replicator's embed module): memory (its memories), agents (the cost ledger), the watchdog
   # (the incident log). One replica shaped like a litestream.yml `replicas:` entry; null: no

@@ -76,13 +76,13 @@
       inherit static_configs;
     };
 
-  # nftables rules for the exposed node_exporter, one per address family (as inference.nix).
-  allowRules = addrs: port: let
-    v6 = lib.filter (lib.hasInfix ":") addrs;
-    v4 = lib.filter (a: !(lib.hasInfix ":" a)) addrs;
-    rule = family: set: lib.optionalString (set != []) "${family} saddr { ${lib.concatStringsSep ", " set} } tcp dport ${toString port} accept comment \"barnabee-node-exporter\"\n";
-  in
-    rule "ip" v4 + rule "ip6" v6;
+  # nftables rules for the exposed node_exporter.
+  allowRules = addrs: port:
+    blib.nftAllowRules {
+      inherit addrs;
+      ports = [port];
+      comment = "barnabee-node-exporter";
+    };
   exposed = cfg.nodeExporter.allowFrom != [];
 in {
   options.barnabee.monitoring = {

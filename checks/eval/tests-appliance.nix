@@ -281,6 +281,50 @@ in [
     };
   }
   {
+    name = "agents: the Wyoming conversation service is off by default; on, it listens where asked and lets in only allowFrom";
+    expr = let
+      off = eval [{services.barnabee.agents.enable = true;}];
+      on = eval [
+        {
+          networking.nftables.enable = true;
+          services.barnabee.agents = {
+            enable = true;
+            wyoming = {
+              enable = true;
+              address = "::";
+              allowFrom = ["192.168.1.30" "fd00::30"];
+            };
+          };
+        }
+      ];
+      noNft = eval [
+        {
+          services.barnabee.agents = {
+            enable = true;
+            wyoming = {
+              enable = true;
+              allowFrom = ["192.168.1.30"];
+            };
+          };
+        }
+      ];
+    in {
+      off = off.services.barnabee.agents.settings ? wyoming;
+      listen = on.services.barnabee.agents.settings.wyoming.listen;
+      rules = on.networking.firewall.extraInputRules;
+      noNft = lib.any (lib.hasInfix "agents.wyoming.allowFrom needs the nftables firewall") (failed noNft);
+    };
+    expected = {
+      off = false;
+      listen = "[::]:10800";
+      rules = ''
+        ip saddr { 192.168.1.30 } tcp dport 10800 accept comment "barnabee-agents-wyoming"
+        ip6 saddr { fd00::30 } tcp dport 10800 accept comment "barnabee-agents-wyoming"
+      '';
+      noNft = true;
+    };
+  }
+  {
     name = "inference: allowFrom puts IPv4 and IPv6 clients in their own rules";
     expr =
       (eval [
