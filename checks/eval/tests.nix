@@ -730,19 +730,22 @@ in [
     expected = [true true true];
   }
   {
-    name = "beelink role: voice is wired to the beast (Wyoming, speaker embeddings) and to the local agents and memory";
+    name = "beelink role: voice is wired to the beast (Wyoming, speaker embeddings) and to the local agents and memory; the agents ring timers through the local voice";
     expr = let
-      v = renderedOf (evalRole "beelink" [{barnabee.beelink.inferenceHost = "beast.lan";}]) "voice";
+      c = evalRole "beelink" [{barnabee.beelink.inferenceHost = "beast.lan";}];
+      v = renderedOf c "voice";
     in {
       inherit (v.inference) wyoming;
       agents = v.agents.url;
       inherit (v.speaker) inference_url memory_url;
+      timers = (renderedOf c "agents").voice.url;
     };
     expected = {
       wyoming = "beast.lan:10300";
       agents = "http://127.0.0.1:7702";
       inference_url = "http://beast.lan:7704";
       memory_url = "http://127.0.0.1:7701";
+      timers = "http://127.0.0.1:7703";
     };
   }
   {

@@ -88,6 +88,9 @@ in {
       };
     };
 
+    # Timers ring on the beelink's speaker: the agents announce through the local voice daemon.
+    services.barnabee.agents.settings.voice.url = lib.mkDefault (localUrl "voice");
+
     # Monitoring on by default: Prometheus (30 days) and Alertmanager on loopback, scraping this
     # host's daemons and node_exporter and, on the beast, inference (the one beast daemon on the
     # LAN: port 7704, open to barnabee.beast.clients) and node_exporter (9100, open to

@@ -103,7 +103,11 @@ impl App {
         let mut budget = None;
         let speaker = req.speaker.as_deref();
         let text = match decision.route {
-            Route::Instant => self.instant.handle(&decision.intent, &decision.normalized),
+            Route::Instant => self.instant.handle(
+                &decision.intent,
+                &decision.normalized,
+                req.device_id.as_deref(),
+            ),
             Route::Action => {
                 let t = Instant::now();
                 let previous = self.sessions.last_acted(&req.session_id, Instant::now());

@@ -37,6 +37,16 @@ pub struct Config {
     /// `[wyoming]`: Home Assistant's Assist uses Barnabee as its conversation agent over the
     /// Wyoming protocol (a `handle` service). Absent: not served.
     pub wyoming: Option<WyomingConfig>,
+    /// `[voice]`: the voice daemon that rings timers (`POST /v1/announce`). Absent: a timer
+    /// that ends is only logged (`EVENT=timer_done`).
+    pub voice: Option<VoiceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceConfig {
+    /// Base URL of barnabee-voice, e.g. `http://127.0.0.1:7703`.
+    pub url: String,
 }
 
 /// The Wyoming conversation service. Wyoming has no authentication (by design of the protocol):
@@ -315,6 +325,14 @@ impl Config {
                         .into(),
                 });
             }
+        }
+        if let Some(v) = &self.voice
+            && !(v.url.starts_with("http://") || v.url.starts_with("https://"))
+        {
+            return Err(ConfigCheckError::Field {
+                field: "voice.url".into(),
+                message: "must start with http:// or https://".into(),
+            });
         }
         if let Some(w) = &self.wyoming {
             let bad = w.languages.is_empty()

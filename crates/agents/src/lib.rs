@@ -245,7 +245,7 @@ pub fn build(
         router,
         sessions: session::Sessions::new(cfg.session.ttl, cfg.session.max_turns),
         metrics,
-        instant: InstantAgent::new(clock),
+        instant: InstantAgent::new(clock, timers(cfg)?),
         action,
         memory,
         interaction,
@@ -266,6 +266,8 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         embed::restore_in_daemon(&rt, section, db, Duration::from_secs(300)).await?;
     }
     let (app, ha) = build(&cfg, &rt, Arc::new(SystemClock))?;
+    // Timers saved before a restart run on (or ring now, if they ended meanwhile).
+    app.instant.timers.resume();
     let replication = match &ledger {
         Some(db) => embed::start_in_daemon(&rt, section, db, UNIT).await?,
         None => embed::Replication::not_configured(),
@@ -320,4 +322,20 @@ async fn serve_wyoming(
                 .component("wyoming", Check::fail(msg).non_critical());
         }
     }
+}
+
+/// Kitchen timers: kept in the state directory (none: in memory) and rung by `[voice]`.
+fn timers(cfg: &Config) -> Result<agent::timers::Timers, RunError> {
+    let file = cfg.resolved_state_dir().map(|d| d.join("timers.json"));
+    let ringer = match &cfg.voice {
+        Some(v) => Some(agent::timers::Ringer {
+            voice_url: v.url.clone(),
+            http: barnabee_service::http_client::build(|b| {
+                b.no_proxy().timeout(Duration::from_secs(10))
+            })?,
+            retry: Duration::from_secs(5),
+        }),
+        None => None,
+    };
+    Ok(agent::timers::Timers::open(file, ringer))
 }

@@ -11,6 +11,9 @@
 //!   it off": the same light, so the conversation id reached Barnabee's session), and **audio**
 //!   (espeak-ng speech streamed to HA → Barnabee's Whisper → agents → Piper → a TTS URL HA
 //!   serves). The stage timings of the audio run are printed.
+//! - An HA automation (made through HA's automation config API, fired by an event) calls the
+//!   demo home's `rest_command.barnabee_announce`, and a real voice daemon (the ALSA `null`
+//!   PCM as its microphone and speaker: this machine has no sound card) speaks it.
 //!
 //! Without the current HA (no root for the chroot, or `dev/setup` not run) this prints a loud
 //! NOT RUN line and fails under CI=true.
@@ -406,5 +409,78 @@ fn home_assistant_assist_uses_barnabee_for_stt_conversation_and_tts() {
         ms(text_run.at("intent-start"), text_run.at("intent-end")),
         ms(follow_up.at("intent-start"), follow_up.at("intent-end")),
     );
+
+    // An automation makes Barnabee speak: the voice daemon on the port the demo home's
+    // rest_command names (7703 + offset; `up` was not asked to run one).
+    let voice_dir = tempfile::tempdir().unwrap();
+    let voice_cfg = voice_dir.path().join("voice.toml");
+    std::fs::write(
+        &voice_cfg,
+        format!(
+            "[service]\nlisten = \"127.0.0.1:{}\"\n[service.log]\ntarget = \"stderr\"\n[audio]\ninput_device = \"null\"\noutput_device = \"null\"\n[inference]\nwyoming = \"127.0.0.1:{inference_wyoming}\"\nwake_words = [\"hey_jarvis\"]\n",
+            7703 + offset
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(common::daemon_bin("voice"));
+    cmd.arg("--config").arg(&voice_cfg);
+    let mut voice =
+        barnabee_service::testing::DaemonProcess::spawn(cmd, &voice_dir.path().join("voice.log"));
+    let voice_base = format!("http://{}", voice.wait_serving(Duration::from_secs(60)));
+    let (code, v) = http.post(
+        &format!("{ha}/api/config/automation/config/barnabee_washer"),
+        Some(&token),
+        &json!({
+            "id": "barnabee_washer",
+            "alias": "Washing machine done",
+            "description": "",
+            "mode": "single",
+            "triggers": [{"trigger": "event", "event_type": "barnabee_test_washer_done"}],
+            "conditions": [],
+            "actions": [{"action": "rest_command.barnabee_announce",
+                         "data": {"text": "The washing machine is done."}}],
+        }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut fired = Instant::now();
+    let mut last_fire = None;
+    loop {
+        // The new automation is live once HA has reloaded; fire again until it answers.
+        if last_fire.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(3)) {
+            let (code, v) = http.post(
+                &format!("{ha}/api/events/barnabee_test_washer_done"),
+                Some(&token),
+                &json!({}),
+            );
+            assert_eq!(code, 200, "{v}");
+            fired = Instant::now();
+            last_fire = Some(fired);
+        }
+        let (_, m) = http.get(&format!("{voice_base}/metrics"), None);
+        let metrics = m.as_str().unwrap_or_default().to_owned();
+        if metrics.contains(r#"barnabee_voice_announcements_total{outcome="played"} 1"#) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "HA's automation never made the voice daemon speak\nvoice log:\n{}\nHA log:\n{}",
+            voice.log(),
+            std::fs::read_to_string(data.path().join("state/hass/config/home-assistant.log"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "HA automation -> rest_command -> voice spoke it {:.0} ms after the event",
+        fired.elapsed().as_secs_f64() * 1e3
+    );
+    assert!(
+        voice.log().contains("announcement from home-assistant")
+            && voice.log().contains("The washing machine is done."),
+        "{}",
+        voice.log()
+    );
+    voice.stop();
     up.stop();
 }

@@ -409,6 +409,14 @@ pub const VOICE_BARGE_INS: MetricDef = def(
     &[],
     "Wake words heard while speaking (playback stopped)",
 );
+pub const VOICE_ANNOUNCEMENTS: MetricDef = def(
+    Voice,
+    "barnabee_voice_announcements",
+    Counter,
+    "",
+    &["outcome"],
+    "Announcements (POST /v1/announce), by outcome (played, failed, refused)",
+);
 pub const VOICE_SPEAKER_CONFIDENCE: MetricDef = def(
     Voice,
     "barnabee_voice_speaker_confidence_ratio",
@@ -672,6 +680,7 @@ pub const ALL: &[MetricDef] = &[
     VOICE_STT_REQUESTS,
     VOICE_REQUESTS,
     VOICE_BARGE_INS,
+    VOICE_ANNOUNCEMENTS,
     VOICE_SPEAKER_CONFIDENCE,
     INFERENCE_STT_LATENCY,
     INFERENCE_TTS_LATENCY,

@@ -1,6 +1,7 @@
 //! HTTP API: `GET /v1/latency?n=N` (the last N stage breakdowns, newest first),
 //! `GET /v1/state` (the pipeline's state), `POST /v1/wake` (multi-device arbitration),
-//! `POST /v1/speakers/{name}/enroll` (speaker enrolment, [`enroll_router`]); `POST /v1/say`
+//! `POST /v1/speakers/{name}/enroll` (speaker enrolment, [`enroll_router`]),
+//! `POST /v1/announce` (speak a text when idle, [`crate::announce`]); `POST /v1/say`
 //! (a WAV file as the microphone) is in [`crate::say`].
 
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ use crate::pipeline::Shared;
 pub struct ApiState {
     pub shared: Shared,
     pub arbiter: Arbiter,
+    /// This satellite's `[pipeline] device_id`: an announcement for another device is refused.
+    pub device_id: String,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -30,6 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/latency", get(latency))
         .route("/v1/state", get(pipeline_state))
         .route("/v1/wake", post(wake))
+        .route("/v1/announce", post(announce))
         .with_state(state)
 }
 
@@ -54,6 +58,73 @@ async fn latency(State(s): State<ApiState>, Query(q): Query<HashMap<String, Stri
 
 async fn pipeline_state(State(s): State<ApiState>) -> Response {
     Json(json!({"state": s.shared.state()})).into_response()
+}
+
+/// `POST /v1/announce {text, device_id?, from?}` → 202 `{queued: N}` (N = its place in the
+/// queue); 400 naming the field, 404 for another device, 429 when the queue is full, 503 when
+/// no pipeline runs here (no audio device, inference not configured).
+async fn announce(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
+    use crate::announce::{AnnounceError, Announcement, MAX_CHARS};
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
+        Ok(_) => return bad("body", "expected a JSON object with text"),
+        Err(e) => return bad("body", &format!("not JSON: {e}")),
+    };
+    for k in v.as_object().into_iter().flat_map(|m| m.keys()) {
+        if !["text", "device_id", "from"].contains(&k.as_str()) {
+            return bad(k, "unknown field");
+        }
+    }
+    let Some(text) = v["text"].as_str().map(str::trim) else {
+        return bad("text", "required, a string");
+    };
+    if text.is_empty() {
+        return bad("text", "must not be empty");
+    }
+    let n = text.chars().count();
+    if n > MAX_CHARS {
+        return bad(
+            "text",
+            &format!("too long ({n} characters; at most {MAX_CHARS})"),
+        );
+    }
+    let from = match &v["from"] {
+        serde_json::Value::Null => "api".to_owned(),
+        serde_json::Value::String(f) if !f.trim().is_empty() && f.len() <= 100 => {
+            f.trim().to_owned()
+        }
+        _ => return bad("from", "must be a non-empty string of at most 100 bytes"),
+    };
+    match &v["device_id"] {
+        serde_json::Value::Null => {}
+        serde_json::Value::String(d) if *d == s.device_id => {}
+        serde_json::Value::String(d) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": format!("device_id: {d:?} is not this voice daemon (this is {:?})", s.device_id), "field": "device_id"})),
+            )
+                .into_response();
+        }
+        _ => return bad("device_id", "must be a string"),
+    }
+    let a = Announcement {
+        text: text.to_owned(),
+        from,
+    };
+    match s.shared.announcements.push(
+        a,
+        "no audio device, or inference not configured; /health says which",
+    ) {
+        Ok(place) => (StatusCode::ACCEPTED, Json(json!({"queued": place}))).into_response(),
+        Err(e) => {
+            s.shared.metrics.announcement("refused");
+            let status = match e {
+                AnnounceError::Full => StatusCode::TOO_MANY_REQUESTS,
+                AnnounceError::NotRunning(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, Json(json!({"error": e.to_string()}))).into_response()
+        }
+    }
 }
 
 async fn wake(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {

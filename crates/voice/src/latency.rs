@@ -56,6 +56,7 @@ pub struct VoiceMetrics {
     stt_requests: Family<Vec<(String, String)>, Counter>,
     pub requests: Family<Vec<(String, String)>, Counter>,
     pub barge_ins: Counter,
+    announcements: Family<Vec<(String, String)>, Counter>,
     /// Every identification's best score, so a windowed mean is `rate(_sum) / rate(_count)`.
     speaker_confidence: Histogram,
 }
@@ -85,6 +86,7 @@ impl VoiceMetrics {
             stt_requests: Family::default(),
             requests: Family::default(),
             barge_ins: Counter::default(),
+            announcements: Family::default(),
             speaker_confidence: Histogram::new(confidence_buckets()),
         };
         // Present at 0 from the start, so rate() has a series before the first failure.
@@ -99,11 +101,20 @@ impl VoiceMetrics {
         m.register_def(&catalog::VOICE_STT_REQUESTS, v.stt_requests.clone());
         m.register_def(&catalog::VOICE_REQUESTS, v.requests.clone());
         m.register_def(&catalog::VOICE_BARGE_INS, v.barge_ins.clone());
+        m.register_def(&catalog::VOICE_ANNOUNCEMENTS, v.announcements.clone());
         m.register_def(
             &catalog::VOICE_SPEAKER_CONFIDENCE,
             v.speaker_confidence.clone(),
         );
         v
+    }
+
+    /// One announcement's outcome: `played`, `failed` (TTS) or `refused` (queue full, no
+    /// pipeline).
+    pub fn announcement(&self, outcome: &str) {
+        self.announcements
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
     }
 
     pub fn stt_outcome(&self, ok: bool) {

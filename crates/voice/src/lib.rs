@@ -20,6 +20,7 @@
 //!   copied. That is the documented exception to "daemons don't depend on each other"; the
 //!   planned follow-up is extracting those modules into a shared `crates/` library.
 
+pub mod announce;
 pub mod api;
 pub mod arbitration;
 pub mod audio;
@@ -182,6 +183,7 @@ pub async fn run(cfg: Config, config_dir: std::path::PathBuf, rt: Runtime) -> an
     let routes = api::router(api::ApiState {
         shared: shared.clone(),
         arbiter,
+        device_id: cfg.pipeline.device_id.clone(),
     })
     .merge(api::enroll_router(cfg.speaker.clone()))
     .merge(say::router(say::SayState::new(&cfg, shared)));

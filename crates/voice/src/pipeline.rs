@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::announce::{Announcement, Announcements};
 use crate::audio::{AudioSink, AudioSource, FRAME, RATE};
 use crate::config::{AgentsConfig, InferenceConfig, PipelineConfig};
 use crate::latency::{self, Breakdown, Breakdowns, VoiceMetrics};
@@ -53,6 +54,8 @@ pub struct Shared {
     pub breakdowns: Breakdowns,
     pub metrics: VoiceMetrics,
     pub inference_health: Option<Component>,
+    /// What `POST /v1/announce` queued for this pipeline to speak when idle.
+    pub announcements: Announcements,
     next_id: Arc<AtomicU64>,
 }
 
@@ -64,6 +67,7 @@ impl Shared {
             breakdowns: Breakdowns::new(keep),
             metrics,
             inference_health,
+            announcements: Announcements::default(),
             next_id: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -77,6 +81,8 @@ impl Shared {
             breakdowns: Breakdowns::new(4),
             metrics: self.metrics.clone(),
             inference_health: self.inference_health.clone(),
+            // never live: announcements go to the live pipeline only
+            announcements: Announcements::default(),
             next_id: self.next_id.clone(),
         }
     }
@@ -100,6 +106,22 @@ impl Shared {
         if let Some(c) = &self.inference_health {
             c.fail(detail);
         }
+    }
+}
+
+/// Marks the queue live while a pipeline runs (`run` returns on any path: the guard resets it).
+struct TakingAnnouncements(Announcements);
+
+impl TakingAnnouncements {
+    fn new(a: &Announcements) -> Self {
+        a.set_live(true);
+        TakingAnnouncements(a.clone())
+    }
+}
+
+impl Drop for TakingAnnouncements {
+    fn drop(&mut self) {
+        self.0.set_live(false);
     }
 }
 
@@ -224,6 +246,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
     /// Run until the source ends (files) or `stop` fires.
     pub async fn run(&mut self, stop: Option<barnabee_service::Shutdown>) -> Result<(), String> {
         self.shared.set(State::Idle);
+        let _taking = TakingAnnouncements::new(&self.shared.announcements);
         let mut capture: Option<Capture> = None;
         loop {
             let frame = match &stop {
@@ -247,6 +270,12 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             match capture.take() {
                 Some(c) => capture = self.capturing(c, &frame).await,
                 None => capture = self.listening(&frame).await,
+            }
+            if capture.is_none()
+                && self.shared.state() == State::Idle
+                && let Some(a) = self.shared.announcements.pop()
+            {
+                self.announce(a).await;
             }
             if self.single_request
                 && capture.is_none()
@@ -733,6 +762,22 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                 let e = format!("agents at {url} failed: {e}");
                 log::error!(request_id = id, event = "incident"; "{e}");
                 (self.cfg.agents_down_reply.clone(), None, Some(e))
+            }
+        }
+    }
+
+    /// Speak an announcement (idle only; a wake word during it barges in like during a reply).
+    async fn announce(&mut self, a: Announcement) {
+        match self.speak(&a.text).await {
+            Ok((first, played_ms)) => {
+                self.speaking_left_ms = played_ms;
+                self.shared.metrics.announcement("played");
+                log::info!(event = "announced", from = a.from.as_str(); "announcement from {}: {:.0} ms of audio, first after {:.0} ms: {:?}", a.from, played_ms, ms(first), a.text);
+            }
+            Err(e) => {
+                self.shared.metrics.announcement("failed");
+                log::warn!(event = "announce_failed", from = a.from.as_str(); "announcement from {} not spoken: {e}", a.from);
+                self.inference_error("TTS", &e);
             }
         }
     }

@@ -411,6 +411,7 @@ async fn wake_arbitration_loser_stands_down_winner_answers() {
     let app = barnabee_voice::api::router(barnabee_voice::api::ApiState {
         shared: shared.clone(),
         arbiter,
+        device_id: "kitchen".into(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let coord = format!("http://{}", listener.local_addr().unwrap());
@@ -534,4 +535,118 @@ async fn local_mode_real_wake_word_and_vad_in_process_injected_transcript() {
     let w = b[0].wake_to_speech_end_ms.unwrap();
     assert!((500.0..4000.0).contains(&w), "{w}");
     assert_eq!(p.sink().played().utterances.len(), 1);
+}
+
+/// `POST /v1/announce` (the API served in-process, as the daemon serves it) and the live
+/// pipeline: refused with 503 while no pipeline runs, bad input named, another device's
+/// announcement refused; queued while the pipeline runs, it is spoken once idle (the real
+/// inference's TTS into the sink) without being a request, and counted as played.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_are_spoken_by_the_live_pipeline_when_idle() {
+    let wy = free_port();
+    let _inf = inference(wy);
+    let metrics = barnabee_service::metrics::Metrics::new();
+    let shared = Shared::new(20, VoiceMetrics::new(&metrics), None);
+    let app = barnabee_voice::api::router(barnabee_voice::api::ApiState {
+        shared: shared.clone(),
+        arbiter: barnabee_voice::arbitration::Arbiter::new(Duration::from_secs(1)),
+        device_id: "kitchen".into(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/announce", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let post = |body: serde_json::Value| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, v) = post(serde_json::json!({"text": "The washing machine is done."})).await;
+    assert_eq!(code, 503, "no pipeline runs yet: {v}");
+    assert!(v["error"].as_str().unwrap().contains("not running"), "{v}");
+    for (body, field) in [
+        (serde_json::json!({"text": "  "}), "text"),
+        (serde_json::json!({"txt": "hi"}), "txt"),
+        (serde_json::json!({"text": "x".repeat(1001)}), "text"),
+        (
+            serde_json::json!({"text": "hi", "device_id": 7}),
+            "device_id",
+        ),
+    ] {
+        let (code, v) = post(body.clone()).await;
+        assert_eq!(
+            (code, v["field"].as_str()),
+            (400, Some(field)),
+            "{body} -> {v}"
+        );
+    }
+
+    let clock = ManualClock::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (inf, ag, pc) = configs(wy, "");
+    let src = WavSource::from_pcm(
+        silence(6.0),
+        Clock::Manual(clock.clone()),
+        Duration::from_secs(1),
+    );
+    let sink = WavFileSink::new(dir.path());
+    let played = sink.clone();
+    let mut p = Pipeline::new(inf, ag, pc, shared.clone(), src, sink);
+    let task = tokio::spawn(async move { p.run(None).await });
+    // Queued once the pipeline runs (it marks the queue live as it starts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let queued = loop {
+        let (code, v) = post(
+            serde_json::json!({"text": "The washing machine is done.", "from": "home-assistant", "device_id": "kitchen"}),
+        )
+        .await;
+        if code == 202 {
+            break v;
+        }
+        assert_eq!(code, 503, "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pipeline never took announcements"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(queued["queued"], 1, "{queued}");
+    let (code, v) = post(serde_json::json!({"text": "hi", "device_id": "hall"})).await;
+    assert_eq!(code, 404, "another satellite's announcement: {v}");
+    while !task.is_finished() {
+        clock.advance(Duration::from_millis(80));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    task.await.unwrap().unwrap();
+    let played = played.played();
+    assert_eq!(played.utterances.len(), 1, "one announcement spoken");
+    let (rate, pcm, stopped) = &played.utterances[0];
+    assert!(!stopped);
+    assert!(
+        pcm.len() as f64 / *rate as f64 > 0.5,
+        "{} samples at {rate} Hz",
+        pcm.len()
+    );
+    assert!(
+        shared.breakdowns.last(10).is_empty(),
+        "an announcement is not a request"
+    );
+    assert!(transitions(&shared).contains(&State::Speaking));
+    assert_eq!(shared.state(), State::Idle);
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"barnabee_voice_announcements_total{outcome="played"} 1"#)
+            && text.contains(r#"barnabee_voice_announcements_total{outcome="refused"}"#),
+        "{text}"
+    );
+    // After the pipeline stopped, nothing takes announcements again.
+    let (code, _) = post(serde_json::json!({"text": "anyone there?"})).await;
+    assert_eq!(code, 503);
 }

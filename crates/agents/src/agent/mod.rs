@@ -4,6 +4,7 @@ pub mod action;
 pub mod instant;
 pub mod interaction;
 pub mod memory;
+pub mod timers;
 
 use serde::Serialize;
 

@@ -115,6 +115,17 @@ impl DemoHome {
         let port = PORT
             .checked_add(port_offset)
             .context("--port-offset too large")?;
+        // The voice daemon `up` runs (its announce endpoint, for HA's rest_command).
+        let voice_port = crate::daemons::DAEMONS
+            .iter()
+            .find(|d| d.role == "voice")
+            .map_or(7703, |d| d.port);
+        let voice = SocketAddr::from((
+            [127, 0, 0, 1],
+            voice_port
+                .checked_add(port_offset)
+                .context("--port-offset too large")?,
+        ));
         let home = DemoHome {
             hass,
             dir: data_dir.join("state").join(ROLE),
@@ -128,9 +139,15 @@ impl DemoHome {
             &yaml,
             CONFIG
                 .replace("__ADDR__", &home.addr.to_string())
-                .replace("__PORT__", &port.to_string()),
+                .replace("__PORT__", &port.to_string())
+                .replace("__VOICE__", &voice.to_string()),
         )
         .with_context(|| format!("writing {}", yaml.display()))?;
+        let automations = config_dir.join("automations.yaml");
+        if !automations.exists() {
+            std::fs::write(&automations, "[]\n")
+                .with_context(|| format!("writing {}", automations.display()))?;
+        }
         Ok(home)
     }
 

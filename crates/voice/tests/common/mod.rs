@@ -362,6 +362,23 @@ pub fn agents() -> Proc {
     )
 }
 
+/// The real barnabee-agents keeping its state (ledger, timers) in `state_dir`, so a restart
+/// finds it again; memory at a closed port; then `extra` (TOML).
+pub fn agents_in(state_dir: &Path, extra: &str) -> Proc {
+    let port = free_port();
+    let closed = free_port();
+    let cfg = format!(
+        "state_dir = \"{}\"\n{extra}\n[memory]\nurl = \"http://127.0.0.1:{closed}\"\n[service]\nlisten = \"127.0.0.1:{port}\"\n[service.log]\ntarget = \"stderr\"\n",
+        state_dir.display()
+    );
+    Proc::start(
+        &sibling_bin("barnabee-agents"),
+        &cfg,
+        "agents.toml",
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    )
+}
+
 /// espeak-ng speech at 16 kHz mono with `pad_s` seconds of silence before and after.
 pub fn speak(text: &str, pad_s: f32) -> Vec<i16> {
     speak_as("en-us", text, pad_s)
