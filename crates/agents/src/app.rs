@@ -153,16 +153,35 @@ impl App {
                 }
             }
             Route::Interaction => {
+                // No rule parsed it: Home Assistant's own agent may know the command ("how
+                // many lights are on", a sentence an integration added) before it costs an
+                // LLM call; only its successes are used. A rule or the classifier that chose
+                // conversation goes straight to the LLM.
                 let t = Instant::now();
-                let history = self.sessions.history(&req.session_id, Instant::now());
-                let a = self
-                    .interaction
-                    .handle(&req.text, &decision.normalized, &history)
-                    .await;
-                timings.llm += ms(a.llm);
-                self.metrics.interaction_latency.observe(ms(t.elapsed()));
-                budget = Some(a.budget);
-                a.text
+                let from_ha = if decision.rule.is_none() && !classified {
+                    self.action.ask_home_assistant(&decision.normalized).await
+                } else {
+                    None
+                };
+                if let Some((text, records)) = from_ha {
+                    timings.action = ms(t.elapsed());
+                    self.metrics.action_latency.observe(timings.action);
+                    decision.route = Route::Action;
+                    decision.intent = "conversation".to_owned();
+                    actions = records;
+                    text
+                } else {
+                    let t = Instant::now();
+                    let history = self.sessions.history(&req.session_id, Instant::now());
+                    let a = self
+                        .interaction
+                        .handle(&req.text, &decision.normalized, &history)
+                        .await;
+                    timings.llm += ms(a.llm);
+                    self.metrics.interaction_latency.observe(ms(t.elapsed()));
+                    budget = Some(a.budget);
+                    a.text
+                }
             }
         };
         self.sessions.push(

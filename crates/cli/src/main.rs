@@ -1,6 +1,7 @@
 //! `barnabee`: the operator's command. One file per subcommand.
 
 mod alerts;
+mod ask;
 mod backup;
 mod daemons;
 mod health;
@@ -38,6 +39,9 @@ enum Command {
     /// Exit 1: the daemon refused or could not answer (its message is printed); 2: a file
     /// could not be read or written, or the daemon not reached.
     Say(say::SayArgs),
+    /// Ask in text ("turn on the kitchen lights"): prints the agents' reply, route, what was
+    /// done and the timings. Exit 1: the agents refused it; 2: not reached.
+    Ask(ask::AskArgs),
     /// The metric contract: every metric the daemons export (`--json`, `--markdown`).
     Metrics(metrics::MetricsArgs),
     /// Backups: `verify` restores memory's replica into a temporary file and compares it
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Incident(args) => incident::run(args),
         Command::Voice(args) => voice::run(args),
         Command::Say(args) => say::run(args),
+        Command::Ask(args) => ask::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Backup(args) => backup::run(args),
     };

@@ -122,15 +122,21 @@ fn reply_path(request: &Path) -> PathBuf {
 /// The voice daemon: the one a running `barnabee up` recorded, else the appliance's config,
 /// else the default port.
 fn voice_url(data_dir: Option<&Path>) -> anyhow::Result<String> {
+    daemon_url("voice", data_dir)
+}
+
+/// A daemon's base URL: the one a running `barnabee up` recorded, else `[service] listen` of
+/// /etc/barnabee/<role>.toml, else its default address.
+pub(crate) fn daemon_url(role: &str, data_dir: Option<&Path>) -> anyhow::Result<String> {
     let found = crate::status::discover(&[], data_dir, Path::new("/etc/barnabee"))?;
-    if let Some((_, url)) = found.into_iter().find(|(role, _)| role == "voice") {
+    if let Some((_, url)) = found.into_iter().find(|(r, _)| r == role) {
         return Ok(url);
     }
-    let voice = DAEMONS.iter().find(|d| d.role == "voice");
+    let daemon = DAEMONS.iter().find(|d| d.role == role);
     Ok(format!(
         "http://{}",
-        voice.map_or_else(
-            || "127.0.0.1:7703".to_owned(),
+        daemon.map_or_else(
+            || "127.0.0.1:7702".to_owned(),
             |d| d.default_addr().to_string()
         )
     ))

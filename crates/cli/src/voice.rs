@@ -139,6 +139,17 @@ pub(crate) fn post(
     timeout: Duration,
     request: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
 ) -> anyhow::Result<(reqwest::StatusCode, String, Value)> {
+    post_to("voice", base, url, timeout, request)
+}
+
+/// [`post`] to any daemon (`role` names it in the error).
+pub(crate) fn post_to(
+    role: &str,
+    base: &str,
+    url: &str,
+    timeout: Duration,
+    request: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> anyhow::Result<(reqwest::StatusCode, String, Value)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -146,7 +157,7 @@ pub(crate) fn post(
     let (status, body) = runtime.block_on(async {
         let response = request(client.post(url)).send().await.map_err(|e| {
             anyhow::anyhow!(
-                "cannot reach the voice daemon at {base}: {} (is barnabee-voice running? --url sets its address)",
+                "cannot reach the {role} daemon at {base}: {} (is barnabee-{role} running? --url sets its address)",
                 crate::health::brief(e)
             )
         })?;

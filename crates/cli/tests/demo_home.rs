@@ -113,6 +113,31 @@ fn demo_home_turns_on_the_kitchen_lights_and_survives_a_restart() {
     );
     assert_eq!(out.status.code(), Some(0), "status:\n{table}");
 
+    // `barnabee ask` finds the agents of this `up` by its data dir; a follow-up in its session
+    // acts on what the first request changed.
+    let ask_cli = |text: &str| {
+        let out = Command::new(barnabee())
+            .args(["ask", "--data-dir"])
+            .arg(data.path())
+            .arg(text)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{text}: {stdout}");
+        eprintln!("barnabee ask {text:?}:\n{stdout}");
+        stdout
+    };
+    let out = ask_cli("turn off the kitchen lights");
+    assert!(out.contains("reply:   Turned off Kitchen Lights."), "{out}");
+    assert_eq!(state(&http, &ha, &token, "light.kitchen_lights"), "off");
+    let out = ask_cli("turn it on");
+    assert!(out.contains("reply:   Turned on Kitchen Lights."), "{out}");
+    assert!(
+        out.contains("did:     light.turn_on light.kitchen_lights: off -> on (done)"),
+        "{out}"
+    );
+    assert_eq!(state(&http, &ha, &token, "light.kitchen_lights"), "on");
+
     up.stop();
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", HA_PORT + offset)).is_ok(),

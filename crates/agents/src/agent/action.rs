@@ -241,6 +241,16 @@ impl ActionAgent {
     }
 
     /// The `home_assistant` health check (shared with the WebSocket worker).
+    /// Ask Home Assistant's conversation agent about a request no rule parsed; `None` when HA
+    /// is not configured, the fallback is off, or HA did not understand or act.
+    pub async fn ask_home_assistant(
+        &self,
+        normalized: &str,
+    ) -> Option<(String, Vec<ActionRecord>)> {
+        let ha = self.ha.as_ref().ok()?;
+        self.conversation(ha, normalized).await
+    }
+
     pub fn health(&self) -> Option<Component> {
         self.health.clone()
     }

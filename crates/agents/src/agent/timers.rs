@@ -165,10 +165,8 @@ impl Timers {
         let url = format!("{}/v1/announce", r.voice_url.trim_end_matches('/'));
         let mut device = t.device_id.clone();
         let mut last = String::new();
-        for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(r.retry).await;
-            }
+        let mut failures = 0;
+        while failures < 3 {
             let mut body = json!({"text": text, "from": "timer"});
             if let Some(d) = &device {
                 body["device_id"] = json!(d);
@@ -179,15 +177,20 @@ impl Timers {
                     return;
                 }
                 Ok(resp) if resp.status().as_u16() == 404 && device.is_some() => {
+                    // Not a failure to wait on: ask again at once, for its own speaker.
                     log::info!(timer_id = t.id; "the voice daemon is not device {:?}; ringing on its own speaker", device.as_deref().unwrap_or(""));
                     device = None;
-                    last = "404".into();
+                    continue;
                 }
                 Ok(resp) => {
                     let status = resp.status();
                     last = format!("{status}: {}", resp.text().await.unwrap_or_default());
                 }
                 Err(e) => last = e.to_string(),
+            }
+            failures += 1;
+            if failures < 3 {
+                tokio::time::sleep(r.retry).await;
             }
         }
         log::warn!(event = "timer_done", timer_id = t.id, outcome = "not_rung"; "timer for {} is done but could not be rung at {url}: {last}", t.label);

@@ -315,7 +315,30 @@ impl Index {
             };
         }
 
-        // 3. Only a kind of device: "all the lights" means all of them; "the lights" asks which.
+        // 3. Any part of a name that only one device has: "the kettle" for "Kitchen kettle",
+        //    "the ceiling" for "Ceiling Lights". Every word of the phrase must be in the name,
+        //    and one of them must say more than the kind of device ("the lights" is step 4's).
+        if t.iter().any(|w| generic_domain(w).is_none()) {
+            let within = |e: &Entity| {
+                self.names_of(e).iter().any(|n| {
+                    let nt = tokens(n);
+                    t.iter().all(|w| nt.iter().any(|x| word_match(w, x) > 0.0))
+                })
+            };
+            let hits: Vec<&Entity> = candidates.iter().copied().filter(|e| within(e)).collect();
+            match hits.as_slice() {
+                [] => {}
+                [one] => return Resolution::Entities(vec![one.entity_id.clone()]),
+                many => {
+                    return Resolution::Ambiguous {
+                        phrase: phrase.to_owned(),
+                        options: many.iter().map(|e| e.name.clone()).collect(),
+                    };
+                }
+            }
+        }
+
+        // 4. Only a kind of device: "all the lights" means all of them; "the lights" asks which.
         let all = phrase
             .split(' ')
             .any(|w| matches!(w, "all" | "every" | "everything"));
@@ -457,6 +480,9 @@ mod tests {
             st("switch.decorative_lights", "Decorative Lights", "on"),
             st("switch.ac", "AC", "off"),
             st("cover.hall_window", "Hall Window", "open"),
+            st("input_boolean.kitchen_kettle", "Kitchen kettle", "off"),
+            st("light.desk_lamp", "Desk lamp", "off"),
+            st("light.floor_lamp", "Floor lamp", "off"),
         ]);
         i.set_areas(&[
             json!({"area_id": "kitchen", "name": "Kitchen"}),
@@ -524,6 +550,33 @@ mod tests {
             ["cover.hall_window"]
         );
         assert_eq!(ids(i.resolve("office ac", Verb::TurnOn)), ["switch.ac"]);
+    }
+
+    #[test]
+    fn a_unique_part_of_a_name_is_enough() {
+        let i = house();
+        assert_eq!(
+            ids(i.resolve("kettle", Verb::TurnOn)),
+            ["input_boolean.kitchen_kettle"]
+        );
+        assert_eq!(
+            ids(i.resolve("ceiling", Verb::TurnOff)),
+            ["light.ceiling_lights"]
+        );
+        assert_eq!(ids(i.resolve("desk", Verb::TurnOn)), ["light.desk_lamp"]);
+        // a part two devices share asks which
+        match i.resolve("lamp", Verb::TurnOn) {
+            Resolution::Ambiguous { options, .. } => {
+                assert!(options.contains(&"Desk lamp".to_owned()), "{options:?}");
+                assert!(options.contains(&"Floor lamp".to_owned()), "{options:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // the verb still decides the kind: no cover is turned on
+        assert!(matches!(
+            i.resolve("window", Verb::TurnOn),
+            Resolution::Unknown { .. }
+        ));
     }
 
     #[test]

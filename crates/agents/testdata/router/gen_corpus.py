@@ -136,6 +136,7 @@ action\thow warm is it in the kids room
 action\tturn it off
 action\tswitch them on
 action\tturn that off please
+action\tturn on the kettle
 """.strip().splitlines():
     r, t = line.split("\t"); add(r, t)
 
