@@ -1,4 +1,4 @@
-//! `POST /v1/process`. Bad input is a 400 naming the field; never a 500 for bad input.
+//! `POST /v1/process`, `GET /v1/audit` (guarded actions). Bad input is a 400 naming the field; never a 500 for bad input.
 
 use std::sync::Arc;
 
@@ -26,6 +26,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A fault of the daemon: logged in full, the client gets a short 500.
+    fn internal(message: String) -> Self {
+        log::error!("{message}");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            field: String::new(),
+            message: "internal error (see the agents daemon's journal)".into(),
+        }
+    }
+
     fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         Self {
@@ -49,6 +59,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/process", post(process))
+        .route("/v1/audit", axum::routing::get(audit))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -101,12 +112,41 @@ pub fn parse_request(body: &[u8], max_text_chars: usize) -> Result<ProcessReques
     if req.session_id.len() > 200 {
         return Err(ApiError::bad("session_id", "too long (at most 200 bytes)"));
     }
+    if req
+        .speaker_confidence
+        .is_some_and(|c| !(0.0..=1.0).contains(&c))
+    {
+        return Err(ApiError::bad(
+            "speaker_confidence",
+            "must be between 0 and 1",
+        ));
+    }
     for (field, v) in [("speaker", &req.speaker), ("device_id", &req.device_id)] {
         if v.as_ref().is_some_and(|s| s.len() > 200) {
             return Err(ApiError::bad(field, "too long (at most 200 bytes)"));
         }
     }
     Ok(req)
+}
+
+/// `GET /v1/audit?limit=N`: the guarded actions' audit log, newest first (N: 1..=1000, 50).
+async fn audit(
+    State(s): State<ApiState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(ApiError::bad("limit", "must be an integer from 1 to 1000")),
+        },
+    };
+    let app = s.app.clone();
+    let entries = tokio::task::spawn_blocking(move || app.action.guard.audit.recent(limit))
+        .await
+        .map_err(|e| ApiError::internal(format!("audit log: {e}")))?
+        .map_err(|e| ApiError::internal(format!("audit log: {e}")))?;
+    Ok(axum::Json(json!({"entries": entries})).into_response())
 }
 
 async fn process(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {

@@ -11,6 +11,7 @@ use crate::agent::instant::InstantAgent;
 use crate::agent::interaction::InteractionAgent;
 use crate::agent::memory::MemoryAgent;
 use crate::governor::BudgetState;
+use crate::guard::{self, Answer, Pending, Who};
 use crate::metrics::AgentMetrics;
 use crate::route::{Route, Router};
 use crate::session::{Sessions, Turn};
@@ -24,6 +25,9 @@ pub struct ProcessRequest {
     pub speaker: Option<String>,
     #[serde(default)]
     pub device_id: Option<String>,
+    /// How sure the speaker identification is (0..1); guarded actions need it.
+    #[serde(default)]
+    pub speaker_confidence: Option<f64>,
 }
 
 /// Milliseconds spent in each step.
@@ -72,6 +76,107 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 impl App {
+    /// When this session waits for a "yes": the answer's outcome (`None`: not an answer, a
+    /// new request). Rules in `crate::guard`'s module doc.
+    async fn confirmation(&self, text: &str, who: &Who<'_>) -> Option<(String, Vec<ActionRecord>)> {
+        let answer = guard::answer(text);
+        let audit = &self.action.guard.audit;
+        let Some(p) = self.sessions.take_pending(who.session) else {
+            // A "yes" to a question that already timed out.
+            if answer == Answer::Yes
+                && let Some(what) = self.sessions.take_expired(who.session)
+            {
+                return Some((
+                    format!(
+                        "That question timed out, so I didn't {what}. Ask me again if you still want it."
+                    ),
+                    Vec::new(),
+                ));
+            }
+            return None;
+        };
+        if Instant::now() > p.expires {
+            // The timeout task has not run yet: the same as if it had.
+            audit.record(
+                &Who {
+                    speaker: Some(&p.speaker),
+                    confidence: None,
+                    ..*who
+                },
+                &p.what,
+                &p.entity_ids,
+                "timed_out",
+            );
+            return (answer == Answer::Yes).then(|| {
+                (
+                    format!("That question timed out, so I didn't {}. Ask me again if you still want it.", p.what),
+                    Vec::new(),
+                )
+            });
+        }
+        match answer {
+            Answer::Yes => {
+                // The asker, still identified and permitted, and nobody else.
+                let same = who.speaker == Some(p.speaker.as_str());
+                let names = p.what.split_once(' ').map_or("", |(_, n)| n);
+                if !same
+                    || self
+                        .action
+                        .guard
+                        .check(who, p.verb, &p.entity_ids, names)
+                        .is_err()
+                {
+                    audit.record(who, &p.what, &p.entity_ids, "refused_other_speaker");
+                    let reply = format!("Only {} can confirm that.", p.speaker);
+                    self.sessions.set_pending(who.session, p, Instant::now());
+                    return Some((reply, Vec::new()));
+                }
+                audit.record(who, &p.what, &p.entity_ids, "confirmed");
+                Some(self.action.act(p.verb, &p.entity_ids).await)
+            }
+            Answer::No => {
+                audit.record(who, &p.what, &p.entity_ids, "declined");
+                Some((format!("Okay, I won't {}.", p.what), Vec::new()))
+            }
+            Answer::Unclear => {
+                let reply = format!("Please say yes or no: should I {}?", p.what);
+                self.sessions.set_pending(who.session, p, Instant::now());
+                Some((reply, Vec::new()))
+            }
+            Answer::Other => {
+                audit.record(who, &p.what, &p.entity_ids, "abandoned");
+                None
+            }
+        }
+    }
+
+    /// Keep `p` for the session's next turn; if no answer comes in time, drop it and audit
+    /// the timeout.
+    fn await_confirmation(self: &Arc<Self>, session: &str, p: Pending) {
+        let (app, session, id, wait) = (
+            self.clone(),
+            session.to_owned(),
+            p.id,
+            p.expires.saturating_duration_since(Instant::now()),
+        );
+        self.sessions.set_pending(&session, p, Instant::now());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(p) = app.sessions.expire_pending(&session, id) {
+                let who = Who {
+                    session: &session,
+                    speaker: Some(&p.speaker),
+                    confidence: None,
+                    device_id: None,
+                };
+                app.action
+                    .guard
+                    .audit
+                    .record(&who, &p.what, &p.entity_ids, "timed_out");
+            }
+        });
+    }
+
     pub async fn process(self: &Arc<Self>, req: ProcessRequest) -> ProcessResponse {
         let start = Instant::now();
         let mut decision = self.router.decide(&req.text);
@@ -80,8 +185,17 @@ impl App {
             ..Timings::default()
         };
         self.metrics.meta_latency.observe(timings.router);
+        let who = Who {
+            session: &req.session_id,
+            speaker: req.speaker.as_deref(),
+            confidence: req.speaker_confidence,
+            device_id: req.device_id.as_deref(),
+        };
+        // An answer to "Unlock Front Door? Say yes to confirm." is not a new request.
+        let t = Instant::now();
+        let confirmed = self.confirmation(&req.text, &who).await;
         let mut classified = false;
-        if decision.rule.is_none() && self.llm_classifier {
+        if confirmed.is_none() && decision.rule.is_none() && self.llm_classifier {
             let t = Instant::now();
             classified = true;
             if let Some(route) = self.interaction.classify(&req.text).await {
@@ -102,85 +216,101 @@ impl App {
         let mut memories_used = Vec::new();
         let mut budget = None;
         let speaker = req.speaker.as_deref();
-        let text = match decision.route {
-            Route::Instant => self.instant.handle(
-                &decision.intent,
-                &decision.normalized,
-                req.device_id.as_deref(),
-            ),
-            Route::Action => {
-                let t = Instant::now();
-                let previous = self.sessions.last_acted(&req.session_id, Instant::now());
-                let (text, records) = self.action.handle(&decision.normalized, &previous).await;
-                timings.action = ms(t.elapsed());
-                self.metrics.action_latency.observe(timings.action);
-                actions = records;
-                text
-            }
-            Route::Memory => {
-                let t = Instant::now();
-                let result = if decision.intent == "remember" {
-                    self.memory.remember(&req.text, speaker).await
-                } else {
-                    self.memory.recall(&decision.normalized, speaker).await
-                };
-                timings.memory = ms(t.elapsed());
-                self.metrics.memory_latency.observe(timings.memory);
-                match result {
-                    Ok(r) => {
-                        memories_used = r.memories_used;
-                        match self
-                            .interaction
-                            .answer_from_notes(&req.text, &r.notes)
-                            .await
-                        {
-                            Some((text, llm)) => {
-                                timings.llm += ms(llm);
-                                text
-                            }
-                            None => r.text,
-                        }
+        let text = if let Some((text, records)) = confirmed {
+            timings.action = ms(t.elapsed());
+            decision.route = Route::Action;
+            decision.intent = "confirm".to_owned();
+            decision.confidence = 1.0;
+            actions = records;
+            text
+        } else {
+            match decision.route {
+                Route::Instant => self.instant.handle(
+                    &decision.intent,
+                    &decision.normalized,
+                    req.device_id.as_deref(),
+                ),
+                Route::Action => {
+                    let t = Instant::now();
+                    let previous = self.sessions.last_acted(&req.session_id, Instant::now());
+                    let h = self
+                        .action
+                        .handle(&decision.normalized, &previous, &who)
+                        .await;
+                    timings.action = ms(t.elapsed());
+                    self.metrics.action_latency.observe(timings.action);
+                    if let Some(p) = h.pending {
+                        self.await_confirmation(&req.session_id, p);
                     }
-                    Err(e) => {
-                        log::warn!(event = "memory_unavailable"; "{e}");
-                        if decision.intent == "remember" {
-                            "I can't reach my memory right now, so I couldn't save that.".to_owned()
-                        } else {
-                            "I can't reach my memory right now, so I couldn't look that up."
-                                .to_owned()
+                    actions = h.records;
+                    h.text
+                }
+                Route::Memory => {
+                    let t = Instant::now();
+                    let result = if decision.intent == "remember" {
+                        self.memory.remember(&req.text, speaker).await
+                    } else {
+                        self.memory.recall(&decision.normalized, speaker).await
+                    };
+                    timings.memory = ms(t.elapsed());
+                    self.metrics.memory_latency.observe(timings.memory);
+                    match result {
+                        Ok(r) => {
+                            memories_used = r.memories_used;
+                            match self
+                                .interaction
+                                .answer_from_notes(&req.text, &r.notes)
+                                .await
+                            {
+                                Some((text, llm)) => {
+                                    timings.llm += ms(llm);
+                                    text
+                                }
+                                None => r.text,
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!(event = "memory_unavailable"; "{e}");
+                            if decision.intent == "remember" {
+                                "I can't reach my memory right now, so I couldn't save that."
+                                    .to_owned()
+                            } else {
+                                "I can't reach my memory right now, so I couldn't look that up."
+                                    .to_owned()
+                            }
                         }
                     }
                 }
-            }
-            Route::Interaction => {
-                // No rule parsed it: Home Assistant's own agent may know the command ("how
-                // many lights are on", a sentence an integration added) before it costs an
-                // LLM call; only its successes are used. A rule or the classifier that chose
-                // conversation goes straight to the LLM.
-                let t = Instant::now();
-                let from_ha = if decision.rule.is_none() && !classified {
-                    self.action.ask_home_assistant(&decision.normalized).await
-                } else {
-                    None
-                };
-                if let Some((text, records)) = from_ha {
-                    timings.action = ms(t.elapsed());
-                    self.metrics.action_latency.observe(timings.action);
-                    decision.route = Route::Action;
-                    decision.intent = "conversation".to_owned();
-                    actions = records;
-                    text
-                } else {
+                Route::Interaction => {
+                    // No rule parsed it: Home Assistant's own agent may know the command ("how
+                    // many lights are on", a sentence an integration added) before it costs an
+                    // LLM call; only its successes are used. A rule or the classifier that chose
+                    // conversation goes straight to the LLM.
                     let t = Instant::now();
-                    let history = self.sessions.history(&req.session_id, Instant::now());
-                    let a = self
-                        .interaction
-                        .handle(&req.text, &decision.normalized, &history)
-                        .await;
-                    timings.llm += ms(a.llm);
-                    self.metrics.interaction_latency.observe(ms(t.elapsed()));
-                    budget = Some(a.budget);
-                    a.text
+                    let from_ha = if decision.rule.is_none() && !classified {
+                        self.action.ask_home_assistant(&decision.normalized).await
+                    } else {
+                        None
+                    };
+                    if let Some((text, records)) = from_ha {
+                        timings.action = ms(t.elapsed());
+                        self.metrics.action_latency.observe(timings.action);
+                        decision.route = Route::Action;
+                        decision.intent = "conversation".to_owned();
+                        actions = records;
+                        text
+                    } else {
+                        let t = Instant::now();
+                        let history = self.sessions.history(&req.session_id, Instant::now());
+                        let a = self
+                            .interaction
+                            .handle(&req.text, &decision.normalized, &history)
+                            .await;
+                        timings.llm += ms(a.llm);
+                        self.metrics.interaction_latency.observe(ms(t.elapsed()));
+                        budget = Some(a.budget);
+                        a.text
+                    }
                 }
             }
         };

@@ -40,6 +40,46 @@ pub struct Config {
     /// `[voice]`: the voice daemon that rings timers (`POST /v1/announce`). Absent: a timer
     /// that ends is only logged (`EVENT=timer_done`).
     pub voice: Option<VoiceConfig>,
+    /// `[guard]`: what needs an identified, permitted family member and a spoken "yes".
+    #[serde(default)]
+    pub guard: GuardConfig,
+}
+
+/// Guarded actions (`src/guard.rs`). On by default and closed by default: with no
+/// `[guard.members]`, nobody unlocks a door by voice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Domains whose every entity is guarded.
+    pub domains: Vec<String>,
+    /// Covers of these device classes are guarded (other covers, blinds, are not).
+    pub cover_device_classes: Vec<String>,
+    /// More guarded entities, by id.
+    pub entities: Vec<String>,
+    /// The lowest speaker-identification confidence that counts as knowing who speaks.
+    pub min_confidence: f64,
+    /// How long the "yes" may take.
+    #[serde(with = "seconds")]
+    pub confirm_timeout: Duration,
+    /// Who may do what: a family member's enrolled name → the domains or entity ids they may
+    /// act on (`"*"`: every guarded device; `[]`: none, e.g. a child). Anyone not listed, and
+    /// every guest, is refused.
+    pub members: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            domains: ["lock", "alarm_control_panel", "valve"]
+                .map(str::to_owned)
+                .to_vec(),
+            cover_device_classes: ["garage", "gate"].map(str::to_owned).to_vec(),
+            entities: Vec::new(),
+            min_confidence: 0.75,
+            confirm_timeout: Duration::from_secs(20),
+            members: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +365,19 @@ impl Config {
                         .into(),
                 });
             }
+        }
+        let g = &self.guard;
+        if !(0.0..=1.0).contains(&g.min_confidence) {
+            return Err(ConfigCheckError::Field {
+                field: "guard.min_confidence".into(),
+                message: "must be between 0 and 1".into(),
+            });
+        }
+        if g.confirm_timeout.is_zero() || g.confirm_timeout > Duration::from_secs(300) {
+            return Err(ConfigCheckError::Field {
+                field: "guard.confirm_timeout".into(),
+                message: "must be between 1 and 300 seconds".into(),
+            });
         }
         if let Some(v) = &self.voice
             && !(v.url.starts_with("http://") || v.url.starts_with("https://"))

@@ -13,6 +13,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod governor;
+pub mod guard;
 pub mod ha;
 pub mod llm;
 pub mod metrics;
@@ -54,6 +55,12 @@ pub enum RunError {
     HttpClient(#[from] reqwest::Error),
     #[error(transparent)]
     Replication(#[from] embed::ReplicationError),
+    #[error("the guard's audit log ({path}): {source}")]
+    Audit {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 /// The unit the operator restarts or stops, as `/health` and the journal name it.
@@ -119,8 +126,9 @@ pub fn build(
         .home_assistant
         .as_ref()
         .is_some_and(|h| h.conversation_fallback);
-    let action =
-        ActionAgent::new(ha_client, confirm, Some(ha_health)).with_conversation_fallback(fallback);
+    let guard = guard::Guard::new(cfg.guard.clone(), audit_log(cfg)?);
+    let action = ActionAgent::new(ha_client, confirm, Some(ha_health), guard)
+        .with_conversation_fallback(fallback);
 
     // LLM providers and the cost governor. A provider whose key is not provisioned yet (empty
     // credential) is left out, and `llm` is degraded naming it; any other key problem (missing
@@ -338,4 +346,17 @@ fn timers(cfg: &Config) -> Result<agent::timers::Timers, RunError> {
         None => None,
     };
     Ok(agent::timers::Timers::open(file, ringer))
+}
+
+/// The guarded actions' audit log, in the ledger's database file (in memory without a state
+/// directory, like the ledger).
+fn audit_log(cfg: &Config) -> Result<guard::Audit, RunError> {
+    let db = cfg.resolved_state_dir().map(|d| {
+        let _ = std::fs::create_dir_all(&d);
+        governor::ledger_path(&d)
+    });
+    guard::Audit::open(db.as_deref()).map_err(|source| RunError::Audit {
+        path: db.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string()),
+        source,
+    })
 }

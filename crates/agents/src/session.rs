@@ -4,6 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::guard::Pending;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub user: String,
@@ -17,6 +19,22 @@ struct Session {
     last: Instant,
     /// The barnabee-memory conversation this session's turns are stored in.
     conversation: Option<i64>,
+    /// A guarded action waiting for its "yes".
+    pending: Option<Pending>,
+    /// What the last question that timed out would have done (for a late "yes").
+    expired: Option<String>,
+}
+
+impl Session {
+    fn new(now: Instant) -> Session {
+        Session {
+            turns: VecDeque::new(),
+            last: now,
+            conversation: None,
+            pending: None,
+            expired: None,
+        }
+    }
 }
 
 pub struct Sessions {
@@ -65,16 +83,46 @@ impl Sessions {
         // Drop expired sessions as we go so the map stays bounded by active sessions.
         let ttl = self.ttl;
         map.retain(|_, s| now.saturating_duration_since(s.last) <= ttl);
-        let s = map.entry(id.to_owned()).or_insert_with(|| Session {
-            turns: VecDeque::new(),
-            last: now,
-            conversation: None,
-        });
+        let s = map
+            .entry(id.to_owned())
+            .or_insert_with(|| Session::new(now));
         s.last = now;
         s.turns.push_back(turn);
         while s.turns.len() > self.max_turns {
             s.turns.pop_front();
         }
+    }
+
+    /// Wait for `p`'s answer in this session (replaces any earlier question).
+    pub fn set_pending(&self, id: &str, p: Pending, now: Instant) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let s = map
+            .entry(id.to_owned())
+            .or_insert_with(|| Session::new(now));
+        s.pending = Some(p);
+        s.expired = None;
+    }
+
+    pub fn take_pending(&self, id: &str) -> Option<Pending> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.get_mut(id).and_then(|s| s.pending.take())
+    }
+
+    /// Drop question `pending_id` if it still waits (its timeout); remembered for a late "yes".
+    pub fn expire_pending(&self, id: &str, pending_id: u64) -> Option<Pending> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let s = map.get_mut(id)?;
+        if s.pending.as_ref().is_some_and(|p| p.id == pending_id) {
+            let p = s.pending.take()?;
+            s.expired = Some(p.what.clone());
+            return Some(p);
+        }
+        None
+    }
+
+    pub fn take_expired(&self, id: &str) -> Option<String> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.get_mut(id).and_then(|s| s.expired.take())
     }
 
     /// The memory conversation id of a live session.

@@ -165,7 +165,9 @@ impl Service {
         Ok(ProcessRequest {
             text: text.to_owned(),
             session_id,
+            // HA identifies no speaker: guarded actions are refused from Assist (fail closed).
             speaker: None,
+            speaker_confidence: None,
             device_id: Some(device_id),
         })
     }

@@ -646,7 +646,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
                 log::info!(request_id = c.id, speaker = d.speaker.as_str(), confidence = d.confidence, speaker_ms = ms(took); "speaker {} ({:.2} against threshold {:.2}, margin {:.2})", d.speaker, d.confidence, d.threshold, d.margin);
                 b.speaker = Some(d.speaker.clone());
                 b.speaker_confidence = Some(d.confidence);
-                speaker = Some(d.speaker);
+                speaker = Some((d.speaker, d.confidence));
             }
             Some((Err(e), _)) => {
                 log::warn!(request_id = c.id, event = "speaker_id_failed"; "speaker identification failed: {e}");
@@ -681,7 +681,9 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         // thinking
         self.shared.set(State::Thinking);
         let t = Instant::now();
-        let (reply, route, err) = self.ask_agents(&text, speaker.as_deref(), c.id).await;
+        let (reply, route, err) = self
+            .ask_agents(&text, speaker.as_ref().map(|(s, c)| (s.as_str(), *c)), c.id)
+            .await;
         b.agents_ms = Some(ms(t.elapsed()));
         b.route = route;
         b.reply = Some(reply.clone());
@@ -719,7 +721,7 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
     async fn ask_agents(
         &self,
         text: &str,
-        speaker: Option<&str>,
+        speaker: Option<(&str, f64)>,
         id: u64,
     ) -> (String, Option<String>, Option<String>) {
         if self.agents.url.is_empty() {
@@ -733,8 +735,10 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
             "session_id": format!("voice-{}", self.cfg.device_id),
             "device_id": self.cfg.device_id,
         });
-        if let Some(sp) = speaker {
+        // The agents' guard needs how sure the identification is, not only who.
+        if let Some((sp, confidence)) = speaker {
             body["speaker"] = json!(sp);
+            body["speaker_confidence"] = json!(confidence);
         }
         let r = async {
             let resp = self

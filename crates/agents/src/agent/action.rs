@@ -7,6 +7,7 @@ use barnabee_service::health::Component;
 use serde_json::{Value, json};
 
 use super::ActionRecord;
+use crate::guard::{Guard, Pending, Who};
 use crate::ha::{Entity, HaClient, HaError, Resolution};
 use crate::route::action::{self as parse, Verb};
 
@@ -16,6 +17,27 @@ pub struct ActionAgent {
     health: Option<Component>,
     /// Hand what we cannot parse or resolve to HA's conversation API.
     conversation_fallback: bool,
+    /// Locks, garage doors, …: who may, and the spoken "yes" (`crate::guard`).
+    pub guard: Guard,
+}
+
+/// What one request came to: the reply, what was done, and the action waiting for its "yes"
+/// when the devices are guarded.
+#[derive(Debug)]
+pub struct Handled {
+    pub text: String,
+    pub records: Vec<ActionRecord>,
+    pub pending: Option<Pending>,
+}
+
+impl Handled {
+    fn said(text: String, records: Vec<ActionRecord>) -> Handled {
+        Handled {
+            text,
+            records,
+            pending: None,
+        }
+    }
 }
 
 /// How far the device got towards the requested state.
@@ -152,6 +174,11 @@ fn join_names(names: &[String]) -> String {
     }
 }
 
+fn next_pending_id() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A target that names no device but the one just talked about.
 fn is_pronoun(target: &str) -> bool {
     matches!(
@@ -166,12 +193,14 @@ impl ActionAgent {
         ha: Result<HaClient, String>,
         confirm_timeout: Duration,
         health: Option<Component>,
+        guard: Guard,
     ) -> Self {
         Self {
             ha,
             confirm_timeout,
             health,
             conversation_fallback: false,
+            guard,
         }
     }
 
@@ -272,21 +301,19 @@ impl ActionAgent {
     }
 
     /// Act on one request. `previous`: the entities the session's last acting turn changed,
-    /// which a target of "it", "them", "that" … refers to.
-    pub async fn handle(
-        &self,
-        normalized: &str,
-        previous: &[String],
-    ) -> (String, Vec<ActionRecord>) {
+    /// which a target of "it", "them", "that" … refers to. `who`: for guarded devices.
+    pub async fn handle(&self, normalized: &str, previous: &[String], who: &Who<'_>) -> Handled {
         let ha = match &self.ha {
             Ok(ha) => ha,
-            Err(why) => return (format!("I can't control devices: {why}."), Vec::new()),
+            Err(why) => {
+                return Handled::said(format!("I can't control devices: {why}."), Vec::new());
+            }
         };
         let Some(cmd) = parse::parse(normalized) else {
-            if let Some(done) = self.conversation(ha, normalized).await {
-                return done;
+            if let Some((text, records)) = self.conversation(ha, normalized).await {
+                return Handled::said(text, records);
             }
-            return (
+            return Handled::said(
                 "Sorry, I didn't catch which device and what to do with it.".to_owned(),
                 Vec::new(),
             );
@@ -307,12 +334,12 @@ impl ActionAgent {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .set_states(&states),
-                Err(e) => return (self.unreachable(&e, &what), Vec::new()),
+                Err(e) => return Handled::said(self.unreachable(&e, &what), Vec::new()),
             }
         }
         let resolution = if is_pronoun(&cmd.target) {
             if previous.is_empty() {
-                return (
+                return Handled::said(
                     format!("Which device should I {}?", cmd.verb.say()),
                     Vec::new(),
                 );
@@ -327,10 +354,10 @@ impl ActionAgent {
         let ids = match resolution {
             Resolution::Entities(ids) => ids,
             Resolution::Unknown { phrase } => {
-                if let Some(done) = self.conversation(ha, normalized).await {
-                    return done;
+                if let Some((text, records)) = self.conversation(ha, normalized).await {
+                    return Handled::said(text, records);
                 }
-                return (
+                return Handled::said(
                     format!(
                         "I couldn't find a device called \"{phrase}\", so I didn't change anything."
                     ),
@@ -339,7 +366,7 @@ impl ActionAgent {
             }
             Resolution::Ambiguous { phrase, options } => {
                 let shown: Vec<String> = options.iter().take(4).cloned().collect();
-                return (
+                return Handled::said(
                     format!(
                         "Which {phrase} do you mean? For example {}.",
                         join_names(&shown).replace(" and ", " or ")
@@ -348,10 +375,76 @@ impl ActionAgent {
                 );
             }
         };
+        if let Some(guarded) = self.guarded(ha, cmd.verb, &ids, who) {
+            return guarded;
+        }
+        let (text, records) = self.act(cmd.verb, &ids).await;
+        Handled::said(text, records)
+    }
 
+    /// `None` when none of `ids` is guarded for `verb`; else the refusal or the question.
+    fn guarded(&self, ha: &HaClient, verb: Verb, ids: &[String], who: &Who<'_>) -> Option<Handled> {
+        let (guarded, names) = {
+            let index = ha.index.read().unwrap_or_else(|e| e.into_inner());
+            let guarded = ids.iter().any(|id| {
+                let class = index
+                    .entities
+                    .get(id)
+                    .and_then(|e| e.attributes["device_class"].as_str());
+                self.guard.guarded(verb, id, class)
+            });
+            let names: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    index
+                        .entities
+                        .get(id)
+                        .map_or_else(|| id.clone(), |e| e.name.clone())
+                })
+                .collect();
+            (guarded, join_names(&names))
+        };
+        if !guarded {
+            return None;
+        }
+        let what = format!("{} {names}", verb.say());
+        match self.guard.check(who, verb, ids, &names) {
+            Err((reply, outcome)) => {
+                self.guard.audit.record(who, &what, ids, outcome);
+                Some(Handled::said(reply, Vec::new()))
+            }
+            Ok(speaker) => {
+                self.guard.audit.record(who, &what, ids, "asked");
+                let mut question = what.clone();
+                if let Some(first) = question.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                Some(Handled {
+                    text: format!("{question}? Say yes to confirm."),
+                    records: Vec::new(),
+                    pending: Some(Pending {
+                        id: next_pending_id(),
+                        verb,
+                        entity_ids: ids.to_vec(),
+                        what,
+                        speaker,
+                        expires: std::time::Instant::now() + self.guard.confirm_timeout(),
+                    }),
+                })
+            }
+        }
+    }
+
+    /// Call the services for `verb` on `ids` (already resolved, and confirmed when guarded).
+    pub async fn act(&self, verb: Verb, ids: &[String]) -> (String, Vec<ActionRecord>) {
+        let ha = match &self.ha {
+            Ok(ha) => ha,
+            Err(why) => return (format!("I can't control devices: {why}."), Vec::new()),
+        };
+        let what = format!("{} {}", verb.say(), ids.join(", "));
         let mut records = Vec::new();
-        for id in &ids {
-            match self.one(ha, id, cmd.verb).await {
+        for id in ids {
+            match self.one(ha, id, verb).await {
                 Ok(r) => records.push(r),
                 Err(e) => return (self.unreachable(&e, &what), records),
             }
@@ -362,7 +455,7 @@ impl ActionAgent {
             // A REST call just worked; the WebSocket worker will say more when it reconnects.
             h.ok(format!("reachable at {}", ha.base));
         }
-        (self.reply(cmd.verb, &records), records)
+        (self.reply(verb, &records), records)
     }
 
     async fn one(&self, ha: &HaClient, id: &str, verb: Verb) -> Result<ActionRecord, HaError> {
@@ -515,7 +608,16 @@ mod tests {
 
     #[test]
     fn replies_say_what_happened() {
-        let a = ActionAgent::new(Err("not configured".into()), Duration::from_secs(1), None);
+        let guard = Guard::new(
+            crate::config::GuardConfig::default(),
+            crate::guard::Audit::open(None).unwrap(),
+        );
+        let a = ActionAgent::new(
+            Err("not configured".into()),
+            Duration::from_secs(1),
+            None,
+            guard,
+        );
         let r = |name: &str, outcome, after: &str| ActionRecord {
             entity_id: "light.x".into(),
             name: name.into(),

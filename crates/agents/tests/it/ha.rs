@@ -22,7 +22,7 @@ fn cache() -> PathBuf {
 }
 
 /// The 2024.3.3 floor (`dev/setup home-assistant`), or `$BARNABEE_TEST_HASS`.
-fn floor_hass() -> PathBuf {
+pub(crate) fn floor_hass() -> PathBuf {
     if let Some(p) = std::env::var_os("BARNABEE_TEST_HASS") {
         return PathBuf::from(p);
     }
@@ -41,14 +41,14 @@ fn current_hass() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-struct Hass {
+pub(crate) struct Hass {
     child: Option<Child>,
-    base: String,
+    pub(crate) base: String,
     dir: PathBuf,
 }
 
 impl Hass {
-    fn start(bin: &Path, dir: &Path) -> Hass {
+    pub(crate) fn start(bin: &Path, dir: &Path) -> Hass {
         let port = closed_port();
         let template = include_str!("../ha/configuration.yaml.in");
         std::fs::write(
@@ -80,7 +80,12 @@ impl Hass {
     }
 
     /// Poll GET `path` until 200 and `ok(body)`; fail fast if HA exits.
-    fn wait_for(&mut self, path: &str, token: Option<&str>, ok: impl Fn(&Value) -> bool) {
+    pub(crate) fn wait_for(
+        &mut self,
+        path: &str,
+        token: Option<&str>,
+        ok: impl Fn(&Value) -> bool,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(90);
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
@@ -126,7 +131,7 @@ impl Hass {
         }
     }
 
-    fn state(&self, token: &str, id: &str) -> Value {
+    pub(crate) fn state(&self, token: &str, id: &str) -> Value {
         http()
             .get(format!("{}/api/states/{id}", self.base))
             .bearer_auth(token)
@@ -191,7 +196,7 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Onboard the owner user and return an access token (30 minutes; enough for the setup).
-fn onboard(base: &str) -> String {
+pub(crate) fn onboard(base: &str) -> String {
     let cid = format!("{base}/");
     let v: Value = http()
         .post(format!("{base}/api/onboarding/users"))
@@ -227,7 +232,7 @@ fn onboard(base: &str) -> String {
 
 /// Over the WebSocket: a long-lived token, areas and aliases (as the shared recipe's
 /// ws_setup_areas.py does). Returns the long-lived token.
-async fn ws_setup(base: &str, access: &str) -> String {
+pub(crate) async fn ws_setup(base: &str, access: &str) -> String {
     let url = format!("{}/api/websocket", base.replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await

@@ -4,6 +4,7 @@
 mod api;
 mod common;
 mod credentials;
+mod guard;
 mod ha;
 mod llm;
 mod memory;
