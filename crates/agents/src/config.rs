@@ -198,6 +198,20 @@ pub struct LlmConfig {
     /// Stream the answer (SSE) from the provider.
     #[serde(default = "yes")]
     pub stream: bool,
+    /// A provider that failed this many times in a row is skipped for `breaker_cooldown`.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit skips its provider before one request tries it again.
+    #[serde(with = "seconds", default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Duration,
+}
+
+fn default_breaker_failures() -> u32 {
+    3
+}
+
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn yes() -> bool {

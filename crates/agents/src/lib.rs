@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod governor;
@@ -174,6 +175,22 @@ pub fn build(
         Check::ok(format!("{} provider(s): {names}", providers.len()))
     };
     health.component("llm", llm_check.non_critical());
+    let breakers = breaker::Breakers::new(
+        cfg.llm.breaker_failures,
+        cfg.llm.breaker_cooldown,
+        metrics.llm_breaker_open.clone(),
+    );
+    let probe = breakers.clone();
+    health.probe("llm_providers", move || {
+        let report = probe.report();
+        async move {
+            match report {
+                Ok(detail) => Check::ok(detail),
+                Err(detail) => Check::fail(detail),
+            }
+            .non_critical()
+        }
+    });
     let state_dir = cfg.resolved_state_dir();
     if state_dir.is_none() {
         log::warn!(
@@ -187,7 +204,7 @@ pub fn build(
         clock: clock.clone(),
     };
     let interaction = InteractionAgent::new(
-        LlmClient::new(providers, cfg.llm.prices.clone())?,
+        LlmClient::new(providers, cfg.llm.prices.clone(), breakers)?,
         governor,
         metrics.clone(),
         cfg.llm.system_prompt.clone(),

@@ -8,6 +8,7 @@ use barnabee_service::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::breaker::{Breakers, Gate};
 use crate::config::{Price, ProviderConfig};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -46,6 +47,8 @@ pub enum LlmError {
     Transport { provider: String, message: String },
     #[error("{provider}: unexpected answer: {message}")]
     Protocol { provider: String, message: String },
+    #[error("{provider}: skipped, its circuit is open for {} s more", .left.as_secs() + 1)]
+    CircuitOpen { provider: String, left: Duration },
     #[error("no LLM provider is configured")]
     NoProvider,
     #[error("no allowed provider (budget: local only) is configured")]
@@ -72,6 +75,8 @@ pub struct LlmClient {
     http: reqwest::Client,
     pub providers: Vec<Provider>,
     prices: BTreeMap<String, Price>,
+    /// Skips a provider that keeps failing (`crate::breaker`).
+    pub breakers: Breakers,
 }
 
 /// The outcome of one provider attempt, reported to the caller for metrics.
@@ -85,12 +90,17 @@ impl LlmClient {
     pub fn new(
         providers: Vec<Provider>,
         prices: BTreeMap<String, Price>,
+        breakers: Breakers,
     ) -> Result<Self, reqwest::Error> {
         let http = barnabee_service::http_client::build(|b| b.no_proxy())?;
+        for p in &providers {
+            breakers.register(&p.cfg.name);
+        }
         Ok(Self {
             http,
             providers,
             prices,
+            breakers,
         })
     }
 
@@ -116,6 +126,13 @@ impl LlmClient {
         let mut tried = 0;
         for p in self.providers.iter().filter(|p| allowed(&p.cfg)) {
             tried += 1;
+            if let Gate::Open { left } = self.breakers.gate(&p.cfg.name) {
+                errors.push(LlmError::CircuitOpen {
+                    provider: p.cfg.name.clone(),
+                    left,
+                });
+                continue;
+            }
             let start = Instant::now();
             let result = tokio::time::timeout(p.cfg.timeout, self.one(p, messages, stream))
                 .await
@@ -125,6 +142,10 @@ impl LlmClient {
                         after: p.cfg.timeout,
                     })
                 });
+            match &result {
+                Ok(_) => self.breakers.success(&p.cfg.name),
+                Err(e) => self.breakers.failure(&p.cfg.name, &e.to_string()),
+            }
             match result {
                 Ok((text, usage)) => {
                     on_attempt(Attempt {
@@ -309,7 +330,12 @@ mod tests {
                 output: 4.0,
             },
         );
-        let c = LlmClient::new(Vec::new(), prices).unwrap();
+        let c = LlmClient::new(
+            Vec::new(),
+            prices,
+            Breakers::new(3, Duration::from_secs(60), Default::default()),
+        )
+        .unwrap();
         let cost = c.cost(
             "m",
             Usage {

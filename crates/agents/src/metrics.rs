@@ -29,6 +29,8 @@ pub struct AgentMetrics {
     pub monthly_budget: Gauge<f64, AtomicU64>,
     /// LLM answers served by a later provider after an earlier one failed.
     pub llm_failovers: Counter,
+    /// `barnabee_agents_llm_breaker_open{provider}` (set by `crate::breaker`).
+    pub llm_breaker_open: Family<Labels, Gauge>,
     /// `barnabee_agents_router_decisions_total{method}`: rule, or llm when no rule matched
     /// and `[router] llm_classifier` asked the LLM.
     decisions: Family<Labels, Counter>,
@@ -61,6 +63,7 @@ impl AgentMetrics {
             daily_budget: Gauge::default(),
             monthly_budget: Gauge::default(),
             llm_failovers: Counter::default(),
+            llm_breaker_open: Family::default(),
             decisions: {
                 let f = Family::<Labels, Counter>::default();
                 // Present at 0 from the start, so rate() has both series.
@@ -93,6 +96,10 @@ impl AgentMetrics {
         m.register_def(&catalog::AGENTS_LLM_REQUESTS, self.llm_requests.clone());
         m.register_def(&catalog::AGENTS_LLM_TOKENS, self.llm_tokens.clone());
         m.register_def(&catalog::AGENTS_LLM_FAILOVERS, self.llm_failovers.clone());
+        m.register_def(
+            &catalog::AGENTS_LLM_BREAKER_OPEN,
+            self.llm_breaker_open.clone(),
+        );
     }
 
     /// The configured budget, so the alert rules can compare spend with it.

@@ -351,6 +351,14 @@ pub const AGENTS_LLM_TOKENS: MetricDef = def(
     &["provider", "model", "kind"],
     "LLM tokens by provider, model and kind (prompt, completion)",
 );
+pub const AGENTS_LLM_BREAKER_OPEN: MetricDef = def(
+    Agents,
+    "barnabee_agents_llm_breaker_open",
+    Gauge,
+    "",
+    &["provider"],
+    "1 while a provider's circuit breaker is open (skipped after repeated failures), else 0",
+);
 pub const AGENTS_LLM_FAILOVERS: MetricDef = def(
     Agents,
     "barnabee_agents_llm_failovers",
@@ -674,6 +682,7 @@ pub const ALL: &[MetricDef] = &[
     AGENTS_LLM_REQUESTS,
     AGENTS_LLM_TOKENS,
     AGENTS_LLM_FAILOVERS,
+    AGENTS_LLM_BREAKER_OPEN,
     VOICE_STT_LATENCY,
     VOICE_TTS_LATENCY,
     VOICE_TOTAL_LATENCY,

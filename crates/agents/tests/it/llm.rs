@@ -384,3 +384,59 @@ fn a_providers_own_daily_budget_moves_work_to_the_next_tier() {
     );
     assert_eq!((cloud.requests().len(), beast.requests().len()), (1, 1));
 }
+
+/// A provider that keeps failing costs its timeout only until its circuit opens: then it is
+/// skipped (fast answers from the next one), `/health` and the gauge say so, and after the
+/// cool-down one request tries it again; once it answers, the circuit closes.
+#[test]
+fn the_breaker_skips_a_dead_provider_and_retries_it_after_the_cool_down() {
+    let dead = FakeLlm::start(Mode::Slow(Duration::from_secs(60)));
+    let good = FakeLlm::start(answer("Paris.", 3));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}{}[llm]\nstream = false\nbreaker_failures = 2\nbreaker_cooldown = 2\n",
+        provider("dead", &dead.base, true, 0.5),
+        provider("good", &good.base, true, 5.0),
+    );
+    let d = Daemon::start(dir.path(), &cfg);
+    let timed = |q: &str| {
+        let t = std::time::Instant::now();
+        let v = d.say("s", q);
+        assert_eq!(v["text"], "Paris.", "{v}");
+        t.elapsed()
+    };
+    let gauge = |v: u8| format!("barnabee_agents_llm_breaker_open{{provider=\"dead\"}} {v}");
+    assert!(d.metrics().contains(&gauge(0)));
+    for _ in 0..2 {
+        assert!(timed("what's the capital of France") >= Duration::from_millis(500));
+    }
+    assert_eq!(dead.requests().len(), 2);
+    // Open: skipped, so the answer no longer waits for the dead provider's timeout.
+    let fast = timed("what's the capital of France");
+    assert!(fast < Duration::from_millis(450), "{fast:?}");
+    assert_eq!(dead.requests().len(), 2, "an open circuit is not tried");
+    let (_, h) = d.health();
+    let check = &h["checks"]["llm_providers"];
+    assert_eq!(check["ok"], false, "{h}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dead: circuit open"),
+        "{h}"
+    );
+    assert!(d.metrics().contains(&gauge(1)));
+    // After the cool-down one request tries it (half-open); it fails again: open again.
+    std::thread::sleep(Duration::from_millis(2100));
+    timed("what's the capital of France");
+    assert_eq!(dead.requests().len(), 3);
+    timed("what's the capital of France");
+    assert_eq!(dead.requests().len(), 3);
+    // It comes back: the next trial succeeds and closes the circuit.
+    dead.set(answer("Paris.", 3));
+    std::thread::sleep(Duration::from_millis(2100));
+    timed("what's the capital of France");
+    assert_eq!(dead.requests().len(), 4);
+    assert!(d.metrics().contains(&gauge(0)));
+    assert_eq!(d.health().1["checks"]["llm_providers"]["ok"], true);
+}
