@@ -1,4 +1,5 @@
-//! `POST /v1/process`, `GET /v1/audit` (guarded actions). Bad input is a 400 naming the field; never a 500 for bad input.
+//! `POST /v1/process`, `GET /v1/audit` (guarded actions), `GET /v1/cost/report`,
+//! `POST /v1/cost/mode`. Bad input is a 400 naming the field; never a 500 for bad input.
 
 use std::sync::Arc;
 
@@ -60,6 +61,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/process", post(process))
         .route("/v1/audit", axum::routing::get(audit))
+        .route("/v1/cost/report", axum::routing::get(cost_report))
+        .route("/v1/cost/mode", post(cost_mode))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -147,6 +150,76 @@ async fn audit(
         .map_err(|e| ApiError::internal(format!("audit log: {e}")))?
         .map_err(|e| ApiError::internal(format!("audit log: {e}")))?;
     Ok(axum::Json(json!({"entries": entries})).into_response())
+}
+
+/// `GET /v1/cost/report?month=YYYY-MM` (default: this month): see `crate::cost_report`.
+async fn cost_report(
+    State(s): State<ApiState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let gov = s.app.interaction.governor.clone();
+    let month = match q.get("month") {
+        Some(m) => crate::cost_report::parse_month(m).map_err(|e| ApiError::bad("month", e))?,
+        None => gov.clock.now().format("%Y-%m").to_string(),
+    };
+    let local: std::collections::HashSet<String> = s
+        .app
+        .interaction
+        .llm
+        .providers
+        .iter()
+        .filter(|p| p.cfg.local)
+        .map(|p| p.cfg.name.clone())
+        .collect();
+    let report =
+        tokio::task::spawn_blocking(move || gov.ledger.report(&month, &|p| local.contains(p)))
+            .await
+            .map_err(|e| ApiError::internal(format!("cost report: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cost report: {e}")))?;
+    Ok(axum::Json(report).into_response())
+}
+
+/// `POST /v1/cost/mode {"local_only"?: bool, "reset_today"?: bool}`: runtime switches, kept
+/// in the ledger. Answers the mode and the spend after the change.
+async fn cost_mode(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("body", format!("not JSON: {e}")))?;
+    let Some(m) = v.as_object() else {
+        return Err(ApiError::bad(
+            "body",
+            "expected a JSON object with local_only and/or reset_today",
+        ));
+    };
+    for k in m.keys() {
+        if k != "local_only" && k != "reset_today" {
+            return Err(ApiError::bad(k.as_str(), "unknown field"));
+        }
+    }
+    let flag = |k: &str| match m.get(k) {
+        None => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad(k, "must be true or false")),
+    };
+    let (local_only, reset_today) = (flag("local_only")?, flag("reset_today")?);
+    if local_only.is_none() && reset_today.is_none() {
+        return Err(ApiError::bad("body", "set local_only and/or reset_today"));
+    }
+    let gov = s.app.interaction.governor.clone();
+    let spend = tokio::task::spawn_blocking(move || {
+        if let Some(on) = local_only {
+            gov.set_local_only(on)?;
+        }
+        if reset_today == Some(true) {
+            gov.ledger.reset_today(gov.clock.as_ref())?;
+            log::info!(event = "cost_mode", reset_today = true; "today's spend no longer counts against the daily budget");
+        }
+        gov.spend().map(|spend| (gov.is_local_only(), spend))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("cost mode: {e}")))?
+    .map_err(|e| ApiError::internal(format!("cost mode: {e}")))?;
+    s.app.interaction.budget_state();
+    Ok(axum::Json(json!({"local_only": spend.0, "budget": spend.1})).into_response())
 }
 
 async fn process(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {

@@ -198,7 +198,11 @@ impl App {
         if confirmed.is_none() && decision.rule.is_none() && self.llm_classifier {
             let t = Instant::now();
             classified = true;
-            if let Some(route) = self.interaction.classify(&req.text).await {
+            if let Some(route) = self
+                .interaction
+                .classify(&req.text, req.speaker.as_deref())
+                .await
+            {
                 decision.route = route;
                 decision.intent = match route {
                     Route::Action => "control",
@@ -259,7 +263,7 @@ impl App {
                             memories_used = r.memories_used;
                             match self
                                 .interaction
-                                .answer_from_notes(&req.text, &r.notes)
+                                .answer_from_notes(&req.text, &r.notes, speaker)
                                 .await
                             {
                                 Some((text, llm)) => {
@@ -304,7 +308,7 @@ impl App {
                         let history = self.sessions.history(&req.session_id, Instant::now());
                         let a = self
                             .interaction
-                            .handle(&req.text, &decision.normalized, &history)
+                            .handle(&req.text, &decision.normalized, &history, speaker)
                             .await;
                         timings.llm += ms(a.llm);
                         self.metrics.interaction_latency.observe(ms(t.elapsed()));

@@ -52,7 +52,17 @@ pub struct Spend {
 
 pub struct Ledger {
     label: String,
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
+}
+
+/// Why a call was made: what the monthly report's cost drivers are made of.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Why<'a> {
+    /// The route the utterance took (interaction, memory, router).
+    pub route: &'a str,
+    /// The agent that made the call (interaction, memory, classifier).
+    pub agent: &'a str,
+    pub speaker: Option<&'a str>,
 }
 
 const SCHEMA: &str = "
@@ -69,7 +79,14 @@ CREATE TABLE IF NOT EXISTS llm_spend (
 );
 CREATE INDEX IF NOT EXISTS llm_spend_day ON llm_spend(day);
 CREATE INDEX IF NOT EXISTS llm_spend_month ON llm_spend(month);
+CREATE TABLE IF NOT EXISTS budget_reset (day TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS governor_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
+
+/// Columns added after the first release (ledgers written before have none): added in place,
+/// nullable, so an older binary after a rollback still reads and writes the table.
+const ADDED_COLUMNS: [(&str, &str); 3] =
+    [("route", "TEXT"), ("agent", "TEXT"), ("speaker", "TEXT")];
 
 /// The ledger's file in the state directory (what `[replication]` replicates).
 pub fn ledger_path(state_dir: &Path) -> std::path::PathBuf {
@@ -108,13 +125,23 @@ impl Ledger {
         conn.pragma_update(None, "journal_mode", "wal")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let have: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('llm_spend')")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(err)?;
+        for (column, kind) in ADDED_COLUMNS {
+            if !have.iter().any(|h| h == column) {
+                conn.execute_batch(&format!("ALTER TABLE llm_spend ADD COLUMN {column} {kind}"))
+                    .map_err(err)?;
+            }
+        }
         Ok(Ledger {
             label,
             conn: Mutex::new(conn),
         })
     }
 
-    fn err(&self, source: rusqlite::Error) -> LedgerError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sqlite {
             path: self.label.clone(),
             source,
@@ -130,12 +157,13 @@ impl Ledger {
         prompt_tokens: u64,
         completion_tokens: u64,
         cost_usd: f64,
+        why: Why<'_>,
     ) -> Result<(), LedgerError> {
         let now = clock.now();
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         conn.execute(
-            "INSERT INTO llm_spend (at_ms, day, month, provider, model, prompt_tokens, completion_tokens, cost_usd)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO llm_spend (at_ms, day, month, provider, model, prompt_tokens, completion_tokens, cost_usd, route, agent, speaker)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 now.timestamp_millis(),
                 now.format("%Y-%m-%d").to_string(),
@@ -144,8 +172,50 @@ impl Ledger {
                 model,
                 prompt_tokens as i64,
                 completion_tokens as i64,
-                cost_usd
+                cost_usd,
+                why.route,
+                why.agent,
+                why.speaker
             ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// "Reset today": today's spend before now no longer counts against the daily budget (it
+    /// stays in the ledger and in the monthly report).
+    pub fn reset_today(&self, clock: &dyn Clock) -> Result<(), LedgerError> {
+        let now = clock.now();
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.execute(
+            "INSERT OR REPLACE INTO budget_reset (day, at_ms) VALUES (?1, ?2)",
+            params![now.format("%Y-%m-%d").to_string(), now.timestamp_millis()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A runtime switch kept in the ledger (so it survives a restart and a replacement).
+    pub fn setting(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row(
+            "SELECT value FROM governor_settings WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), LedgerError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.execute(
+            "INSERT OR REPLACE INTO governor_settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
         )
         .map_err(|e| self.err(e))?;
         Ok(())
@@ -156,7 +226,8 @@ impl Ledger {
         let day = clock.now().format("%Y-%m-%d").to_string();
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         conn.query_row(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_spend WHERE day = ?1 AND provider = ?2",
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_spend WHERE day = ?1 AND provider = ?2
+             AND at_ms > COALESCE((SELECT at_ms FROM budget_reset WHERE day = ?1), -1)",
             params![day, provider],
             |r| r.get(0),
         )
@@ -174,7 +245,14 @@ impl Ledger {
                 |r| r.get(0),
             )
         };
-        let day = sum("day", now.format("%Y-%m-%d").to_string()).map_err(|e| self.err(e))?;
+        let day = conn
+            .query_row(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_spend WHERE day = ?1
+                 AND at_ms > COALESCE((SELECT at_ms FROM budget_reset WHERE day = ?1), -1)",
+                [now.format("%Y-%m-%d").to_string()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
         let month = sum("month", now.format("%Y-%m").to_string()).map_err(|e| self.err(e))?;
         Ok((day, month))
     }
@@ -186,9 +264,44 @@ pub struct Governor {
     pub ledger: Arc<Ledger>,
     pub policy: BudgetConfig,
     pub clock: Arc<dyn Clock>,
+    /// "Local only" (`POST /v1/cost/mode`): no paid provider whatever the budget says. Kept
+    /// in the ledger's settings; read at start.
+    pub local_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
+const LOCAL_ONLY: &str = "local_only";
+
 impl Governor {
+    pub fn new(ledger: Arc<Ledger>, policy: BudgetConfig, clock: Arc<dyn Clock>) -> Governor {
+        let local_only = match ledger.setting(LOCAL_ONLY) {
+            Ok(v) => v.as_deref() == Some("true"),
+            Err(e) => {
+                log::error!(event = "incident"; "cost ledger unreadable: {e}; local only until it is");
+                true
+            }
+        };
+        Governor {
+            ledger,
+            policy,
+            clock,
+            local_only: Arc::new(std::sync::atomic::AtomicBool::new(local_only)),
+        }
+    }
+
+    pub fn is_local_only(&self) -> bool {
+        self.local_only.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Switch "local only" now and for later starts.
+    pub fn set_local_only(&self, on: bool) -> Result<(), LedgerError> {
+        self.ledger
+            .set_setting(LOCAL_ONLY, if on { "true" } else { "false" })?;
+        self.local_only
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        log::info!(event = "cost_mode", local_only = on; "LLM mode: {}", if on { "local only" } else { "budget decides" });
+        Ok(())
+    }
+
     pub fn spend(&self) -> Result<Spend, LedgerError> {
         let (day, month) = self.ledger.totals(self.clock.as_ref())?;
         Ok(classify(&self.policy, day, month))
@@ -201,6 +314,7 @@ impl Governor {
         prompt_tokens: u64,
         completion_tokens: u64,
         cost_usd: f64,
+        why: Why<'_>,
     ) -> Result<(), LedgerError> {
         self.ledger.record(
             self.clock.as_ref(),
@@ -209,6 +323,7 @@ impl Governor {
             prompt_tokens,
             completion_tokens,
             cost_usd,
+            why,
         )
     }
 }
@@ -216,7 +331,9 @@ impl Governor {
 impl Governor {
     /// May `p` be used now, given the budget state and its own daily budget?
     pub fn allows(&self, p: &crate::config::ProviderConfig, state: BudgetState) -> bool {
-        if state == BudgetState::Red || (state == BudgetState::Yellow && !p.local) {
+        if state == BudgetState::Red
+            || ((state == BudgetState::Yellow || self.is_local_only()) && !p.local)
+        {
             return false;
         }
         match p.daily_budget_usd {
@@ -273,11 +390,11 @@ mod tests {
     }
 
     fn governor(dir: &Path, clock: Arc<ManualClock>) -> Governor {
-        Governor {
-            ledger: Arc::new(Ledger::open(Some(dir)).unwrap()),
-            policy: BudgetConfig::default(),
+        Governor::new(
+            Arc::new(Ledger::open(Some(dir)).unwrap()),
+            BudgetConfig::default(),
             clock,
-        }
+        )
     }
 
     #[test]
@@ -296,9 +413,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(at(23, 50, 23)));
         let g = governor(dir.path(), clock.clone());
-        g.record("cloud", "m", 1000, 500, 0.60).unwrap();
+        g.record("cloud", "m", 1000, 500, 0.60, Why::default())
+            .unwrap();
         assert_eq!(g.spend().unwrap().state, BudgetState::Yellow);
-        g.record("cloud", "m", 1000, 500, 0.25).unwrap();
+        g.record("cloud", "m", 1000, 500, 0.25, Why::default())
+            .unwrap();
         assert_eq!(g.spend().unwrap().state, BudgetState::Red);
         drop(g);
 
@@ -325,7 +444,7 @@ mod tests {
             utc.with_ymd_and_hms(2026, 11, 23, 22, 0, 0).unwrap(),
         ));
         let g = governor(dir.path(), clock.clone());
-        g.record("cloud", "m", 1, 1, 0.9).unwrap();
+        g.record("cloud", "m", 1, 1, 0.9, Why::default()).unwrap();
         clock.set(at(0, 30, 24));
         assert_eq!(g.spend().unwrap().day_usd, 0.0);
     }

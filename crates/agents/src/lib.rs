@@ -13,6 +13,7 @@ pub mod app;
 pub mod breaker;
 pub mod clock;
 pub mod config;
+pub mod cost_report;
 pub mod governor;
 pub mod guard;
 pub mod ha;
@@ -198,11 +199,7 @@ pub fn build(
         );
     }
     let ledger = Arc::new(Ledger::open(state_dir.as_deref())?);
-    let governor = Governor {
-        ledger,
-        policy: cfg.budget.clone(),
-        clock: clock.clone(),
-    };
+    let governor = Governor::new(ledger, cfg.budget.clone(), clock.clone());
     let interaction = InteractionAgent::new(
         LlmClient::new(providers, cfg.llm.prices.clone(), breakers)?,
         governor,

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::governor::{BudgetState, Governor};
+use crate::governor::{BudgetState, Governor, Why};
 use crate::llm::{LlmClient, LlmError, Message};
 use crate::metrics::AgentMetrics;
 use crate::route::interaction::is_complex;
@@ -64,7 +64,7 @@ impl InteractionAgent {
 
     /// The cheap LLM classifier for utterances no rule matched: one word, one of
     /// action / memory / interaction. `None` when the budget or the providers say no.
-    pub async fn classify(&self, text: &str) -> Option<crate::route::Route> {
+    pub async fn classify(&self, text: &str, speaker: Option<&str>) -> Option<crate::route::Route> {
         use crate::route::Route;
         let state = self.budget_state();
         if state == BudgetState::Red {
@@ -90,7 +90,14 @@ impl InteractionAgent {
             )
             .await
             .ok()?;
-        self.account(&c);
+        self.account(
+            &c,
+            Why {
+                route: "router",
+                agent: "classifier",
+                speaker,
+            },
+        );
         let word = c.text.trim().to_lowercase();
         let word = word.trim_matches(|ch: char| !ch.is_alphabetic());
         match word {
@@ -107,6 +114,7 @@ impl InteractionAgent {
         &self,
         question: &str,
         notes: &[String],
+        speaker: Option<&str>,
     ) -> Option<(String, Duration)> {
         if self.llm.providers.is_empty() || notes.is_empty() {
             return None;
@@ -140,12 +148,19 @@ impl InteractionAgent {
             )
             .await
             .ok()?;
-        self.account(&c);
+        self.account(
+            &c,
+            Why {
+                route: "memory",
+                agent: "memory",
+                speaker,
+            },
+        );
         let text = c.text.trim().to_owned();
         (!text.is_empty()).then(|| (text, start.elapsed()))
     }
 
-    fn account(&self, c: &crate::llm::Completion) {
+    fn account(&self, c: &crate::llm::Completion, why: Why<'_>) {
         self.metrics.llm_tokens(
             &c.provider,
             &c.model,
@@ -161,13 +176,20 @@ impl InteractionAgent {
             c.usage.prompt_tokens,
             c.usage.completion_tokens,
             c.cost_usd,
+            why,
         ) {
             log::error!(event = "incident"; "cannot record LLM spend: {e}");
         }
         self.budget_state();
     }
 
-    pub async fn handle(&self, text: &str, normalized: &str, history: &[Turn]) -> Answer {
+    pub async fn handle(
+        &self,
+        text: &str,
+        normalized: &str,
+        history: &[Turn],
+        speaker: Option<&str>,
+    ) -> Answer {
         let state = self.budget_state();
         let answer = |text: String| Answer {
             text,
@@ -219,7 +241,14 @@ impl InteractionAgent {
         let llm = start.elapsed();
         let text = match result {
             Ok(c) => {
-                self.account(&c);
+                self.account(
+                    &c,
+                    Why {
+                        route: "interaction",
+                        agent: "interaction",
+                        speaker,
+                    },
+                );
                 log::info!(provider = c.provider.as_str(), model = c.model.as_str(),
                     prompt_tokens = c.usage.prompt_tokens, completion_tokens = c.usage.completion_tokens,
                     cost_usd = c.cost_usd, usage_estimated = c.usage_estimated,
@@ -233,6 +262,9 @@ impl InteractionAgent {
             }
             Err(LlmError::NoProvider) => {
                 "I can't answer that: no language model is configured.".to_owned()
+            }
+            Err(LlmError::NoneAllowed) if self.governor.is_local_only() => {
+                "I'm set to use only local language models, and none is available, so I can only do basic commands.".to_owned()
             }
             Err(LlmError::NoneAllowed) => {
                 "I'm saving budget today and no local language model is set up, so I can only do basic commands.".to_owned()

@@ -440,3 +440,104 @@ fn the_breaker_skips_a_dead_provider_and_retries_it_after_the_cool_down() {
     assert!(d.metrics().contains(&gauge(0)));
     assert_eq!(d.health().1["checks"]["llm_providers"]["ok"], true);
 }
+
+/// The ledger knows why: each call's route, agent and speaker make the monthly report (by
+/// provider and tier, route, family member, top cost drivers); "local only" and "reset today"
+/// are runtime switches that survive a restart, not redeploys.
+#[test]
+fn cost_report_by_why_and_runtime_switches() {
+    let cloud = FakeLlm::start(answer("Because of the light.", 100));
+    let beast = FakeLlm::start(answer("Local answer.", 10));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}{}{PRICES}[llm]\nstream = false\n",
+        provider("cloud", &cloud.base, false, 5.0),
+        provider("beast", &beast.base, true, 5.0),
+    );
+    let ask = |d: &Daemon, speaker: &str| {
+        let body =
+            json!({"text": "Why is the sky blue?", "session_id": speaker, "speaker": speaker});
+        let (status, v) = d.process_raw(body.to_string().as_bytes());
+        assert_eq!(status, 200, "{v}");
+        v["text"].as_str().unwrap().to_owned()
+    };
+    let post_mode = |d: &Daemon, body: &str| {
+        let r = http()
+            .post(d.url("/v1/cost/mode"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    let report = |d: &Daemon, q: &str| {
+        let r = http()
+            .get(d.url(&format!("/v1/cost/report{q}")))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+
+    let mut d = Daemon::start(dir.path(), &cfg);
+    for who in ["anna", "anna", "ben"] {
+        assert_eq!(ask(&d, who), "Because of the light.");
+    }
+    let (code, r) = report(&d, "");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["requests"], 3, "{r}");
+    assert!((r["cost_usd"].as_f64().unwrap() - 0.3).abs() < 1e-9, "{r}");
+    assert_eq!(r["by_provider"][0]["provider"], "cloud", "{r}");
+    assert_eq!(r["by_provider"][0]["tier"], "cloud", "{r}");
+    assert_eq!(r["by_route"][0]["route"], "interaction", "{r}");
+    assert_eq!(r["by_route"][0]["agent"], "interaction", "{r}");
+    assert_eq!(r["by_speaker"][0]["speaker"], "anna", "{r}");
+    assert!(
+        (r["by_speaker"][0]["cost_usd"].as_f64().unwrap() - 0.2).abs() < 1e-9,
+        "{r}"
+    );
+    assert_eq!(r["top_drivers"][0]["speaker"], "anna", "{r}");
+    assert_eq!(r["top_drivers"][0]["requests"], 2, "{r}");
+    let (code, r) = report(&d, "?month=2020-01");
+    assert_eq!((code, r["requests"].as_u64()), (200, Some(0)), "{r}");
+
+    // Local only: the paid provider is not asked, now and after a restart.
+    let (code, v) = post_mode(&d, r#"{"local_only": true}"#);
+    assert_eq!((code, v["local_only"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(ask(&d, "anna"), "Local answer.");
+    assert_eq!(cloud.requests().len(), 3);
+    d.stop();
+    let d = Daemon::start(dir.path(), &cfg);
+    assert_eq!(ask(&d, "ben"), "Local answer.");
+    assert_eq!(cloud.requests().len(), 3, "local only survives a restart");
+    let (_, r) = report(&d, "");
+    assert_eq!(r["by_provider"][1]["tier"], "local", "{r}");
+
+    // Reset today: the daily budget starts again; the month keeps what was spent.
+    let (code, v) = post_mode(&d, r#"{"reset_today": true, "local_only": false}"#);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["budget"]["day_usd"], 0.0, "{v}");
+    assert!(
+        (v["budget"]["month_usd"].as_f64().unwrap() - 0.3).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(v["local_only"], false);
+    assert_eq!(ask(&d, "anna"), "Because of the light.");
+    assert_eq!(cloud.requests().len(), 4);
+
+    // Bad input names the field.
+    for (body, field) in [
+        ("{}", "body"),
+        (r#"{"local_only": "yes"}"#, "local_only"),
+        (r#"{"colour": 1}"#, "colour"),
+        ("[]", "body"),
+    ] {
+        let (code, v) = post_mode(&d, body);
+        assert_eq!(
+            (code, v["field"].as_str()),
+            (400, Some(field)),
+            "{body} -> {v}"
+        );
+    }
+    let (code, v) = report(&d, "?month=2026-13");
+    assert_eq!((code, v["field"].as_str()), (400, Some("month")), "{v}");
+}
