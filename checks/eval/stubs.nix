@@ -183,6 +183,18 @@ in {
           type = lib.types.lines;
           default = "";
         };
+        # nixos/modules/services/misc/llama-cpp.nix (checked 2026-12-07): `model` and
+        # `modelsDir` have no default, so both must be defined.
+        services.llama-cpp = closed {
+          enable = option types.bool false;
+          package = option types.unspecified (pkg "llama-cpp");
+          model = lib.mkOption {type = types.nullOr types.path;};
+          modelsDir = lib.mkOption {type = types.nullOr types.path;};
+          extraFlags = listOption types.str;
+          host = option types.str "127.0.0.1";
+          port = option types.port 8080;
+          openFirewall = option types.bool false;
+        };
       }
       // monitoringOptions;
     config.nix.package = pkg "nix";

@@ -749,6 +749,48 @@ in [
     };
   }
   {
+    name = "local LLM: the beast runs llama.cpp for its clients only, the beelink's agents use it as [llm.local_server]; no model fails with what to set";
+    expr = let
+      beast = evalRole "beast" [
+        {
+          barnabee.beast.clients = ["192.168.1.20"];
+          barnabee.beast.localLlm = {
+            enable = true;
+            model = "/var/lib/models/small.gguf";
+          };
+        }
+      ];
+      noModel = evalRole "beast" [{barnabee.beast.localLlm.enable = true;}];
+      beelink = evalRole "beelink" [
+        {
+          barnabee.beelink.inferenceHost = "beast.lan";
+          barnabee.beelink.localLlm.enable = true;
+        }
+      ];
+      off = evalRole "beelink" [{barnabee.beelink.inferenceHost = "beast.lan";}];
+    in {
+      llama = {inherit (beast.services.llama-cpp) enable model modelsDir host port extraFlags;};
+      rule = lib.hasInfix "ip saddr { 192.168.1.20 } tcp dport 8080 accept comment \"barnabee-llama-cpp\"" beast.networking.firewall.extraInputRules;
+      noModel = lib.any (lib.hasInfix "barnabee.beast.localLlm.model is not set") (failed noModel);
+      agents = (renderedOf beelink "agents").llm.local_server.url;
+      offByDefault = (renderedOf off "agents").llm or {} ? local_server;
+    };
+    expected = {
+      llama = {
+        enable = true;
+        model = "/var/lib/models/small.gguf";
+        modelsDir = null;
+        host = "0.0.0.0";
+        port = 8080;
+        extraFlags = ["-c" "4096" "-ngl" "999"];
+      };
+      rule = true;
+      noModel = true;
+      agents = "http://beast.lan:8080/v1";
+      offByDefault = false;
+    };
+  }
+  {
     name = "beast role without GPU: inference on, no NVIDIA devices; the default models satisfy requireModels, without them models are required";
     expr = let
       c = evalRole "beast" [{barnabee.beast.gpu.enable = false;}];

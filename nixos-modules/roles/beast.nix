@@ -7,6 +7,7 @@
   ...
 }: let
   cfg = config.barnabee.beast;
+  blib = import ../lib.nix {inherit lib;};
   defaultModels = import ../default-models.nix {inherit lib;};
 in {
   imports = [../default.nix ../appliance.nix];
@@ -38,6 +39,33 @@ in {
         services.barnabee.inference.models replaces it (e.g. a larger Whisper for the GPU); off:
         only the site's models.
       '';
+    };
+    localLlm = {
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        default = false;
+        description = ''
+          Run a local OpenAI-compatible LLM server (nixpkgs' services.llama-cpp) for the
+          agents' yellow budget band and "local only" mode, open to `clients` on `port`. The
+          beelink uses it with barnabee.beelink.localLlm.enable.
+        '';
+      };
+      model = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/var/lib/models/qwen2.5-3b-instruct-q4_k_m.gguf";
+        description = "The GGUF model file (put there by the operator; not in the Nix store: models are large).";
+      };
+      port = lib.mkOption {
+        type = lib.types.port;
+        default = 8080;
+        description = "Port of the llama.cpp server.";
+      };
+      contextSize = lib.mkOption {
+        type = lib.types.ints.positive;
+        default = 4096;
+        description = "Context length in tokens (`-c`).";
+      };
     };
     requireModels = lib.mkOption {
       type = lib.types.bool;
@@ -76,6 +104,28 @@ in {
         nodeExporter.allowFrom = lib.mkDefault cfg.clients;
       };
     }
+    (lib.mkIf cfg.localLlm.enable {
+      assertions = [
+        {
+          assertion = cfg.localLlm.model != null && lib.hasPrefix "/" cfg.localLlm.model;
+          message = "barnabee.beast.localLlm.model is not set: give the absolute path of a GGUF model file on the beast (e.g. /var/lib/models/qwen2.5-3b-instruct-q4_k_m.gguf).";
+        }
+      ];
+      services.llama-cpp = {
+        enable = true;
+        inherit (cfg.localLlm) model port;
+        modelsDir = null;
+        host = "0.0.0.0";
+        # All layers on the GPU when there is one (llama.cpp caps -ngl at the model's layers).
+        extraFlags = ["-c" (toString cfg.localLlm.contextSize)] ++ lib.optionals cfg.gpu.enable ["-ngl" "999"];
+      };
+      # Only the inference clients (the beelink) reach it, as the inference ports.
+      networking.firewall.extraInputRules = blib.nftAllowRules {
+        addrs = cfg.clients;
+        ports = [cfg.localLlm.port];
+        comment = "barnabee-llama-cpp";
+      };
+    })
     (lib.mkIf cfg.gpu.enable {
       # services.xserver.videoDrivers is how nixos/modules/hardware/video/nvidia.nix is switched
       # on; it does not start X.

@@ -30,6 +30,22 @@ in {
   imports = [../default.nix ../appliance.nix];
 
   options.barnabee.beelink = {
+    localLlm = {
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        default = false;
+        description = ''
+          Use the beast's local LLM server (barnabee.beast.localLlm) as the agents'
+          `[llm.local_server]`: tried after the cloud providers, and the one left in the yellow
+          budget band or in "local only" mode.
+        '';
+      };
+      port = lib.mkOption {
+        type = lib.types.port;
+        default = 8080;
+        description = "The port barnabee.beast.localLlm.port serves on.";
+      };
+    };
     inferenceHost = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
@@ -90,6 +106,9 @@ in {
 
     # Timers ring on the beelink's speaker: the agents announce through the local voice daemon.
     services.barnabee.agents.settings.voice.url = lib.mkDefault (localUrl "voice");
+    services.barnabee.agents.settings.llm.local_server = lib.mkIf (cfg.localLlm.enable && cfg.inferenceHost != null) {
+      url = lib.mkDefault "http://${cfg.inferenceHost}:${toString cfg.localLlm.port}/v1";
+    };
 
     # Monitoring on by default: Prometheus (30 days) and Alertmanager on loopback, scraping this
     # host's daemons and node_exporter and, on the beast, inference (the one beast daemon on the

@@ -204,6 +204,46 @@ pub struct LlmConfig {
     /// How long an open circuit skips its provider before one request tries it again.
     #[serde(with = "seconds", default = "default_breaker_cooldown")]
     pub breaker_cooldown: Duration,
+    /// `[llm.local_server]`: the family's own OpenAI-compatible server (the beast's llama.cpp),
+    /// tried after `providers` and the one used in the yellow band. A table rather than one
+    /// more `[[llm.providers]]` entry so a NixOS role can set it without merging lists.
+    pub local_server: Option<LocalServerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalServerConfig {
+    /// Base URL up to and including `/v1`, e.g. `http://beast.lan:8080/v1`.
+    pub url: String,
+    /// The model name sent (llama.cpp's server answers with the one it loaded).
+    #[serde(default = "default_local_model")]
+    pub model: String,
+    #[serde(with = "seconds", default = "default_llm_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_local_model() -> String {
+    "local".to_owned()
+}
+
+impl LlmConfig {
+    /// `providers`, then the local server as a provider named `local-server`.
+    pub fn all_providers(&self) -> Vec<ProviderConfig> {
+        let mut all = self.providers.clone();
+        if let Some(l) = &self.local_server {
+            all.push(ProviderConfig {
+                name: "local-server".to_owned(),
+                base_url: l.url.clone(),
+                model: l.model.clone(),
+                api_key_file: None,
+                local: true,
+                timeout: l.timeout,
+                max_tokens: default_max_tokens(),
+                daily_budget_usd: None,
+            });
+        }
+        all
+    }
 }
 
 fn default_breaker_failures() -> u32 {
@@ -334,7 +374,7 @@ pub enum ConfigCheckError {
 impl Config {
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigCheckError> {
-        for (index, p) in self.llm.providers.iter().enumerate() {
+        for (index, p) in self.llm.all_providers().iter().enumerate() {
             if !p.local && !self.llm.prices.contains_key(&p.model) {
                 return Err(ConfigCheckError::MissingPrice {
                     index,

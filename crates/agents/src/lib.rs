@@ -137,7 +137,7 @@ pub fn build(
     // file, too open) is a broken config and stops the start.
     let mut providers = Vec::new();
     let mut not_provisioned = Vec::new();
-    for (index, p) in cfg.llm.providers.iter().enumerate() {
+    for (index, p) in cfg.llm.all_providers().iter().enumerate() {
         let api_key = match &p.api_key_file {
             None => None,
             Some(path) => {

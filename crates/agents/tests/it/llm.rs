@@ -541,3 +541,44 @@ fn cost_report_by_why_and_runtime_switches() {
     let (code, v) = report(&d, "?month=2026-13");
     assert_eq!((code, v["field"].as_str()), (400, Some("month")), "{v}");
 }
+
+/// `[llm.local_server]` (the beast's llama.cpp) is tried after the providers, and is the one
+/// left when "local only" is on (or the budget is yellow).
+#[test]
+fn the_local_server_is_tried_last_and_kept_when_local_only() {
+    let cloud = FakeLlm::start(answer("From the cloud.", 10));
+    let beast = FakeLlm::start(answer("From the beast.", 10));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}{PRICES}[llm]\nstream = false\n[llm.local_server]\nurl = \"{}\"\n",
+        provider("cloud", &cloud.base, false, 5.0),
+        beast.base
+    );
+    let d = Daemon::start(dir.path(), &cfg);
+    assert_eq!(
+        d.say("s", "Why is the sky blue?")["text"],
+        "From the cloud."
+    );
+    cloud.set(Mode::Status(500));
+    assert_eq!(
+        d.say("s", "Why is the sky blue?")["text"],
+        "From the beast."
+    );
+    assert_eq!(beast.requests()[0]["model"], "local");
+    cloud.set(answer("From the cloud.", 10));
+    let r = http()
+        .post(d.url("/v1/cost/mode"))
+        .header("content-type", "application/json")
+        .body(r#"{"local_only": true}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        d.say("s", "Why is the sky blue?")["text"],
+        "From the beast."
+    );
+    assert!(
+        d.metrics()
+            .contains("barnabee_agents_llm_breaker_open{provider=\"local-server\"} 0")
+    );
+}
