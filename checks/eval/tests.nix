@@ -730,7 +730,7 @@ in [
     expected = [true true true];
   }
   {
-    name = "beelink role: voice is wired to the beast (Wyoming, speaker embeddings) and to the local agents and memory; the agents ring timers through the local voice";
+    name = "beelink role: voice is wired to the beast (Wyoming, speaker embeddings) and to the local agents and memory; the agents ring timers through the local voice; memory embeds with the beast's MiniLM";
     expr = let
       c = evalRole "beelink" [{barnabee.beelink.inferenceHost = "beast.lan";}];
       v = renderedOf c "voice";
@@ -739,6 +739,7 @@ in [
       agents = v.agents.url;
       inherit (v.speaker) inference_url memory_url;
       timers = (renderedOf c "agents").voice.url;
+      embeddings = (renderedOf c "memory").embeddings;
     };
     expected = {
       wyoming = "beast.lan:10300";
@@ -746,6 +747,10 @@ in [
       inference_url = "http://beast.lan:7704";
       memory_url = "http://127.0.0.1:7701";
       timers = "http://127.0.0.1:7703";
+      embeddings = {
+        url = "http://beast.lan:7704/v1/embed/text";
+        model = "all-minilm-l6-v2";
+      };
     };
   }
   {

@@ -104,6 +104,13 @@ in {
       };
     };
 
+    # Recall by meaning: memory embeds every memory (and text queries) with the beast's
+    # all-MiniLM-L6-v2 (the default model set's text embedding model).
+    services.barnabee.memory.settings.embeddings = lib.mkIf (cfg.inferenceHost != null) {
+      url = lib.mkDefault "http://${cfg.inferenceHost}:7704/v1/embed/text";
+      model = lib.mkDefault "all-minilm-l6-v2";
+    };
+
     # Timers ring on the beelink's speaker: the agents announce through the local voice daemon.
     services.barnabee.agents.settings.voice.url = lib.mkDefault (localUrl "voice");
     services.barnabee.agents.settings.llm.local_server = lib.mkIf (cfg.localLlm.enable && cfg.inferenceHost != null) {

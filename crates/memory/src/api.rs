@@ -34,6 +34,8 @@ pub struct AppState {
     pub health: Health,
     /// `barnabee_memory_retrieval_latency_ms`.
     pub retrieval_latency: Histogram,
+    /// `[embeddings]`: computes a text query's vector for hybrid and vector search.
+    pub embedder: Option<Arc<crate::embedder::Embedder>>,
 }
 
 pub fn retrieval_histogram() -> Histogram {
@@ -320,8 +322,16 @@ async fn list_memories(State(s): State<AppState>, Query(q): Params) -> ApiResult
 }
 
 async fn search(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let req: SearchRequest = parse_json(&body)?;
+    let mut req: SearchRequest = parse_json(&body)?;
     let start = Instant::now();
+    // Words only, and a mode that uses vectors: the query's vector from inference (without it,
+    // hybrid falls back to full text; the response's `mode` says which ran).
+    if let (Some(e), None, Some(q)) = (&s.embedder, &req.embedding, req.query.as_deref())
+        && matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector)
+        && !q.trim().is_empty()
+    {
+        req.embedding = e.embed_query(q).await;
+    }
     let store = s.store.clone();
     let cfg = s.config.clone();
     let resp = blocking(move || crate::search::search(&store, &req, &cfg.search)).await?;

@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod config;
+pub mod embed_store;
+pub mod embedder;
 pub mod error;
 pub mod import;
 pub mod maintenance;
@@ -42,6 +44,8 @@ pub enum RunError {
     Serve(#[from] barnabee_service::ServeError),
     #[error("start-up task failed: {0}")]
     Join(String),
+    #[error("cannot build the embeddings client: {0}")]
+    HttpClient(String),
 }
 
 /// Connection options from the config.
@@ -106,17 +110,21 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
         let c = v.check();
         async move { c }
     });
-    health.component(
+    let embeddings_health = health.component(
         "embeddings",
         match &cfg.embeddings {
             None => Check::fail("not configured (FTS only)").non_critical(),
-            Some(e) => Check::ok(format!(
-                "model {} at {}; vectors are caller-supplied in this build",
-                e.model, e.url
-            ))
-            .non_critical(),
+            Some(e) => {
+                Check::ok(format!("model {} at {}: starting", e.model, e.url)).non_critical()
+            }
         },
     );
+    let embedder = match &cfg.embeddings {
+        Some(e) => Some(Arc::new(
+            embedder::Embedder::new(e).map_err(|e| RunError::HttpClient(e.to_string()))?,
+        )),
+        None => None,
+    };
     let s = store.clone();
     health.probe("database", move || {
         let s = s.clone();
@@ -163,12 +171,21 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     ));
 
     let verify_task = tokio::spawn(verifier.clone().schedule(rt.shutdown()));
+    let embed_task = embedder.clone().map(|e| {
+        tokio::spawn(embedder::run(
+            store.clone(),
+            e,
+            embeddings_health.clone(),
+            rt.shutdown(),
+        ))
+    });
     let state = api::AppState {
         verifier,
         store: store.clone(),
         config: cfg.clone(),
         health,
         retrieval_latency: retrieval,
+        embedder,
     };
     let shutdown = rt.shutdown();
     let listener = rt.bind().await?;
@@ -188,6 +205,9 @@ pub async fn run(cfg: Config, rt: Runtime) -> Result<(), RunError> {
     let served = rt.serve_on(listener, api::router(state)).await;
     shutdown.trigger();
     let _ = worker.await;
+    if let Some(t) = embed_task {
+        let _ = t.await;
+    }
     // A verification in flight only reads the replica and writes its temporary directory
     // (removed at the next start if cut short): stop it rather than wait for a long restore.
     verify_task.abort();

@@ -128,12 +128,12 @@ impl Store {
         self.vectors.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_vectors(&self) -> std::sync::RwLockWriteGuard<'_, VectorIndex> {
+    pub(crate) fn write_vectors(&self) -> std::sync::RwLockWriteGuard<'_, VectorIndex> {
         self.vectors.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A read connection (round robin; waits if all are busy).
-    fn reader(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
@@ -144,11 +144,11 @@ impl Store {
         lock(&self.readers[start % n])
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.writer)
     }
 
-    fn timed<T>(&self, op: &str, f: impl FnOnce() -> T) -> T {
+    pub(crate) fn timed<T>(&self, op: &str, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let out = f();
         self.query_latency
@@ -183,7 +183,7 @@ impl Store {
 
     // ---- validation -------------------------------------------------------------------
 
-    fn check_embedding(&self, field: &str, v: &[f32]) -> Result<(), StoreError> {
+    pub(crate) fn check_embedding(&self, field: &str, v: &[f32]) -> Result<(), StoreError> {
         let dims = self.dims();
         if v.len() != dims {
             return Err(StoreError::invalid(
@@ -321,6 +321,16 @@ impl Store {
                 params![id, summary, content, json_list(&keywords), memory_type.as_str(), visibility.as_str(), source, expires_at, now],
             )
             .map_err(sql("update memory"))?;
+            // New words without a new vector: the old vector no longer describes the memory;
+            // clear it (the embedder computes a new one, when configured).
+            let text_changed = summary != current.summary || content != current.content;
+            if patch.embedding.is_none() && text_changed {
+                tx.execute(
+                    "UPDATE memories SET embedding=NULL, embedding_model=NULL WHERE id=?1",
+                    [id],
+                )
+                .map_err(sql("clear embedding"))?;
+            }
             match &patch.embedding {
                 Some(Some(e)) => {
                     let model = patch.embedding_model.clone().unwrap_or_else(|| "caller".into());
@@ -351,11 +361,13 @@ impl Store {
         };
         {
             let mut idx = self.write_vectors();
+            let text_changed = summary != current.summary || content != current.content;
             match &patch.embedding {
                 Some(Some(e)) => {
                     idx.upsert(id, e, &meta);
                 }
                 Some(None) => idx.remove(id),
+                None if text_changed => idx.remove(id),
                 None => idx.update_meta(id, &meta),
             }
         }
@@ -1126,7 +1138,7 @@ fn memory_row(r: &Row<'_>) -> rusqlite::Result<Memory> {
     })
 }
 
-fn vec_meta(r: &Row<'_>) -> rusqlite::Result<(i64, VecMeta)> {
+pub(crate) fn vec_meta(r: &Row<'_>) -> rusqlite::Result<(i64, VecMeta)> {
     let v: String = r.get(2)?;
     let t: String = r.get(3)?;
     Ok((

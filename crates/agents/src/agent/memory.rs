@@ -196,7 +196,9 @@ impl MemoryAgent {
             .post(
                 "/v1/search",
                 "POST /v1/search",
-                json!({"requester": requester, "query": query, "mode": "fts", "limit": 3}),
+                // Hybrid: words and meaning ("what is Leo allergic to?" finds "Leo can't have
+                // peanuts"); memory falls back to words when it has no embeddings.
+                json!({"requester": requester, "query": query, "mode": "hybrid", "limit": 3}),
             )
             .await?;
         let hits = found["results"].as_array().cloned().unwrap_or_default();

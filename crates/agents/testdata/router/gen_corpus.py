@@ -137,6 +137,9 @@ action\tturn it off
 action\tswitch them on
 action\tturn that off please
 action\tturn on the kettle
+memory\twhat is Leo allergic to?
+memory\tis Leo allergic to anything
+memory\twhat does Ana like for breakfast
 """.strip().splitlines():
     r, t = line.split("\t"); add(r, t)
 

@@ -59,6 +59,7 @@ pub fn free_port_offset() -> u16 {
 
 pub struct Up {
     child: Child,
+    demo_home: bool,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -66,12 +67,22 @@ pub struct Up {
 impl Up {
     /// `barnabee up --demo-home --only <only>` (daemon roles, comma-separated).
     pub fn start(data: &Path, offset: u16, only: &str) -> Up {
+        Up::start_with(data, offset, only, true)
+    }
+
+    /// `barnabee up --only <only>`, with the demo home or not.
+    pub fn start_with(data: &Path, offset: u16, only: &str, demo_home: bool) -> Up {
         let bins = daemon_bin("agents").parent().unwrap().to_owned();
         for role in only.split(',') {
             daemon_bin(role);
         }
+        let mut args = vec!["up"];
+        if demo_home {
+            args.push("--demo-home");
+        }
         let mut child = Command::new(barnabee())
-            .args(["up", "--demo-home", "--only", only, "--port-offset"])
+            .args(args)
+            .args(["--only", only, "--port-offset"])
             .arg(offset.to_string())
             .arg("--data-dir")
             .arg(data)
@@ -93,6 +104,7 @@ impl Up {
         });
         Up {
             child,
+            demo_home,
             lines: rx,
             seen: Vec::new(),
         }
@@ -120,8 +132,10 @@ impl Up {
     /// Ctrl-C; asserts that HA and the daemons stopped cleanly (exit 0).
     pub fn stop(&mut self) {
         signal(self.child.id(), libc::SIGINT);
-        self.wait_for("[up] hass stopped", Duration::from_secs(60));
-        self.wait_for("[up] stopped", Duration::from_secs(10));
+        if self.demo_home {
+            self.wait_for("[up] hass stopped", Duration::from_secs(60));
+        }
+        self.wait_for("[up] stopped", Duration::from_secs(60));
         let exit = self.child.wait().unwrap();
         assert_eq!(exit.code(), Some(0), "output:\n{}", self.seen.join("\n"));
     }
@@ -194,6 +208,18 @@ impl Http {
             let r = self.client.get(url).send().await.unwrap();
             let status = r.status().as_u16();
             (status, r.bytes().await.unwrap().to_vec())
+        })
+    }
+
+    pub fn patch(&self, url: &str, body: &Value) -> (u16, Value) {
+        self.rt.block_on(async {
+            let r = self.client.patch(url).json(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         })
     }
 
