@@ -245,10 +245,11 @@ fn ms(a: Instant, b: Instant) -> f64 {
 
 #[test]
 fn home_assistant_assist_uses_barnabee_for_stt_conversation_and_tts() {
-    if current_hass().is_none() {
-        let msg = "!!! NOT RUN: Assist test: the current Home Assistant (2026.2.3) is not installed: run `dev/setup current` as root (it needs a Debian trixie chroot) !!!";
-        eprintln!("\x1b[1;33m{msg}\x1b[0m");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+    if !have_hass(
+        current_hass(),
+        "the Assist test",
+        "2026.2.3: run `dev/setup current` as root, it needs a Debian trixie chroot",
+    ) {
         return;
     }
     let data = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::*;
-use crate::ha::{Hass, floor_hass, onboard, ws_setup};
+use crate::ha::{DEMO_SET_UP, Hass, floor_hass, onboard, ws_setup};
 
 struct Ask<'a> {
     d: &'a Daemon,
@@ -44,24 +44,8 @@ fn guarded_actions_need_a_permitted_member_and_their_spoken_yes() {
     std::fs::create_dir(&ha_dir).unwrap();
     let mut hass = Hass::start(&floor_hass(), &ha_dir);
     let access = onboard(&hass.base);
-    for e in [
-        "light.kitchen_lights",
-        "cover.kitchen_window",
-        "light.living_room_rgbww_lights",
-        "cover.living_room_window",
-        "fan.living_room_fan",
-        "climate.hvac",
-        "light.bed_light",
-        "light.office_rgbw_lights",
-        "switch.ac",
-        "light.entrance_color_white_lights",
-        "cover.hall_window",
-        "switch.decorative_lights",
-        "lock.front_door",
-        "cover.garage_door",
-    ] {
-        hass.wait_for(&format!("/api/states/{e}"), Some(&access), |_| true);
-    }
+    hass.wait_for_entities(&access, DEMO_SET_UP);
+    hass.wait_for_entities(&access, &["lock.front_door", "cover.garage_door"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let llat = rt.block_on(ws_setup(&hass.base, &access));
     let token = secret_file(tmp.path(), "ha-token", &llat);

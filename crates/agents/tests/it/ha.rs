@@ -41,6 +41,22 @@ fn current_hass() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The demo entities `ws_setup` puts in areas or gives aliases.
+pub(crate) const DEMO_SET_UP: &[&str] = &[
+    "light.kitchen_lights",
+    "cover.kitchen_window",
+    "light.living_room_rgbww_lights",
+    "cover.living_room_window",
+    "fan.living_room_fan",
+    "climate.hvac",
+    "light.bed_light",
+    "light.office_rgbw_lights",
+    "switch.ac",
+    "light.entrance_color_white_lights",
+    "cover.hall_window",
+    "switch.decorative_lights",
+];
+
 pub(crate) struct Hass {
     child: Option<Child>,
     pub(crate) base: String,
@@ -128,6 +144,13 @@ impl Hass {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Wait until HA has each entity (its platform loaded).
+    pub(crate) fn wait_for_entities(&mut self, token: &str, entities: &[&str]) {
+        for e in entities {
+            self.wait_for(&format!("/api/states/{e}"), Some(token), |_| true);
         }
     }
 
@@ -390,22 +413,7 @@ fn home_assistant_actions(bin: &Path, version: &str) {
     let access = onboard(&hass.base);
     // The demo's entities are registered as their platforms load (later under load): wait for
     // every one ws_setup puts in an area or gives an alias.
-    for e in [
-        "light.kitchen_lights",
-        "cover.kitchen_window",
-        "light.living_room_rgbww_lights",
-        "cover.living_room_window",
-        "fan.living_room_fan",
-        "climate.hvac",
-        "light.bed_light",
-        "light.office_rgbw_lights",
-        "switch.ac",
-        "light.entrance_color_white_lights",
-        "cover.hall_window",
-        "switch.decorative_lights",
-    ] {
-        hass.wait_for(&format!("/api/states/{e}"), Some(&access), |_| true);
-    }
+    hass.wait_for_entities(&access, DEMO_SET_UP);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let llat = rt.block_on(ws_setup(&hass.base, &access));
     hass.wait_for("/api/config", Some(&llat), |v| v["state"] == "RUNNING");

@@ -186,12 +186,13 @@ impl Http {
         }
     }
 
-    pub fn get(&self, url: &str, token: Option<&str>) -> (u16, Value) {
+    /// Send `req` (with `token` as bearer auth when given): the status and the body as JSON
+    /// (or as a string when it is not JSON).
+    fn json(&self, mut req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         self.rt.block_on(async {
-            let mut req = self.client.get(url);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
             let r = req.send().await.unwrap();
             let status = r.status().as_u16();
             let text = r.text().await.unwrap();
@@ -200,6 +201,10 @@ impl Http {
                 serde_json::from_str(&text).unwrap_or(Value::String(text)),
             )
         })
+    }
+
+    pub fn get(&self, url: &str, token: Option<&str>) -> (u16, Value) {
+        self.json(self.client.get(url), token)
     }
 
     /// GET without a token (a URL that carries its own, like HA's TTS proxy); the raw body.
@@ -212,32 +217,23 @@ impl Http {
     }
 
     pub fn patch(&self, url: &str, body: &Value) -> (u16, Value) {
-        self.rt.block_on(async {
-            let r = self.client.patch(url).json(body).send().await.unwrap();
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        })
+        self.json(self.client.patch(url).json(body), None)
     }
 
     pub fn post(&self, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        self.rt.block_on(async {
-            let mut req = self.client.post(url).json(body);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        })
+        self.json(self.client.post(url).json(body), token)
     }
+}
+
+/// Loud NOT RUN (and a failure under CI=true) when `hass` is missing; `true`: go on.
+pub fn have_hass(hass: Option<PathBuf>, test: &str, how: &str) -> bool {
+    if hass.is_some() {
+        return true;
+    }
+    let msg = format!("!!! NOT RUN: {test}: Home Assistant is not installed ({how}) !!!");
+    eprintln!("\x1b[1;33m{msg}\x1b[0m");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+    false
 }
 
 pub fn state(http: &Http, ha: &str, token: &str, entity: &str) -> String {
