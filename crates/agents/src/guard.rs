@@ -205,11 +205,15 @@ pub struct Entry {
     pub outcome: String,
 }
 
-/// The audit log: a table in the agents' database (`cost-ledger.sqlite`, replicated with the
-/// ledger by `[replication]`), so a replacement beelink keeps it. barnabee-memory has no audit
-/// table; putting one there would change its schema contract for the agents' sake.
+/// The audit log. Every entry goes to barnabee-memory's audit log (`POST /v1/audit`, action
+/// `guarded_action`, the family's one audit trail, kept by memory's retention) and to a table
+/// in the agents' own database (`cost-ledger.sqlite`, replicated with the ledger), which is
+/// written even while memory is down, so no attempt goes unrecorded; `GET /v1/audit` here
+/// reads that one.
 pub struct Audit {
     conn: Mutex<Connection>,
+    /// barnabee-memory's base URL and a client, when entries are forwarded there.
+    memory: Option<(String, reqwest::Client)>,
 }
 
 const SCHEMA: &str = "
@@ -237,7 +241,14 @@ impl Audit {
         conn.execute_batch(SCHEMA)?;
         Ok(Audit {
             conn: Mutex::new(conn),
+            memory: None,
         })
+    }
+
+    /// Also send every entry to barnabee-memory at `base_url`.
+    pub fn forwarding_to(mut self, base_url: &str, http: reqwest::Client) -> Audit {
+        self.memory = Some((base_url.trim_end_matches('/').to_owned(), http));
+        self
     }
 
     /// Record one attempt (a failure is logged: the action's outcome does not depend on it).
@@ -253,6 +264,27 @@ impl Audit {
             params![now, who.session, who.speaker, who.confidence, who.device_id, action, entity_ids.join(","), outcome],
         ) {
             log::error!(event = "audit_not_written"; "cannot write the guard audit log: {e}");
+        }
+        drop(conn);
+        // Off the request's path; outside a runtime (unit tests) only the local table.
+        if let (Some((base, http)), Ok(rt)) = (&self.memory, tokio::runtime::Handle::try_current())
+        {
+            let body = serde_json::json!({
+                "actor": who.speaker,
+                "action": "guarded_action",
+                "target_kind": "entity",
+                "target_id": entity_ids.join(","),
+                "detail": {"outcome": outcome, "action": action, "session_id": who.session,
+                           "device_id": who.device_id, "speaker_confidence": who.confidence},
+            });
+            let (url, http) = (format!("{base}/v1/audit"), http.clone());
+            rt.spawn(async move {
+                match http.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => log::warn!(event = "audit_not_forwarded"; "barnabee-memory refused the audit entry: HTTP {}", r.status()),
+                    Err(e) => log::warn!(event = "audit_not_forwarded"; "cannot reach barnabee-memory for the audit log ({e}); the entry is in the agents' own log"),
+                }
+            });
         }
     }
 

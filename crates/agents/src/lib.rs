@@ -369,8 +369,11 @@ fn audit_log(cfg: &Config) -> Result<guard::Audit, RunError> {
         let _ = std::fs::create_dir_all(&d);
         governor::ledger_path(&d)
     });
-    guard::Audit::open(db.as_deref()).map_err(|source| RunError::Audit {
+    let audit = guard::Audit::open(db.as_deref()).map_err(|source| RunError::Audit {
         path: db.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string()),
         source,
-    })
+    })?;
+    let http =
+        barnabee_service::http_client::build(|b| b.no_proxy().timeout(Duration::from_secs(5)))?;
+    Ok(audit.forwarding_to(&cfg.memory.url, http))
 }

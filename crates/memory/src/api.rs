@@ -220,6 +220,7 @@ pub fn router(state: AppState) -> Router {
             get(get_speaker).put(put_speaker).delete(delete_speaker),
         )
         .route("/v1/stats", get(stats))
+        .route("/v1/audit", get(read_audit).post(append_audit))
         .route("/v1/backup/verify", axum::routing::post(backup_verify))
         .route("/v1/backup/status", get(backup_status))
         .route("/health/detailed", get(health_detailed))
@@ -456,6 +457,26 @@ async fn delete_speaker(
     let store = s.store.clone();
     blocking(move || store.delete_speaker(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/audit`: another daemon's entry in the audit log (`crate::audit_api`).
+async fn append_audit(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let e: crate::audit_api::NewAuditEntry = parse_json(&body)?;
+    let store = s.store.clone();
+    blocking(move || store.append_audit(&e)).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// `GET /v1/audit?action=&limit=` (limit 1..=1000, default 50), newest first.
+async fn read_audit(State(s): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let limit = param::<usize>(&q, "limit")?.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be between 1 and 1000"));
+    }
+    let action = q.get("action").cloned();
+    let store = s.store.clone();
+    let entries = blocking(move || store.audit_entries(action.as_deref(), limit)).await?;
+    Ok(ok(serde_json::json!({"entries": entries})))
 }
 
 async fn stats(State(s): State<AppState>) -> ApiResult<Response> {

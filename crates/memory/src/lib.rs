@@ -6,6 +6,7 @@
 //! snapshot first and rollbacks either work or refuse without writing.
 
 pub mod api;
+pub mod audit_api;
 pub mod config;
 pub mod embed_store;
 pub mod embedder;

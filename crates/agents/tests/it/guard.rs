@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::ha::{DEMO_SET_UP, Hass, floor_hass, onboard, ws_setup};
+use crate::memory::start_memory;
 
 struct Ask<'a> {
     d: &'a Daemon,
@@ -49,10 +50,14 @@ fn guarded_actions_need_a_permitted_member_and_their_spoken_yes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let llat = rt.block_on(ws_setup(&hass.base, &access));
     let token = secret_file(tmp.path(), "ha-token", &llat);
+    let mem_dir = tmp.path().join("memory");
+    std::fs::create_dir(&mem_dir).unwrap();
+    let memory = start_memory(&mem_dir);
     let d = Daemon::start(
         tmp.path(),
         &format!(
-            "[home_assistant]\nurl = \"{}\"\ntoken_file = \"{}\"\n[guard]\nconfirm_timeout = 2\nmin_confidence = 0.75\n[guard.members]\nanna = [\"*\"]\nben = [\"lock\"]\nleo = []\n",
+            "[memory]\nurl = \"{}\"\n[home_assistant]\nurl = \"{}\"\ntoken_file = \"{}\"\n[guard]\nconfirm_timeout = 2\nmin_confidence = 0.75\n[guard.members]\nanna = [\"*\"]\nben = [\"lock\"]\nleo = []\n",
+            memory.base,
             hass.base,
             token.display()
         ),
@@ -189,6 +194,32 @@ fn guarded_actions_need_a_permitted_member_and_their_spoken_yes() {
             .status(),
         400
     );
+    // The same attempts in barnabee-memory's audit log (forwarded off the request's path).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let in_memory = loop {
+        let v: Value = http()
+            .get(format!(
+                "{}/v1/audit?action=guarded_action&limit=100",
+                memory.base
+            ))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let n = v["entries"].as_array().unwrap().len();
+        if n == entries.len() || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let in_memory = in_memory["entries"].as_array().unwrap();
+    assert_eq!(in_memory.len(), entries.len(), "{in_memory:#?}");
+    let confirmed = in_memory
+        .iter()
+        .find(|e| e["detail"]["outcome"] == "confirmed")
+        .unwrap();
+    assert_eq!(confirmed["actor"], "anna");
+    assert_eq!(confirmed["target_id"], "lock.front_door");
     eprintln!(
         "guarded-action matrix (HA demo, [guard.members] anna = [\"*\"], ben = [\"lock\"], leo = []):\n| who | said | reply |\n|---|---|---|\n{}",
         a.matrix.join("\n")

@@ -18,12 +18,12 @@ fn memory_binary() -> PathBuf {
     p
 }
 
-struct Memory {
+pub(crate) struct Memory {
     _process: DaemonProcess,
-    base: String,
+    pub(crate) base: String,
 }
 
-fn start_memory(dir: &Path) -> Memory {
+pub(crate) fn start_memory(dir: &Path) -> Memory {
     let cfg = dir.join("memory.toml");
     std::fs::write(
         &cfg,
