@@ -80,3 +80,110 @@ impl Store {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::model::{MemoryPatch, MemoryType, NewMemory, Visibility};
+    use crate::schema::OpenOptions;
+
+    fn memory(store: &Store, text: &str, vector: Option<Vec<f32>>, model: &str) -> i64 {
+        store
+            .create_memory(NewMemory {
+                summary: text.into(),
+                content: String::new(),
+                keywords: Vec::new(),
+                memory_type: MemoryType::Fact,
+                owner: "anna".into(),
+                visibility: Visibility::Family,
+                source: None,
+                created_at: None,
+                expires_at: None,
+                embedding_model: vector.as_ref().map(|_| model.to_owned()),
+                embedding: vector,
+                external_id: None,
+            })
+            .unwrap()
+            .id
+    }
+
+    /// A model change mid-run: every vector of the old model is embedded again (the old one
+    /// serves until then); an edit clears its vector; a vector computed for an older version
+    /// of the memory is not stored.
+    #[test]
+    fn model_change_edits_and_stale_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let store = Store::open(
+            &db,
+            crate::migrations::all(),
+            &OpenOptions::for_db(&db),
+            1,
+            4,
+        )
+        .unwrap();
+        let a = memory(
+            &store,
+            "Leo is allergic to peanuts",
+            Some(vec![1.0, 0.0, 0.0, 0.0]),
+            "old",
+        );
+        let b = memory(&store, "The key is under the pot", None, "old");
+        let todo = |m: &str| -> Vec<i64> {
+            store
+                .needing_embedding(m, 10)
+                .unwrap()
+                .iter()
+                .map(|t| t.id)
+                .collect()
+        };
+        assert_eq!(todo("old"), vec![b], "only the one without a vector");
+        assert_eq!(todo("new"), vec![a, b], "a new model re-embeds everything");
+        let t = store.needing_embedding("new", 10).unwrap();
+        assert!(
+            store
+                .set_embedding(a, t[0].updated_at, &[0.0, 1.0, 0.0, 0.0], "new")
+                .unwrap()
+        );
+        assert_eq!(todo("new"), vec![b]);
+        // Edited while its vector was being computed: that vector is not stored.
+        let stale = store.needing_embedding("new", 10).unwrap()[0].clone();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        store
+            .update_memory(
+                b,
+                "anna",
+                MemoryPatch {
+                    summary: Some("The key is in the shed".into()),
+                    ..MemoryPatch::default()
+                },
+            )
+            .unwrap();
+        assert!(
+            !store
+                .set_embedding(b, stale.updated_at, &[0.0, 0.0, 1.0, 0.0], "new")
+                .unwrap()
+        );
+        assert_eq!(todo("new"), vec![b]);
+        // An edit of an embedded memory's words clears its vector.
+        store
+            .update_memory(
+                a,
+                "anna",
+                MemoryPatch {
+                    summary: Some("Leo is allergic to sesame".into()),
+                    ..MemoryPatch::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(todo("new"), vec![a, b]);
+        // A bad vector (wrong length) is refused, never stored.
+        let t = store.needing_embedding("new", 10).unwrap();
+        assert!(
+            store
+                .set_embedding(a, t[0].updated_at, &[1.0, 2.0], "new")
+                .is_err()
+        );
+    }
+}
