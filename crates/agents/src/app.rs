@@ -103,13 +103,13 @@ impl App {
                     confidence: None,
                     ..*who
                 },
-                &p.what,
+                &p.what(),
                 &p.entity_ids,
                 "timed_out",
             );
             return (answer == Answer::Yes).then(|| {
                 (
-                    format!("That question timed out, so I didn't {}. Ask me again if you still want it.", p.what),
+                    format!("That question timed out, so I didn't {}. Ask me again if you still want it.", p.what()),
                     Vec::new(),
                 )
             });
@@ -118,33 +118,32 @@ impl App {
             Answer::Yes => {
                 // The asker, still identified and permitted, and nobody else.
                 let same = who.speaker == Some(p.speaker.as_str());
-                let names = p.what.split_once(' ').map_or("", |(_, n)| n);
                 if !same
                     || self
                         .action
                         .guard
-                        .check(who, p.verb, &p.entity_ids, names)
+                        .check(who, p.verb, &p.entity_ids, &p.names)
                         .is_err()
                 {
-                    audit.record(who, &p.what, &p.entity_ids, "refused_other_speaker");
+                    audit.record(who, &p.what(), &p.entity_ids, "refused_other_speaker");
                     let reply = format!("Only {} can confirm that.", p.speaker);
                     self.sessions.set_pending(who.session, p, Instant::now());
                     return Some((reply, Vec::new()));
                 }
-                audit.record(who, &p.what, &p.entity_ids, "confirmed");
+                audit.record(who, &p.what(), &p.entity_ids, "confirmed");
                 Some(self.action.act(p.verb, &p.entity_ids).await)
             }
             Answer::No => {
-                audit.record(who, &p.what, &p.entity_ids, "declined");
-                Some((format!("Okay, I won't {}.", p.what), Vec::new()))
+                audit.record(who, &p.what(), &p.entity_ids, "declined");
+                Some((format!("Okay, I won't {}.", p.what()), Vec::new()))
             }
             Answer::Unclear => {
-                let reply = format!("Please say yes or no: should I {}?", p.what);
+                let reply = format!("Please say yes or no: should I {}?", p.what());
                 self.sessions.set_pending(who.session, p, Instant::now());
                 Some((reply, Vec::new()))
             }
             Answer::Other => {
-                audit.record(who, &p.what, &p.entity_ids, "abandoned");
+                audit.record(who, &p.what(), &p.entity_ids, "abandoned");
                 None
             }
         }
@@ -172,7 +171,7 @@ impl App {
                 app.action
                     .guard
                     .audit
-                    .record(&who, &p.what, &p.entity_ids, "timed_out");
+                    .record(&who, &p.what(), &p.entity_ids, "timed_out");
             }
         });
     }

@@ -47,10 +47,17 @@ pub struct Pending {
     pub id: u64,
     pub verb: Verb,
     pub entity_ids: Vec<String>,
-    /// "unlock Front Door", for the replies.
-    pub what: String,
+    /// The devices as the replies name them: "Front Door".
+    pub names: String,
     pub speaker: String,
     pub expires: Instant,
+}
+
+impl Pending {
+    /// "unlock Front Door", for the replies and the audit log.
+    pub fn what(&self) -> String {
+        format!("{} {}", self.verb.say(), self.names)
+    }
 }
 
 /// What a reply to the question was.

@@ -114,7 +114,7 @@ impl Sessions {
         let s = map.get_mut(id)?;
         if s.pending.as_ref().is_some_and(|p| p.id == pending_id) {
             let p = s.pending.take()?;
-            s.expired = Some(p.what.clone());
+            s.expired = Some(p.what());
             return Some(p);
         }
         None

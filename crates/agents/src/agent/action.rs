@@ -426,7 +426,7 @@ impl ActionAgent {
                         id: next_pending_id(),
                         verb,
                         entity_ids: ids.to_vec(),
-                        what,
+                        names,
                         speaker,
                         expires: std::time::Instant::now() + self.guard.confirm_timeout(),
                     }),
