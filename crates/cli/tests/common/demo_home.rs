@@ -43,14 +43,14 @@ pub fn current_hass() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// An offset at which every default port `up` may use (memory, agents, inference and its
-/// Wyoming server, the agents' Wyoming service, Home Assistant) is free.
+/// An offset at which every default port `up` may use (the five daemons, inference's Wyoming
+/// server, the agents' Wyoming service, Home Assistant) is free.
 pub fn free_port_offset() -> u16 {
     let seed = std::process::id() as u16;
     (0..200u16)
         .map(|i| 1000 + (seed.wrapping_add(i * 53) % 40000))
         .find(|off| {
-            [7701u16, 7702, 7704, 10300, 10800, HA_PORT]
+            [7701u16, 7702, 7703, 7704, 7705, 10300, 10800, HA_PORT]
                 .iter()
                 .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + off)).is_ok())
         })
@@ -72,7 +72,8 @@ impl Up {
 
     /// `barnabee up --only <only>`, with the demo home or not.
     pub fn start_with(data: &Path, offset: u16, only: &str, demo_home: bool) -> Up {
-        let bins = daemon_bin("agents").parent().unwrap().to_owned();
+        // The daemons are built beside `barnabee`; each one asked for must be there.
+        let bins = barnabee().parent().unwrap().to_owned();
         for role in only.split(',') {
             daemon_bin(role);
         }
@@ -124,18 +125,22 @@ impl Up {
             }
         }
         panic!(
-            "`barnabee up --demo-home` never printed {needle:?}; output:\n{}",
+            "`barnabee up` never printed {needle:?}; output:\n{}",
             self.seen.join("\n")
         );
     }
 
-    /// Ctrl-C; asserts that HA and the daemons stopped cleanly (exit 0).
+    /// Ctrl-C; asserts that HA (with the demo home) and the daemons stopped cleanly (exit 0).
     pub fn stop(&mut self) {
         signal(self.child.id(), libc::SIGINT);
-        if self.demo_home {
+        // HA stops last but one and takes its time; the daemons are down by then.
+        let rest = if self.demo_home {
             self.wait_for("[up] hass stopped", Duration::from_secs(60));
-        }
-        self.wait_for("[up] stopped", Duration::from_secs(60));
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(30)
+        };
+        self.wait_for("[up] stopped", rest);
         let exit = self.child.wait().unwrap();
         assert_eq!(exit.code(), Some(0), "output:\n{}", self.seen.join("\n"));
     }
