@@ -245,6 +245,7 @@ pub fn build(
         &cfg.memory.url,
         cfg.memory.timeout,
         &cfg.memory.default_speaker,
+        clock.clone(),
     )?;
     let mem_url = memory.base().to_owned();
     let probe_http = barnabee_service::http_client::loopback(Duration::from_secs(1))?;

@@ -344,11 +344,32 @@ async fn search(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
 
 async fn search_turns(State(s): State<AppState>, Query(q): Params) -> ApiResult<Response> {
     let query = required(&q, "query")?;
-    let speaker = q.get("speaker").cloned();
-    let n = limit(&q, &s.config)?;
+    let mode = match q.get("mode").map(String::as_str) {
+        None | Some("hybrid") => SearchMode::Hybrid,
+        Some("fts") => SearchMode::Fts,
+        Some("vector") => SearchMode::Vector,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "mode",
+                format!("mode: {other:?} is not one of fts, vector, hybrid"),
+            ));
+        }
+    };
     let start = Instant::now();
+    let embedding = match &s.embedder {
+        Some(e) if mode != SearchMode::Fts => e.embed_query(&query).await,
+        _ => None,
+    };
+    let tq = crate::turn_search::TurnQuery {
+        query,
+        speaker: q.get("speaker").cloned(),
+        mode,
+        embedding,
+        limit: limit(&q, &s.config)?,
+    };
     let store = s.store.clone();
-    let turns = blocking(move || store.search_turns(&query, speaker.as_deref(), n)).await?;
+    let rrf_k = s.config.search.rrf_k;
+    let turns = blocking(move || store.search_turns(&tq, rrf_k)).await?;
     s.retrieval_latency
         .observe(start.elapsed().as_secs_f64() * 1000.0);
     Ok(ok(turns))

@@ -1,11 +1,14 @@
-//! What the embedder ([`crate::embedder`]) needs from the store: the memories without a vector
-//! of the configured model, and writing one back only if the memory did not change meanwhile.
+//! What the embedder ([`crate::embedder`]) needs from the store: the memories and conversation
+//! turns without a vector of the configured model, and writing one back (a memory's only if it
+//! did not change meanwhile; turns are never edited).
 
 use rusqlite::params;
 
 use crate::error::{StoreError, sql};
+use crate::model::blob_to_f32;
 use crate::model::f32_to_blob;
 use crate::store::{Store, vec_meta};
+use crate::vector::VecMeta;
 
 /// A memory waiting for its vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +18,16 @@ pub struct ToEmbed {
     pub text: String,
     /// The version the vector is computed for (a later edit makes it stale).
     pub updated_at: i64,
+}
+
+/// A conversation turn waiting for its vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnToEmbed {
+    pub id: i64,
+    /// What is embedded: what the person said. The reply is left out on purpose: replies repeat
+    /// themselves across turns ("I can't reach my memory right now") and would pull unrelated
+    /// turns together; their words stay searchable by full text.
+    pub text: String,
 }
 
 impl Store {
@@ -77,6 +90,99 @@ impl Store {
             )
             .map_err(sql("read memory for the vector index"))?;
         self.write_vectors().upsert(id, vector, &meta.1);
+        Ok(true)
+    }
+}
+
+impl Store {
+    /// Load the turns' vectors into their index (at open; rows of other lengths are skipped).
+    pub(crate) fn load_turn_vectors(&self) -> Result<(), StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.id, c.speaker, t.created_at, t.embedding FROM turns t
+                 JOIN conversations c ON c.id = t.conversation_id WHERE t.embedding IS NOT NULL",
+            )
+            .map_err(sql("load turn embeddings"))?;
+        let mut rows = stmt.query([]).map_err(sql("load turn embeddings"))?;
+        let mut idx = self.write_turn_vectors();
+        let mut skipped = 0usize;
+        while let Some(row) = rows.next().map_err(sql("load turn embeddings"))? {
+            let id: i64 = row.get(0).map_err(sql("load turn embeddings"))?;
+            let speaker: Option<String> = row.get(1).map_err(sql("load turn embeddings"))?;
+            let created_at: i64 = row.get(2).map_err(sql("load turn embeddings"))?;
+            let blob: Vec<u8> = row.get(3).map_err(sql("load turn embeddings"))?;
+            let meta = VecMeta::turn(speaker.as_deref(), created_at);
+            if !idx.upsert(id, &blob_to_f32(&blob), &meta) {
+                skipped += 1;
+            }
+        }
+        if skipped > 0 {
+            log::warn!(
+                "{skipped} stored turn embeddings have another length than {} or are zero; those turns are found by words only",
+                idx.dims()
+            );
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` turns with no vector, or one from another model than `model`, oldest first.
+    pub fn needing_turn_embedding(
+        &self,
+        model: &str,
+        limit: usize,
+    ) -> Result<Vec<TurnToEmbed>, StoreError> {
+        let conn = self.reader();
+        let mut st = conn
+            .prepare(
+                "SELECT id, utterance FROM turns
+                 WHERE embedding IS NULL OR embedding_model IS NOT ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(sql("select turns to embed"))?;
+        let rows = st
+            .query_map(params![model, limit as i64], |r| {
+                Ok(TurnToEmbed {
+                    id: r.get(0)?,
+                    text: r.get(1)?,
+                })
+            })
+            .map_err(sql("select turns to embed"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("select turns to embed"))
+    }
+
+    /// Store `vector` for turn `id`; `false` when the turn does not exist.
+    pub fn set_turn_embedding(
+        &self,
+        id: i64,
+        vector: &[f32],
+        model: &str,
+    ) -> Result<bool, StoreError> {
+        self.check_embedding("embedding", vector)?;
+        let conn = self.writer();
+        let changed = self.timed("set_turn_embedding", || {
+            conn.execute(
+                "UPDATE turns SET embedding=?2, embedding_model=?3 WHERE id=?1",
+                params![id, f32_to_blob(vector), model],
+            )
+            .map_err(sql("store turn embedding"))
+        })?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        let (speaker, created_at): (Option<String>, i64) = conn
+            .query_row(
+                "SELECT c.speaker, t.created_at FROM turns t
+                 JOIN conversations c ON c.id = t.conversation_id WHERE t.id=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("read turn for the vector index"))?;
+        self.write_turn_vectors().upsert(
+            id,
+            vector,
+            &VecMeta::turn(speaker.as_deref(), created_at),
+        );
         Ok(true)
     }
 }

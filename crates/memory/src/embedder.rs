@@ -1,4 +1,4 @@
-//! Recall by meaning: with `[embeddings]` every memory gets a text embedding from
+//! Recall by meaning: with `[embeddings]` every memory and conversation turn gets a text embedding from
 //! barnabee-inference (`POST <url>` `{"texts": [...], "model": ...}` → `{"embeddings": ...}`,
 //! the inference daemon's `/v1/embed/text`), and a search with a text query and no vector gets
 //! the query's embedding the same way, so hybrid search works for callers that only have words.
@@ -6,7 +6,8 @@
 //! - Never on a write's path: a worker embeds memories without a vector (new ones, edited ones,
 //!   whose old vector is cleared with the edit, and all of them once at start: the backfill) in
 //!   batches, polling every second; a vector is written back only if the memory was not edited
-//!   meanwhile.
+//!   meanwhile. Turns are embedded the same way once no memory waits (memories are what recall
+//!   reads first; a backfill of a long chat history must not delay a new memory).
 //! - A model change (`[embeddings] model`) re-embeds every memory whose vector came from
 //!   another model; until then those are searched with their old vectors (same dimensions) or
 //!   not at all (other dimensions are refused by the store).
@@ -103,27 +104,35 @@ pub async fn run(
     stop: barnabee_service::Shutdown,
 ) {
     let mut backoff = Duration::from_secs(1);
-    let mut done_total = 0u64;
+    let (mut memories_total, mut turns_total) = (0u64, 0u64);
     loop {
-        let round = embed_round(&store, &e).await;
+        let round = match embed_round(&store, &e).await {
+            Ok(Round::Idle) => embed_turn_round(&store, &e).await,
+            other => other,
+        };
         let wait = match round {
-            Ok((0, _)) => {
+            Ok(Round::Idle) => {
                 health.ok(format!(
-                    "model {} at {}; {done_total} memories embedded since start",
+                    "model {} at {}; {memories_total} memories and {turns_total} turns embedded since start",
                     e.model, e.url
                 ));
                 backoff = Duration::from_secs(1);
                 Duration::from_secs(1)
             }
-            Ok((n, took)) => {
-                done_total += n as u64;
-                log::info!(event = "embedded", memories = n, latency_ms = took.as_secs_f64() * 1e3; "embedded {n} memories with {} in {:.0} ms", e.model, took.as_secs_f64() * 1e3);
+            Ok(Round::Embedded {
+                memories,
+                turns,
+                took,
+            }) => {
+                memories_total += memories as u64;
+                turns_total += turns as u64;
+                log::info!(event = "embedded", memories = memories, turns = turns, latency_ms = took.as_secs_f64() * 1e3; "embedded {memories} memories and {turns} turns with {} in {:.0} ms", e.model, took.as_secs_f64() * 1e3);
                 backoff = Duration::from_secs(1);
                 Duration::ZERO
             }
             Err(err) => {
                 log::warn!(event = "embedding_failed"; "{err}; retrying in {} s", backoff.as_secs());
-                health.fail(format!("cannot embed memories: {err}"));
+                health.fail(format!("cannot embed: {err}"));
                 let w = backoff;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 w
@@ -136,8 +145,55 @@ pub async fn run(
     }
 }
 
-/// One batch: (memories embedded, time taken).
-async fn embed_round(store: &Arc<Store>, e: &Embedder) -> Result<(usize, Duration), String> {
+/// What one round of the worker did.
+enum Round {
+    /// Nothing was waiting.
+    Idle,
+    Embedded {
+        memories: usize,
+        turns: usize,
+        took: Duration,
+    },
+}
+
+/// One batch of turns.
+async fn embed_turn_round(store: &Arc<Store>, e: &Embedder) -> Result<Round, String> {
+    let t0 = Instant::now();
+    let s = store.clone();
+    let model = e.model.clone();
+    let todo = tokio::task::spawn_blocking(move || s.needing_turn_embedding(&model, BATCH))
+        .await
+        .map_err(|x| x.to_string())?
+        .map_err(|x| x.to_string())?;
+    if todo.is_empty() {
+        return Ok(Round::Idle);
+    }
+    let vectors = e
+        .embed(todo.iter().map(|t| t.text.clone()).collect())
+        .await?;
+    let s = store.clone();
+    let model = e.model.clone();
+    let turns = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        let mut n = 0;
+        for (t, v) in todo.iter().zip(vectors) {
+            n += usize::from(
+                s.set_turn_embedding(t.id, &v, &model)
+                    .map_err(|x| x.to_string())?,
+            );
+        }
+        Ok(n)
+    })
+    .await
+    .map_err(|x| x.to_string())??;
+    Ok(Round::Embedded {
+        memories: 0,
+        turns,
+        took: t0.elapsed(),
+    })
+}
+
+/// One batch of memories.
+async fn embed_round(store: &Arc<Store>, e: &Embedder) -> Result<Round, String> {
     let t0 = Instant::now();
     let s = store.clone();
     let model = e.model.clone();
@@ -146,7 +202,7 @@ async fn embed_round(store: &Arc<Store>, e: &Embedder) -> Result<(usize, Duratio
         .map_err(|x| x.to_string())?
         .map_err(|x| x.to_string())?;
     if todo.is_empty() {
-        return Ok((0, t0.elapsed()));
+        return Ok(Round::Idle);
     }
     let n = todo.len();
     let vectors = e
@@ -173,5 +229,9 @@ async fn embed_round(store: &Arc<Store>, e: &Embedder) -> Result<(usize, Duratio
             n - written
         );
     }
-    Ok((n, t0.elapsed()))
+    Ok(Round::Embedded {
+        memories: n,
+        turns: 0,
+        took: t0.elapsed(),
+    })
 }

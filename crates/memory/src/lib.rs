@@ -20,6 +20,7 @@ pub mod schema;
 pub mod search;
 pub mod store;
 pub mod time;
+pub mod turn_search;
 pub mod vector;
 pub mod verify;
 

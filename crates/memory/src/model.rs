@@ -178,6 +178,10 @@ pub struct SearchHit {
     pub fts_rank: Option<usize>,
     /// 1-based rank in the vector list, when it was in it.
     pub vector_rank: Option<usize>,
+    /// Cosine similarity of the query's vector and the memory's, when both exist: the nearest
+    /// memories are always returned, so a caller tells "related" from "least unrelated" by it.
+    #[serde(default)]
+    pub similarity: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,6 +287,7 @@ pub struct Stats {
     pub memories_with_embedding: i64,
     pub conversations: i64,
     pub turns: i64,
+    pub turns_with_embedding: i64,
     pub speakers: i64,
     pub db_bytes: u64,
     pub schema_version: u32,

@@ -750,8 +750,9 @@ mod tests {
         assert_eq!(c, 0);
     }
 
-    /// With the real migrations: build A (schema 1) writes, build B (schema 2, the test-only
-    /// feature) migrates with a snapshot, build A still works afterwards (additive step).
+    /// With the real migrations: build A (every step but the test-only last one) writes, build
+    /// B (the `test-schema-next` feature) migrates with a snapshot, build A still works
+    /// afterwards (additive step).
     #[cfg(feature = "test-schema-next")]
     #[test]
     fn real_migrations_upgrade_and_roll_back() {
@@ -759,7 +760,9 @@ mod tests {
         let db = dir.path().join("m.db");
         let o = opts(dir.path());
         let all = migrations::all();
-        let (conn, _) = open(&db, &all[..1], &o).unwrap();
+        let build_a = &all[..all.len() - 1];
+        let (a, b) = (build_a.len() as u32, all.len() as u32);
+        let (conn, _) = open(&db, build_a, &o).unwrap();
         conn.execute(
             "INSERT INTO memories (summary, memory_type, owner, visibility, created_at, updated_at) VALUES ('kept', 'fact', 'a', 'family', 1, 1)",
             [],
@@ -767,7 +770,7 @@ mod tests {
         .unwrap();
         close(conn);
         let (conn, opened) = open(&db, all, &o).unwrap();
-        assert_eq!((opened.from, opened.to, opened.min_reader), (1, 2, 1));
+        assert_eq!((opened.from, opened.to, opened.min_reader), (a, b, 1));
         assert!(opened.snapshot.is_some());
         conn.execute(
             "INSERT INTO test_next_notes (memory_id, note) VALUES (1, 'n')",
@@ -775,8 +778,8 @@ mod tests {
         )
         .unwrap();
         close(conn);
-        let (conn, opened) = open(&db, &all[..1], &o).unwrap();
-        assert_eq!(opened.to, 2);
+        let (conn, opened) = open(&db, build_a, &o).unwrap();
+        assert_eq!(opened.to, b);
         let hits: i64 = conn
             .query_row(
                 "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'kept'",

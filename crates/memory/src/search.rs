@@ -198,6 +198,11 @@ pub fn search(
     let ids: Vec<i64> = ranked.iter().map(|r| r.0).collect();
     let memories = store.memories_by_id(&ids)?;
     let mut by_id: HashMap<i64, _> = memories.into_iter().map(|m| (m.id, m)).collect();
+    let similarity = |id: i64| {
+        req.embedding
+            .as_deref()
+            .and_then(|e| store.memory_similarity(id, e))
+    };
     let results = ranked
         .into_iter()
         .filter_map(|(id, score, fts_rank, vector_rank)| {
@@ -208,6 +213,7 @@ pub fn search(
                 score,
                 fts_rank,
                 vector_rank,
+                similarity: similarity(id),
             })
         })
         .collect();

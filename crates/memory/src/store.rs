@@ -39,6 +39,8 @@ pub struct Store {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     vectors: RwLock<VectorIndex>,
+    /// Conversation turns' vectors (schema 2), searched by `crate::turn_search`.
+    turn_vectors: RwLock<VectorIndex>,
     opened: Opened,
     code_version: u32,
     query_latency: LatencyFamily,
@@ -96,15 +98,19 @@ impl Store {
             readers: conns,
             next_reader: AtomicUsize::new(0),
             vectors: RwLock::new(VectorIndex::new(dims)),
+            turn_vectors: RwLock::new(VectorIndex::new(dims)),
             opened,
             code_version: migrations.last().map_or(0, |m| m.version),
             query_latency: new_latency_family(),
         };
-        store.load_vectors().map_err(|e| SchemaError::Sqlite {
-            db: path.to_owned(),
-            op: format!("load embeddings: {e}"),
-            source: rusqlite::Error::InvalidQuery,
-        })?;
+        store
+            .load_vectors()
+            .and_then(|()| store.load_turn_vectors())
+            .map_err(|e| SchemaError::Sqlite {
+                db: path.to_owned(),
+                op: format!("load embeddings: {e}"),
+                source: rusqlite::Error::InvalidQuery,
+            })?;
         Ok(store)
     }
 
@@ -130,6 +136,14 @@ impl Store {
 
     pub(crate) fn write_vectors(&self) -> std::sync::RwLockWriteGuard<'_, VectorIndex> {
         self.vectors.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn read_turn_vectors(&self) -> std::sync::RwLockReadGuard<'_, VectorIndex> {
+        self.turn_vectors.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write_turn_vectors(&self) -> std::sync::RwLockWriteGuard<'_, VectorIndex> {
+        self.turn_vectors.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A read connection (round robin; waits if all are busy).
@@ -534,6 +548,11 @@ impl Store {
         })
     }
 
+    /// Cosine similarity of `query` and memory `id`'s vector, if it has one.
+    pub fn memory_similarity(&self, id: i64, query: &[f32]) -> Option<f32> {
+        self.read_vectors().similarity(id, query)
+    }
+
     /// Fetch many memories by id, keeping the order given; vanished ids are skipped.
     pub fn memories_by_id(&self, ids: &[i64]) -> Result<Vec<Memory>, StoreError> {
         let conn = self.reader();
@@ -554,40 +573,6 @@ impl Store {
                 }
             }
             Ok(out)
-        })
-    }
-
-    /// Full-text search over conversation turns, newest-best first.
-    pub fn search_turns(
-        &self,
-        query: &str,
-        speaker: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Turn>, StoreError> {
-        let terms = crate::search::fts_terms(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let matchq = terms
-            .iter()
-            .map(|t| crate::search::quote(t))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let conn = self.reader();
-        self.timed("search_turns", || {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {TURN_COLUMNS} FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid
-                     JOIN conversations c ON c.id = t.conversation_id
-                     WHERE turns_fts MATCH ?1 AND (?2 IS NULL OR c.speaker = ?2)
-                     ORDER BY bm25(turns_fts) LIMIT ?3"
-                ))
-                .map_err(sql("search turns"))?;
-            let rows = stmt
-                .query_map(params![matchq, speaker, limit as i64], turn_row)
-                .map_err(sql("search turns"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(sql("search turns"))
         })
     }
 
@@ -883,6 +868,7 @@ impl Store {
             )?,
             conversations: count("SELECT count(*) FROM conversations")?,
             turns: count("SELECT count(*) FROM turns")?,
+            turns_with_embedding: count("SELECT count(*) FROM turns WHERE embedding IS NOT NULL")?,
             speakers: count("SELECT count(*) FROM speaker_profiles")?,
             db_bytes: self.db_bytes(),
             schema_version: meta.as_ref().map_or(0, |m| m.schema_version),
@@ -1042,7 +1028,7 @@ impl<'a> FilterParams<'a> {
 }
 
 const CONV_COLUMNS: &str = "c.id, c.started_at, c.ended_at, c.speaker, c.mode, c.summary, c.topic_tags, (SELECT count(*) FROM turns WHERE conversation_id = c.id)";
-const TURN_COLUMNS: &str = "t.id, t.conversation_id, t.number, t.role, t.utterance, t.response, t.route, t.latency_ms, t.created_at";
+pub(crate) const TURN_COLUMNS: &str = "t.id, t.conversation_id, t.number, t.role, t.utterance, t.response, t.route, t.latency_ms, t.created_at";
 
 pub fn visible(m: &Memory, requester: &str) -> bool {
     m.visibility == Visibility::Family || m.owner == requester
@@ -1167,7 +1153,7 @@ fn conversation_row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
-fn turn_row(r: &Row<'_>) -> rusqlite::Result<Turn> {
+pub(crate) fn turn_row(r: &Row<'_>) -> rusqlite::Result<Turn> {
     Ok(Turn {
         id: r.get(0)?,
         conversation_id: r.get(1)?,

@@ -23,6 +23,21 @@ pub struct VecMeta {
     pub expires_at: Option<i64>,
 }
 
+impl VecMeta {
+    /// A conversation turn in the turns' own index: owned by its speaker (`""` when none was
+    /// identified), visible to every requester (turn search filters by speaker, as its full-text
+    /// search does), never expiring. The type is unused: turn searches filter on no type.
+    pub fn turn(speaker: Option<&str>, created_at: i64) -> VecMeta {
+        VecMeta {
+            owner: speaker.unwrap_or("").to_owned(),
+            visibility: Visibility::Family,
+            memory_type: MemoryType::Event,
+            created_at,
+            expires_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     owner: u32,
@@ -163,6 +178,17 @@ impl VectorIndex {
         self.scales.pop();
         self.data.truncate(last * self.dims);
         self.quant.truncate(last * self.dims);
+    }
+
+    /// Cosine similarity of `query` and the stored vector of `id` (`None` when `id` has none or
+    /// the query has another length or no direction).
+    pub fn similarity(&self, id: i64, query: &[f32]) -> Option<f32> {
+        let i = *self.pos.get(&id)?;
+        let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if query.len() != self.dims || !norm.is_finite() || norm == 0.0 {
+            return None;
+        }
+        Some(dot(&self.data[i * self.dims..(i + 1) * self.dims], query) / norm)
     }
 
     /// The `k` most similar memories passing `filter`, best first, as (id, cosine).

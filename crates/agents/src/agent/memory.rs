@@ -1,11 +1,22 @@
 //! The memory agent: "remember …" stores a memory in barnabee-memory; recall questions
-//! search it and answer from the results (a plain summary of the best hits).
+//! search it and answer from the results (a plain summary of the best hits). When no memory
+//! answers, or the question is about a past conversation ("what did I ask you about the weather?"),
+//! the speaker's earlier turns are searched too, by words and meaning, and the best one is read
+//! back with its day ("Yesterday you said: is it going to rain tomorrow").
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, FixedOffset, TimeZone};
 use serde_json::{Value, json};
 
+use crate::clock::Clock;
 use crate::route::memory as parse;
+
+/// A memory or turn found by meaning alone answers only from this cosine similarity on: the
+/// nearest of unrelated sentences is still the nearest. Measured with all-MiniLM-L6-v2 on the
+/// recall set (crates/cli/tests/recall.rs prints both sides): see README "Recall by meaning".
+const SIMILARITY: f64 = 0.3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -25,6 +36,7 @@ pub struct MemoryAgent {
     http: reqwest::Client,
     base: String,
     default_speaker: String,
+    clock: Arc<dyn Clock>,
     /// Whether the last turn could not be stored (warn on changes only, not every turn).
     store_failing: std::sync::atomic::AtomicBool,
 }
@@ -50,12 +62,14 @@ impl MemoryAgent {
         base: &str,
         timeout: Duration,
         default_speaker: &str,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, reqwest::Error> {
         let http = barnabee_service::http_client::build(|b| b.timeout(timeout).no_proxy())?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             default_speaker: default_speaker.to_owned(),
+            clock,
             store_failing: Default::default(),
         })
     }
@@ -192,6 +206,7 @@ impl MemoryAgent {
     ) -> Result<Reply, MemoryError> {
         let query = parse::recall_query(normalized);
         let requester = speaker.unwrap_or(&self.default_speaker);
+        let about_conversation = parse::asks_about_conversation(normalized);
         let found = self
             .post(
                 "/v1/search",
@@ -204,7 +219,9 @@ impl MemoryAgent {
         let hits = found["results"].as_array().cloned().unwrap_or_default();
         let mut used = Vec::new();
         let mut summaries = Vec::new();
-        for h in &hits {
+        // The nearest memories always come back; only those sharing a word or close in
+        // meaning answer ("I don't remember" beats reading back an unrelated fact).
+        for h in hits.iter().filter(|h| relevant(h)) {
             if let (Some(id), Some(s)) =
                 (h["memory"]["id"].as_i64(), h["memory"]["summary"].as_str())
             {
@@ -212,15 +229,152 @@ impl MemoryAgent {
                 summaries.push(s.trim_end_matches('.').to_owned());
             }
         }
-        let text = match summaries.as_slice() {
-            [] => format!("I don't remember anything about {query}."),
-            [one] => format!("You told me: {one}."),
-            [first, rest @ ..] => format!("You told me: {first}. Also: {}.", rest.join(". ")),
+        // Earlier turns: when no memory answers, or first when the question is about them.
+        let turn = if summaries.is_empty() || about_conversation {
+            match self.earlier_turn(&query, requester).await {
+                Ok(t) => t,
+                Err(e) => {
+                    log::warn!(event = "turn_search_failed"; "answering from memories only: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut notes = Vec::new();
+        let said = turn.map(|(text, at)| {
+            let when = when_said(at, &self.clock.now());
+            notes.push(format!("{when} the family member said: {text}"));
+            format!("{} you said: {text}.", capitalise(&when))
+        });
+        let remembered = match summaries.as_slice() {
+            [] => None,
+            [one] => Some(format!("You told me: {one}.")),
+            [first, rest @ ..] => Some(format!("You told me: {first}. Also: {}.", rest.join(". "))),
+        };
+        notes.extend(summaries);
+        let text = match (said, remembered, about_conversation) {
+            (None, None, _) => format!("I don't remember anything about {query}."),
+            (Some(s), None, _) | (None, Some(s), _) => s,
+            (Some(s), Some(r), true) => format!("{s} {r}"),
+            (Some(s), Some(r), false) => format!("{r} {s}"),
         };
         Ok(Reply {
             text,
             memories_used: used,
-            notes: summaries,
+            notes,
         })
+    }
+
+    /// The speaker's best matching earlier turn that was not itself about memory (a recall
+    /// question would find itself), as (what was said, when in Unix ms).
+    async fn earlier_turn(
+        &self,
+        query: &str,
+        speaker: &str,
+    ) -> Result<Option<(String, i64)>, MemoryError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/v1/turns/search", self.base),
+            [
+                ("query", query),
+                ("speaker", speaker),
+                ("mode", "hybrid"),
+                ("limit", "5"),
+            ],
+        )
+        .map_err(|e| MemoryError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        })?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| MemoryError::Unreachable {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(MemoryError::Status {
+                status,
+                what: "GET /v1/turns/search",
+                body,
+            });
+        }
+        let hits: Vec<Value> = resp.json().await.map_err(|e| MemoryError::Protocol {
+            what: "GET /v1/turns/search",
+            message: e.to_string(),
+        })?;
+        Ok(hits.iter().find_map(|h| {
+            let about_memory = h["route"].as_str() == Some("memory");
+            (relevant(h) && !about_memory).then(|| {
+                (
+                    h["utterance"]
+                        .as_str()
+                        .unwrap_or("")
+                        .trim_end_matches(['.', '?', '!'])
+                        .to_owned(),
+                    h["created_at"].as_i64().unwrap_or(0),
+                )
+            })
+        }))
+    }
+}
+
+/// A search hit (memory or turn) that answers the question: it shares a word with it, or its
+/// meaning is close enough ([`SIMILARITY`]).
+fn relevant(hit: &Value) -> bool {
+    hit["fts_rank"].is_u64() || hit["similarity"].as_f64().is_some_and(|s| s >= SIMILARITY)
+}
+
+/// When something was said, as the family would put it: "today", "yesterday", "on Monday"
+/// (within a week), else "on 3 March".
+pub fn when_said(at_ms: i64, now: &DateTime<FixedOffset>) -> String {
+    let Some(at) = now.offset().timestamp_millis_opt(at_ms).single() else {
+        return "earlier".into();
+    };
+    let days = (now.date_naive() - at.date_naive()).num_days();
+    match days {
+        ..0 | 0 => "today".into(),
+        1 => "yesterday".into(),
+        2..=6 => format!("on {}", at.format("%A")),
+        _ => format!("on {}", at.format("%-d %B")),
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_as_the_family_says_them() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T09:00:00+01:00").unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+        assert_eq!(when_said(at("2026-12-07T00:30:00+01:00"), &now), "today");
+        // 23:30 the evening before is yesterday in the house's zone, though under 10 hours ago.
+        assert_eq!(
+            when_said(at("2026-12-06T23:30:00+01:00"), &now),
+            "yesterday"
+        );
+        assert_eq!(
+            when_said(at("2026-12-03T12:00:00+01:00"), &now),
+            "on Thursday"
+        );
+        assert_eq!(
+            when_said(at("2026-11-02T12:00:00+01:00"), &now),
+            "on 2 November"
+        );
+        assert_eq!(capitalise("on Thursday"), "On Thursday");
     }
 }

@@ -93,6 +93,22 @@ pub fn recall_query(normalized: &str) -> String {
     }
 }
 
+/// Whether a recall question is about an earlier conversation rather than a stored fact:
+/// "what did I ask you about dinner", "what were we talking about", "what did we discuss".
+pub fn asks_about_conversation(normalized: &str) -> bool {
+    const PHRASES: [&str; 8] = [
+        "did i ask",
+        "did we talk",
+        "did we discuss",
+        "did we speak",
+        "were we talking",
+        "were we discussing",
+        "did i say to you",
+        "was i asking",
+    ];
+    PHRASES.iter().any(|p| normalized.contains(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +123,18 @@ mod tests {
             memory_content("please don't forget to buy milk"),
             "Buy milk"
         );
+    }
+
+    #[test]
+    fn conversation_questions_are_told_apart_from_facts() {
+        assert!(asks_about_conversation("what did i ask you about dinner"));
+        assert!(asks_about_conversation(
+            "what were we talking about yesterday"
+        ));
+        assert!(!asks_about_conversation(
+            "what did i tell you about the wifi password"
+        ));
+        assert!(!asks_about_conversation("what is leo allergic to"));
     }
 
     #[test]

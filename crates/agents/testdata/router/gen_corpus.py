@@ -140,6 +140,9 @@ action\tturn on the kettle
 memory\twhat is Leo allergic to?
 memory\tis Leo allergic to anything
 memory\twhat does Ana like for breakfast
+memory\twhat did I ask you about dinner?
+memory\twhat were we talking about yesterday
+memory\twhat did we talk about this morning
 """.strip().splitlines():
     r, t = line.split("\t"); add(r, t)
 

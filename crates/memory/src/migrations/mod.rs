@@ -8,8 +8,9 @@
 //! existing data raises it, and older binaries then refuse to start instead of corrupting data.
 
 mod m0001_initial;
+mod m0002_turn_embeddings;
 #[cfg(feature = "test-schema-next")]
-mod m0002_test_next;
+mod m0003_test_next;
 
 /// One schema step.
 #[derive(Debug, Clone, Copy)]
@@ -30,9 +31,13 @@ pub fn all() -> &'static [Migration] {
 }
 
 #[cfg(not(feature = "test-schema-next"))]
-const ALL: &[Migration] = &[m0001_initial::MIGRATION];
+const ALL: &[Migration] = &[m0001_initial::MIGRATION, m0002_turn_embeddings::MIGRATION];
 #[cfg(feature = "test-schema-next")]
-const ALL: &[Migration] = &[m0001_initial::MIGRATION, m0002_test_next::MIGRATION];
+const ALL: &[Migration] = &[
+    m0001_initial::MIGRATION,
+    m0002_turn_embeddings::MIGRATION,
+    m0003_test_next::MIGRATION,
+];
 
 /// The schema version this build writes.
 pub fn code_version() -> u32 {

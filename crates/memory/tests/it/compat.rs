@@ -193,9 +193,9 @@ fn replication_section_is_checked() {
     assert!(err.contains("/nonexistent/s3-secret"), "{err}");
 }
 
-/// Build B (this binary, built with `--features test-schema-next`, schema 2) on a database
-/// written by build A (schema 1, the first migration only): migrates, snapshot first, data
-/// kept; then build A's code (schema 1) still opens it (the step is additive).
+/// Build B (this binary, built with `--features test-schema-next`, schema N+1) on a database
+/// written by build A (schema N, every migration but the test-only last one): migrates,
+/// snapshot first, data kept; then build A's code still opens it (the step is additive).
 /// Run: `cargo nextest run -p barnabee-memory --features test-schema-next`.
 #[cfg(feature = "test-schema-next")]
 #[tokio::test]
@@ -204,7 +204,10 @@ async fn build_b_migrates_build_a_database_with_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("memory.db");
     let opts = schema::OpenOptions::for_db(&db);
-    let (conn, _) = schema::open(&db, &migrations::all()[..1], &opts).unwrap();
+    let all = migrations::all();
+    let build_a = &all[..all.len() - 1];
+    let (a, b) = (build_a.len(), all.len());
+    let (conn, _) = schema::open(&db, build_a, &opts).unwrap();
     conn.execute(
         "INSERT INTO memories (summary, memory_type, owner, visibility, created_at, updated_at) VALUES ('written by build A', 'fact', 'a', 'family', 1, 1)",
         [],
@@ -231,10 +234,13 @@ async fn build_b_migrates_build_a_database_with_snapshot() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(
-        snaps.len() == 1 && snaps[0].starts_with("memory-v1-to-v2-"),
+        snaps.len() == 1 && snaps[0].starts_with(&format!("memory-v{a}-to-v{b}-")),
         "{snaps:?}"
     );
-    assert_eq!(schema::peek(&db).unwrap().unwrap().schema_version, 2);
-    let (_, opened) = schema::open(&db, &migrations::all()[..1], &opts).unwrap();
-    assert_eq!((opened.to, opened.min_reader), (2, 1));
+    assert_eq!(
+        schema::peek(&db).unwrap().unwrap().schema_version as usize,
+        b
+    );
+    let (_, opened) = schema::open(&db, build_a, &opts).unwrap();
+    assert_eq!((opened.to as usize, opened.min_reader), (b, 1));
 }

@@ -1,11 +1,11 @@
-//! Schema 2, TEST ONLY (cargo feature `test-schema-next`): an additive step so upgrade and
+//! Schema 3, TEST ONLY (cargo feature `test-schema-next`): an additive step so upgrade and
 //! rollback tests (and the VM harness) have a "build B" with schema N+1. It keeps
 //! `min_reader = 1`, so a schema-1 binary still works on the migrated database.
 
 use super::Migration;
 
 pub const MIGRATION: Migration = Migration {
-    version: 2,
+    version: 3,
     min_reader: 1,
     name: "test_next_additive",
     sql: r#"
