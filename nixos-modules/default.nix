@@ -8,6 +8,7 @@
     ./voice.nix
     ./inference.nix
     ./watchdog.nix
+    ./console.nix
     # barnabee.monitoring's options; with their defaults it configures nothing (the appliance
     # profile turns node_exporter on, the beelink role Prometheus and Alertmanager).
     ./monitoring.nix

@@ -15,7 +15,7 @@
 }: let
   blib = import ./lib.nix {inherit lib;};
   inherit (lib) mkOption types;
-  daemons = ["memory" "agents" "voice" "inference"];
+  daemons = ["memory" "agents" "voice" "inference" "console"];
   enabled = lib.filter (r: config.services.barnabee.${r}.enable or false) daemons;
   agents = config.services.barnabee.agents;
   wcfg = config.services.barnabee.watchdog;

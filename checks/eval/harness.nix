@@ -5,7 +5,7 @@
   # The stub runCommand cannot run the daemon: cases compare what was handed to the TOML
   # generator; the check-config wiring has its own case.
   noCheck = {
-    services.barnabee = lib.genAttrs ["memory" "agents" "voice" "inference" "watchdog"] (_: {checkConfig = lib.mkDefault false;});
+    services.barnabee = lib.genAttrs ["memory" "agents" "voice" "inference" "watchdog" "console"] (_: {checkConfig = lib.mkDefault false;});
   };
   evalWith = base: modules:
     (lib.evalModules {

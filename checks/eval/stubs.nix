@@ -167,6 +167,7 @@ in {
     barnabee-voice = pkg "barnabee-voice";
     barnabee-inference = pkg "barnabee-inference";
     barnabee-watchdog = pkg "barnabee-watchdog";
+    barnabee-console = pkg "barnabee-console";
   };
 
   nixos = {

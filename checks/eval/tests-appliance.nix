@@ -249,9 +249,9 @@ in [
     };
   }
   {
-    name = "beelink host: the watchdog supervises memory, agents and voice on loopback";
+    name = "beelink host: the watchdog supervises memory, agents, voice and the console on loopback";
     expr = map (u: u.name) (renderedOf beelink "watchdog").units;
-    expected = ["barnabee-memory.service" "barnabee-agents.service" "barnabee-voice.service"];
+    expected = ["barnabee-memory.service" "barnabee-agents.service" "barnabee-voice.service" "barnabee-console.service"];
   }
   {
     name = "hosts: the runbook's commands are on PATH (barnabee, barnabee-replicator, sqlite3; aplay/arecord on the beelink)";
@@ -278,6 +278,90 @@ in [
         ip saddr { 192.0.2.10, 192.0.2.11 } tcp dport 9100 accept comment "barnabee-node-exporter"
       '';
       nftables = true;
+    };
+  }
+  {
+    name = "beelink host: the operator console listens on the LAN, lets in only the private ranges (nftables), shows this host's daemons on loopback and the beast's inference, and Alertmanager's alerts";
+    expr = let
+      c = renderedOf beelink "console";
+    in {
+      inherit (c.service) listen;
+      inherit (c) auth;
+      daemons = map (d: "${d.role} ${d.host} ${d.url}") c.daemon;
+      alertmanager = c.pages.alertmanager_url or null;
+      rule = lib.any (lib.hasInfix "tcp dport 7706 accept comment \"barnabee-console\"") (lib.splitString "\n" beelink.networking.firewall.extraInputRules);
+      open = beelink.networking.firewall.allowedTCPPorts;
+      supervised = lib.elem "barnabee-console.service" (map (u: u.name) (renderedOf beelink "watchdog").units);
+    };
+    expected = {
+      listen = "0.0.0.0:7706";
+      auth = {
+        password_hash_file = "/var/lib/barnabee-console/password-hash";
+        generate_if_missing = true;
+      };
+      daemons = [
+        "memory ${beelink.networking.hostName} http://127.0.0.1:7701"
+        "agents ${beelink.networking.hostName} http://127.0.0.1:7702"
+        "voice ${beelink.networking.hostName} http://127.0.0.1:7703"
+        "watchdog ${beelink.networking.hostName} http://127.0.0.1:7705"
+        "inference beast http://beast.invalid:7704"
+      ];
+      alertmanager = "http://127.0.0.1:9093";
+      rule = true;
+      open = [];
+      supervised = true;
+    };
+  }
+  {
+    name = "console: a password hash file is a credential (no generated password); allowFrom needs nftables; [] opens nothing";
+    expr = let
+      withHash = eval [
+        {
+          networking.nftables.enable = true;
+          services.barnabee.console = {
+            enable = true;
+            passwordHashFile = "/run/secrets/console-password-hash";
+            address = "::";
+            allowFrom = ["192.168.1.0/24" "fd00::/8"];
+          };
+        }
+      ];
+      noNft = eval [{services.barnabee.console.enable = true;}];
+      closed = eval [
+        {
+          services.barnabee.console = {
+            enable = true;
+            allowFrom = [];
+          };
+        }
+      ];
+    in {
+      auth = (renderedOf withHash "console").auth;
+      listen = (renderedOf withHash "console").service.listen;
+      credential = (serviceOf withHash "console").serviceConfig.LoadCredential;
+      rules = withHash.networking.firewall.extraInputRules;
+      noNft = lib.any (lib.hasInfix "console.allowFrom needs the nftables firewall") (failed noNft);
+      closed = {
+        failed = failed closed;
+        rules = closed.networking.firewall.extraInputRules;
+      };
+    };
+    expected = {
+      auth = {
+        password_hash_file = "password-hash";
+        generate_if_missing = false;
+      };
+      listen = "[::]:7706";
+      credential = ["password-hash:/run/secrets/console-password-hash"];
+      rules = ''
+        ip saddr { 192.168.1.0/24 } tcp dport 7706 accept comment "barnabee-console"
+        ip6 saddr { fd00::/8 } tcp dport 7706 accept comment "barnabee-console"
+      '';
+      noNft = true;
+      closed = {
+        failed = [];
+        rules = "";
+      };
     };
   }
   {
@@ -405,10 +489,10 @@ in [
       inherit (gate) requiredBy wantedBy after;
     };
     expected = {
-      triggers = lib.concatMap (r: [beelink.services.barnabee.${r}.package beelink.services.barnabee.${r}.configFile]) ["memory" "agents" "voice"];
+      triggers = lib.concatMap (r: [beelink.services.barnabee.${r}.package beelink.services.barnabee.${r}.configFile]) ["memory" "agents" "voice" "console"];
       requiredBy = ["boot-complete.target"];
       wantedBy = ["multi-user.target"];
-      after = ["barnabee-memory.service" "barnabee-agents.service" "barnabee-voice.service"];
+      after = ["barnabee-memory.service" "barnabee-agents.service" "barnabee-voice.service" "barnabee-console.service"];
     };
   }
   {

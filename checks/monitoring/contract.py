@@ -113,10 +113,10 @@ def exported_sample_names(families):
 
 
 def free_offset():
-    """A port offset N such that 7701+N..7705+N are free (and 10300+N for Wyoming)."""
+    """A port offset N such that 7701+N..7706+N are free (and 10300+N, 10800+N for Wyoming)."""
     for n in range(200, 2000, 17):
         ok = True
-        for port in [7700 + n + i for i in range(1, 6)] + [10300 + n]:
+        for port in [7700 + n + i for i in range(1, 7)] + [10300 + n, 10800 + n]:
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", port))

@@ -85,6 +85,15 @@ in {
       agents.enable = true;
       voice.enable = true;
       watchdog.enable = true;
+      # The operator console on the LAN (port 7706, private ranges only; nixos-modules/console.nix).
+      console.enable = lib.mkDefault true;
+      console.remoteDaemons = lib.mkIf (cfg.inferenceHost != null) (lib.mkDefault [
+        {
+          role = "inference";
+          host = "beast";
+          url = "http://${cfg.inferenceHost}:7704";
+        }
+      ]);
       agents.settings.replication = lib.mkIf derive (replicaOf "agents");
       watchdog.settings.replication = lib.mkIf derive (replicaOf "watchdog");
       agents.replication.secretAccessKeyFile = lib.mkIf derive (lib.mkDefault memory.replication.secretAccessKeyFile);

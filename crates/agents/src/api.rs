@@ -1,5 +1,5 @@
 //! `POST /v1/process`, `GET /v1/audit` (guarded actions), `GET /v1/cost/report`,
-//! `POST /v1/cost/mode`. Bad input is a 400 naming the field; never a 500 for bad input.
+//! `GET/POST /v1/cost/mode`. Bad input is a 400 naming the field; never a 500 for bad input.
 
 use std::sync::Arc;
 
@@ -62,7 +62,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/process", post(process))
         .route("/v1/audit", axum::routing::get(audit))
         .route("/v1/cost/report", axum::routing::get(cost_report))
-        .route("/v1/cost/mode", post(cost_mode))
+        .route("/v1/cost/mode", post(cost_mode).get(cost_state))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -219,6 +219,18 @@ async fn cost_mode(State(s): State<ApiState>, body: Bytes) -> Result<Response, A
     .map_err(|e| ApiError::internal(format!("cost mode: {e}")))?
     .map_err(|e| ApiError::internal(format!("cost mode: {e}")))?;
     s.app.interaction.budget_state();
+    Ok(axum::Json(json!({"local_only": spend.0, "budget": spend.1})).into_response())
+}
+
+/// `GET /v1/cost/mode`: the switches and today's and this month's spend against the budget
+/// (what the operator console shows), the same shape `POST` answers with.
+async fn cost_state(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let gov = s.app.interaction.governor.clone();
+    let spend =
+        tokio::task::spawn_blocking(move || gov.spend().map(|spend| (gov.is_local_only(), spend)))
+            .await
+            .map_err(|e| ApiError::internal(format!("cost state: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cost state: {e}")))?;
     Ok(axum::Json(json!({"local_only": spend.0, "budget": spend.1})).into_response())
 }
 

@@ -2,7 +2,7 @@
 //! embedded development config `barnabee up` starts them with.
 //!
 //! Ports are the appliance's defaults (the NixOS modules use the same): memory 7701,
-//! agents 7702, voice 7703, inference 7704, watchdog 7705.
+//! agents 7702, voice 7703, inference 7704, watchdog 7705, console 7706.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -97,6 +97,11 @@ pub const DAEMONS: &[Daemon] = &[
         role: "watchdog",
         port: 7705,
         dev_config: include_str!("up/watchdog.toml"),
+    },
+    Daemon {
+        role: "console",
+        port: 7706,
+        dev_config: include_str!("up/console.toml"),
     },
 ];
 

@@ -317,6 +317,12 @@ async fn supervise_all(
     );
     for (plan, _, _) in &running {
         println!("[up]   {:<9} {}", plan.role, plan.url());
+        if plan.role == "console" {
+            println!(
+                "[up]             log in with the password in {}",
+                plan.state_dir.join("initial-password").display()
+            );
+        }
     }
     println!("[up] `barnabee status` shows their health; Ctrl-C stops them all.");
 

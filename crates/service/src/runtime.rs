@@ -218,9 +218,13 @@ impl Runtime {
         let app = http::router(routes, self.health.clone(), self.metrics.clone());
         let stop = self.shutdown.clone();
         let mut server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.wait().await })
-                .await
+            // With the peer's address, for handlers that need it (the console's login limit).
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await
         });
 
         let serving = format!("serving on http://{addr}");

@@ -50,7 +50,7 @@ pub fn free_port_offset() -> u16 {
     (0..200u16)
         .map(|i| 1000 + (seed.wrapping_add(i * 53) % 40000))
         .find(|off| {
-            [7701u16, 7702, 7703, 7704, 7705, 10300, 10800, HA_PORT]
+            [7701u16, 7702, 7703, 7704, 7705, 7706, 10300, 10800, HA_PORT]
                 .iter()
                 .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + off)).is_ok())
         })

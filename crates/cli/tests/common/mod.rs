@@ -87,3 +87,4 @@ pub fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 pub mod demo_home;
+pub mod webdriver;
