@@ -1,12 +1,16 @@
 //! The operator console (issue #19) in a real browser: `barnabee up --only
-//! memory,agents,watchdog,console` and a headless Debian Chromium over WebDriver.
+//! memory,agents,voice,inference,watchdog,console` (the real models from the set-up cache) and a
+//! headless Debian Chromium over WebDriver, its fake microphone playing an espeak-ng recording.
 //!
 //! Logged out, every page goes to the login page and every change is refused; a wrong password
 //! says so; logged in, the overview shows each daemon's health and a daemon that stops
 //! answering shows as down within the refresh interval; a memory written through memory's API
 //! is found on the Memories page and deleted from it; the "local only" switch on the Cost page
-//! reaches the agents daemon; the Backups page shows memory's replica; a stale CSRF token and an
-//! oversize form get a clear page. Screenshots of each page go to
+//! reaches the agents daemon; the Backups page shows memory's replica; a request spoken through
+//! the voice daemon appears on the Voice page with its stage times; a family member is enrolled
+//! from the browser's microphone on the Family page (the profile lands in memory), samples are
+//! added, the profile deleted; a stale CSRF token, an oversize form and an oversize recording get
+//! a clear message. Screenshots of each page go to
 //! `target/tmp/console-screenshots/`; the first load of the overview (server time), its weight
 //! and the console's peak RSS are printed.
 
@@ -20,6 +24,16 @@ use std::time::{Duration, Instant};
 use common::demo_home::*;
 use common::webdriver::{Browser, have_browser};
 use serde_json::json;
+
+fn espeak(path: &std::path::Path, text: &str) {
+    let st = std::process::Command::new("espeak-ng")
+        .args(["-s", "150", "-w"])
+        .arg(path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (dev/setup installs it)");
+    assert!(st.success());
+}
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
@@ -117,8 +131,14 @@ fn console_in_a_real_browser() {
     let console = format!("http://127.0.0.1:{}", 7706 + offset);
     let memory = format!("http://127.0.0.1:{}", 7701 + offset);
     let agents = format!("http://127.0.0.1:{}", 7702 + offset);
-    let mut up = Up::start_with(data.path(), offset, "memory,agents,watchdog,console", false);
-    up.wait_for("the local appliance is up", Duration::from_secs(120));
+    let voice = format!("http://127.0.0.1:{}", 7703 + offset);
+    let mut up = Up::start_with(
+        data.path(),
+        offset,
+        "memory,agents,inference,voice,watchdog,console",
+        false,
+    );
+    up.wait_for("the local appliance is up", Duration::from_secs(300));
     let password_file = data.path().join("state/console/initial-password");
     let password = std::fs::read_to_string(&password_file).unwrap();
     let password = password.trim();
@@ -149,7 +169,13 @@ fn console_in_a_real_browser() {
     let (code, _, _) = raw.get(&format!("{console}/"), Some("00ff"));
     assert_eq!(code, 303);
 
-    let b = Browser::start(None);
+    // The fake microphone's recording: a sentence of ordinary speech.
+    let mic = data.path().join("mic.wav");
+    espeak(
+        &mic,
+        "My name is Anna, and this is how I sound when I talk to Barnabee in the kitchen.",
+    );
+    let b = Browser::start(Some(&mic));
     b.go(&format!("{console}/cost"));
     assert!(b.url().contains("/login"), "{}", b.url());
     b.screenshot(&shots().join("login.png"));
@@ -241,6 +267,103 @@ fn console_in_a_real_browser() {
     assert!(t.contains("replica") && t.contains("file"), "{t}");
     b.screenshot(&shots().join("backups.png"));
 
+    // Voice: a request spoken through the voice daemon (no sound card here: its say endpoint)
+    // appears with its stage times.
+    let ask = data.path().join("ask.wav");
+    espeak(&ask, "hey jarvis, what time is it");
+    let said = raw.send(
+        raw.http
+            .post(format!("{voice}/v1/say"))
+            .header("content-type", "audio/wav")
+            .body(std::fs::read(&ask).unwrap()),
+    );
+    assert_eq!(said.0, 200, "{}", said.2);
+    b.go(&format!("{console}/voice"));
+    let t = b.wait_text("speech to text", Duration::from_secs(5));
+    assert!(t.to_lowercase().contains("what time"), "{t}");
+    let stt = b.script(
+        "return document.querySelector(\"tr[data-stage='stt_ms'] td:nth-child(2)\").innerText",
+        json!([]),
+    );
+    assert!(stt.as_str().unwrap().ends_with(" ms"), "{stt}");
+    assert_eq!(
+        b.script(
+            "return document.querySelectorAll('#latency-chart rect').length > 0",
+            json!([])
+        ),
+        true
+    );
+    b.screenshot(&shots().join("voice.png"));
+
+    // Family: enrol from the browser's (fake) microphone, add a sample, delete.
+    b.go(&format!("{console}/family"));
+    b.wait_text("No voice profiles yet", Duration::from_secs(5));
+    b.type_into("#rec-name", "anna");
+    b.type_into("#rec-seconds", "2");
+    for i in 1..=2 {
+        b.click("#rec-sample");
+        b.wait_text(&format!("Sample {i} recorded"), Duration::from_secs(20));
+        let status = b.script(
+            "return document.querySelector('#rec-status').innerText",
+            json!([]),
+        );
+        eprintln!(
+            "family page, the fake microphone: {}",
+            status.as_str().unwrap_or("")
+        );
+    }
+    b.click("#rec-save");
+    b.wait_text(
+        "Enrolled anna from 2 samples: 2 samples in the profile.",
+        Duration::from_secs(60),
+    );
+    let (code, p) = http.get(&format!("{memory}/v1/speakers/anna"), None);
+    assert_eq!(code, 200, "{p}");
+    assert_eq!(p["sample_count"], 2, "{p}");
+    b.wait_text("not heard recently", Duration::from_secs(10)); // reloaded: the table has anna
+    b.screenshot(&shots().join("family.png"));
+    b.type_into("#rec-name", "anna");
+    b.type_into("#rec-seconds", "2");
+    b.click("#rec-add");
+    b.click("#rec-sample");
+    b.wait_text("Sample 1 recorded", Duration::from_secs(20));
+    b.click("#rec-save");
+    b.wait_text(
+        "Added to anna from 1 sample: 3 samples in the profile.",
+        Duration::from_secs(60),
+    );
+    let (_, p2) = http.get(&format!("{memory}/v1/speakers/anna"), None);
+    assert_eq!(p2["sample_count"], 3, "{p2}");
+    assert_ne!(
+        p2["centroid"], p["centroid"],
+        "the added sample moved the profile"
+    );
+    // An oversize recording: a message, not a broken page.
+    let csrf = b
+        .script(
+            "return document.querySelector('#rec-csrf').value",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = b.cookie("barnabee_console").expect("session cookie");
+    let big = raw.send(
+        raw.http
+            .post(format!("{console}/family/enroll"))
+            .header("cookie", format!("barnabee_console={cookie}"))
+            .header("x-csrf-token", &csrf)
+            .header("content-type", "application/json")
+            .body(vec![b' '; 9 * 1024 * 1024]),
+    );
+    assert_eq!(big.0, 413, "{}", big.2);
+    assert!(big.2.contains("too large"), "{}", big.2);
+    b.wait_text("not heard recently", Duration::from_secs(10));
+    b.click("tr[data-speaker='anna'] button");
+    b.wait_text("anna's voice profile deleted.", Duration::from_secs(5));
+    let (code, _) = http.get(&format!("{memory}/v1/speakers/anna"), None);
+    assert_eq!(code, 404, "the profile is gone from memory");
+
     // A stale CSRF token: a clear page, nothing changed.
     b.go(&format!("{console}/cost"));
     b.wait_text("Local only is off", Duration::from_secs(5));
@@ -255,7 +378,6 @@ fn console_in_a_real_browser() {
     b.screenshot(&shots().join("stale-csrf.png"));
 
     // Server time, weight, memory: the overview as a logged-in browser loads it.
-    let cookie = b.cookie("barnabee_console").expect("session cookie");
     let mut ms = Vec::new();
     let mut bytes = 0;
     for _ in 0..20 {
@@ -277,7 +399,7 @@ fn console_in_a_real_browser() {
     assert!(body.contains("too large"), "{body}");
     let console_pid = pid_of("console", data.path());
     eprintln!(
-        "console overview (5 daemons configured, 3 running): first load {:.1} ms, p50 {:.1} ms, max {:.1} ms over 20 loads; page weight {bytes} bytes (no other resources); console RSS {:.1} MB, peak {:.1} MB",
+        "console overview (5 daemons configured and running): first load {:.1} ms, p50 {:.1} ms, max {:.1} ms over 20 loads; page weight {bytes} bytes (no other resources); console RSS {:.1} MB, peak {:.1} MB",
         first,
         ms[ms.len() / 2],
         ms[ms.len() - 1],

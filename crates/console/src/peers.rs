@@ -70,8 +70,8 @@ impl Peers {
         Self::read(self.http.post(url).json(body).send().await, url, false).await
     }
 
-    pub async fn post_slow(&self, url: &str) -> Result<Value, String> {
-        Self::read(self.slow.post(url).send().await, url, false).await
+    pub async fn post_slow(&self, url: &str, body: &Value) -> Result<Value, String> {
+        Self::read(self.slow.post(url).json(body).send().await, url, false).await
     }
 
     pub async fn delete(&self, url: &str) -> Result<Value, String> {

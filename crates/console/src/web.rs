@@ -54,6 +54,17 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::pages::overview::show))
+        .route("/voice", get(crate::pages::voice::show))
+        .route("/family", get(crate::pages::family::show))
+        .route(
+            "/family/enroll",
+            // Recordings are bigger than forms: read up to twice the limit so the page can say
+            // by how much a too-large one missed.
+            post(crate::pages::family::enroll).layer(DefaultBodyLimit::max(
+                2 * crate::pages::family::MAX_ENROLL_BYTES,
+            )),
+        )
+        .route("/family/delete", post(crate::pages::family::delete))
         .route("/memories", get(crate::pages::memories::show))
         .route("/memories/delete", post(crate::pages::memories::delete))
         .route("/cost", get(crate::pages::cost::show))

@@ -183,7 +183,8 @@ pub fn enroll_router(cfg: SpeakerConfig) -> Router {
 
 /// Enrol `name` from WAV files (what `barnabee voice enroll NAME WAV...` sends).
 ///
-/// Body: `{"utterances": [{"file": "a.wav", "wav_base64": "<standard base64>"}, ...]}`.
+/// Body: `{"utterances": [{"file": "a.wav", "wav_base64": "<standard base64>"}, ...], "add"?:
+/// bool}`; `add` adds the utterances to the existing profile instead of replacing it.
 /// JSON with base64 rather than multipart because: the files are small (an enrolment phrase
 /// is a few seconds, 32 KB/s at 16 kHz mono), so the encoding's third more does not matter;
 /// it needs no extra axum/reqwest features (multer) in the voice daemon or the CLI; and the
@@ -234,7 +235,9 @@ async fn enroll_speaker(
             );
         }
     }
-    let n = match crate::speaker::enroll(&cfg.inference_url, &cfg.memory_url, &name, &pcm).await {
+    let n = match crate::speaker::enroll(&cfg.inference_url, &cfg.memory_url, &name, &pcm, req.add)
+        .await
+    {
         Ok(n) => n,
         Err(e) => {
             log::warn!(speaker = name.as_str(); "enrolment failed: {e}");

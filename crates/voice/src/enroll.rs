@@ -22,6 +22,10 @@ pub const MAX_SECONDS: f64 = 30.0;
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub utterances: Vec<Utterance>,
+    /// Add these utterances to the existing profile (its centroid weighted by its sample count)
+    /// instead of replacing it; with no profile yet it is a first enrolment.
+    #[serde(default)]
+    pub add: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,6 +258,7 @@ mod tests {
                     wav_base64: b.clone(),
                 })
                 .collect(),
+            add: false,
         }
     }
 

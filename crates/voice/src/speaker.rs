@@ -228,6 +228,23 @@ pub async fn embed(
 }
 
 /// The centroid of several embeddings: the mean of the L2-normalised vectors, re-normalised.
+/// The centroid of an old profile of `old_n` samples and `new_n` new ones: the normalised sum
+/// of both centroids weighted by their sample counts (what [`centroid`] of all the samples
+/// would give if every sample's direction were the profile's; the stored profile keeps no
+/// samples, so this is as close as adding can get).
+pub fn merge(old: &[f32], old_n: i64, new: &[f32], new_n: usize) -> Option<Vec<f32>> {
+    if old.len() != new.len() || old.is_empty() {
+        return None;
+    }
+    let sum: Vec<f64> = old
+        .iter()
+        .zip(new)
+        .map(|(a, b)| *a as f64 * old_n as f64 + *b as f64 * new_n as f64)
+        .collect();
+    let n = sum.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    Some(sum.iter().map(|x| (x / n) as f32).collect())
+}
+
 pub fn centroid(embeddings: &[Vec<f32>]) -> Option<Vec<f32>> {
     let dim = embeddings.first()?.len();
     if dim == 0 || embeddings.iter().any(|e| e.len() != dim) {
@@ -257,6 +274,7 @@ pub async fn enroll(
     memory_url: &str,
     name: &str,
     utterances: &[Vec<i16>],
+    add: bool,
 ) -> Result<usize, String> {
     if utterances.is_empty() {
         return Err("enrolment needs at least one utterance".into());
@@ -274,11 +292,43 @@ pub async fn enroll(
         model = m;
         embs.push(e);
     }
-    let c = centroid(&embs).ok_or("the embeddings have different dimensions")?;
+    let mut c = centroid(&embs).ok_or("the embeddings have different dimensions")?;
     let url = format!("{}/v1/speakers/{name}", memory_url.trim_end_matches('/'));
+    let mut samples = embs.len() as i64;
+    if add {
+        let r = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        match r.status().as_u16() {
+            404 => {} // nothing to add to: a first enrolment
+            200 => {
+                let old: serde_json::Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+                let old_model = old["embedding_model_hash"].as_str().unwrap_or("");
+                if old_model != model {
+                    return Err(format!(
+                        "{name}'s profile was made with the speaker model {old_model:?}, this one is {model:?}: re-enrol instead of adding samples"
+                    ));
+                }
+                let old_c: Vec<f32> = serde_json::from_value(old["centroid"].clone())
+                    .map_err(|e| format!("{url}: centroid: {e}"))?;
+                let old_n = old["sample_count"].as_i64().unwrap_or(0).max(0);
+                c = merge(&old_c, old_n, &c, embs.len())
+                    .ok_or("the stored profile has other dimensions than the new samples")?;
+                samples += old_n;
+            }
+            st => {
+                return Err(format!(
+                    "{url}: HTTP {st}: {}",
+                    r.text().await.unwrap_or_default()
+                ));
+            }
+        }
+    }
     let r = http
         .put(&url)
-        .json(&serde_json::json!({"embedding_model_hash": model, "centroid": c, "sample_count": embs.len()}))
+        .json(&serde_json::json!({"embedding_model_hash": model, "centroid": c, "sample_count": samples}))
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
@@ -349,6 +399,15 @@ mod tests {
             identify(&[1.0, 0.0], &[p("x", &[1.0])], 0.1, 0.0).speaker,
             GUEST
         );
+    }
+
+    #[test]
+    fn adding_samples_weights_the_old_profile_by_its_count() {
+        // 3 old samples along x, 1 new along y: 3:1.
+        let m = merge(&[1.0, 0.0], 3, &[0.0, 1.0], 1).unwrap();
+        assert!((m[0] / m[1] - 3.0).abs() < 1e-5, "{m:?}");
+        assert!(((m[0] * m[0] + m[1] * m[1]) - 1.0).abs() < 1e-5);
+        assert!(merge(&[1.0], 1, &[1.0, 0.0], 1).is_none());
     }
 
     #[test]

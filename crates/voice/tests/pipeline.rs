@@ -332,6 +332,7 @@ async fn speaker_id_wiring_inference_embedding_memory_centroids_stand_in_model_i
         &format!("http://{}", mem.addr),
         "alice",
         &[alice(command), alice(command)],
+        false,
     )
     .await
     .unwrap();
@@ -341,6 +342,7 @@ async fn speaker_id_wiring_inference_embedding_memory_centroids_stand_in_model_i
         &format!("http://127.0.0.1:{}", free_port()),
         "carol",
         &[alice(command)],
+        false,
     )
     .await
     .unwrap_err();

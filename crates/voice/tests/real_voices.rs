@@ -300,6 +300,7 @@ async fn speaker_id_real_ge2e_flite_voices_enrolled_identified_unenrolled_is_gue
             &memory_url,
             v,
             &[flite(v, TEXTS[0]), flite(v, TEXTS[1])],
+            false,
         )
         .await
         .unwrap();

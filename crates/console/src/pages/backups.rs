@@ -66,7 +66,7 @@ pub async fn verify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     let url = format!("{}/v1/backup/verify", mem.url);
     let peers = s.peers.clone();
     tokio::spawn(async move {
-        match peers.post_slow(&url).await {
+        match peers.post_slow(&url, &serde_json::json!({})).await {
             Ok(v) => {
                 log::info!(event = "console_backup_verify"; "verification from the console: {v}")
             }

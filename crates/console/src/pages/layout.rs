@@ -1,5 +1,5 @@
-//! The page frame (navigation, style, the logout form) and HTML escaping. Server-rendered HTML
-//! with no script: every page works with any browser, offline, and weighs a few kilobytes.
+//! The page frame (navigation, style, the logout form) and HTML escaping. Server-rendered HTML;
+//! the only script is the Family page's recorder. Every page works offline and weighs a few KB.
 
 /// Escape text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -57,8 +57,10 @@ pub struct Frame<'a> {
     pub refresh: Option<u32>,
 }
 
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 6] = [
     ("/", "Overview"),
+    ("/voice", "Voice"),
+    ("/family", "Family"),
     ("/memories", "Memories"),
     ("/cost", "Cost"),
     ("/backups", "Backups"),

@@ -2,9 +2,11 @@
 
 pub mod backups;
 pub mod cost;
+pub mod family;
 pub mod layout;
 pub mod memories;
 pub mod overview;
+pub mod voice;
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM` UTC (the console has no zone of its own to assume).
 pub fn utc(ms: i64) -> String {
