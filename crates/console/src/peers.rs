@@ -78,6 +78,21 @@ impl Peers {
         Self::read(self.http.delete(url).send().await, url, false).await
     }
 
+    /// A daemon's `/metrics` (Prometheus text).
+    pub async fn metrics(&self, base: &str) -> Result<String, String> {
+        let url = format!("{base}/metrics");
+        let r =
+            self.http.get(&url).send().await.map_err(|e| {
+                format!("{url}: unreachable: {}", barnabee_service::error_chain(&e))
+            })?;
+        if !r.status().is_success() {
+            return Err(format!("{url}: HTTP {}", r.status().as_u16()));
+        }
+        r.text()
+            .await
+            .map_err(|e| format!("{url}: the answer broke off: {e}"))
+    }
+
     /// `/health` (a 503 with a report is an answer: the daemon is up but unhealthy).
     pub async fn health(&self, base: &str) -> HealthReading {
         let url = format!("{base}/health");

@@ -54,6 +54,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::pages::overview::show))
+        .route("/incidents/ack", post(crate::pages::overview::acknowledge))
         .route("/voice", get(crate::pages::voice::show))
         .route("/family", get(crate::pages::family::show))
         .route(

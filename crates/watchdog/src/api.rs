@@ -1,6 +1,7 @@
 //! The watchdog's own HTTP API (next to `/health` and `/metrics`):
 //! `GET /v1/incidents?since_ms=<epoch ms>&limit=<n>` → `{"incidents": [Record, ...]}`,
 //! newest first; what `barnabee incident collect` puts into the bundle.
+//! `POST /v1/incidents/{id}/ack {"by": "..."}` → the record, acknowledged (404 unknown id).
 //! `GET /v1/units` → `{"units": [UnitReport, ...]}`: the latest state of each supervised unit.
 //! `/v1/notify...`: the notifier ([`crate::notify::api`]).
 
@@ -48,6 +49,7 @@ pub fn routes(
 ) -> Router {
     Router::new()
         .route("/v1/incidents", get(list))
+        .route("/v1/incidents/{id}/ack", axum::routing::post(acknowledge))
         .with_state(log)
         .merge(
             Router::new()
@@ -65,6 +67,55 @@ async fn units(State(view): State<UnitsView>) -> Json<UnitList> {
         .cloned()
         .collect();
     Json(UnitList { units })
+}
+
+async fn acknowledge(
+    State(log): State<Arc<IncidentLog>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let bad = |field: &str, msg: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": format!("{field}: {msg}"), "field": field})),
+        )
+            .into_response()
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return bad("id", format!("{id:?} is not an incident id"));
+    };
+    let by = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => match v["by"].as_str().map(str::trim) {
+            Some(b) if !b.is_empty() && b.len() <= 100 => b.to_owned(),
+            _ => return bad("by", "who acknowledges: a name of 1 to 100 bytes".into()),
+        },
+        Err(e) => return bad("body", format!("expected {{\"by\": NAME}}: {e}")),
+    };
+    match log.acknowledge(id, &by) {
+        Ok(true) => {
+            log::info!(event = "incident_acknowledged", incident = id; "incident {id} acknowledged by {by}");
+            match log.list(0, 1000) {
+                Ok(all) => match all.into_iter().find(|r| r.id == id) {
+                    Some(r) => Json(r).into_response(),
+                    None => StatusCode::NO_CONTENT.into_response(),
+                },
+                Err(_) => StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no incident {id}"), "field": "id"})),
+        )
+            .into_response(),
+        Err(err) => {
+            log::error!("POST /v1/incidents/{id}/ack: {err}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "incident log unavailable",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn list(State(log): State<Arc<IncidentLog>>, Query(q): Query<IncidentQuery>) -> Response {

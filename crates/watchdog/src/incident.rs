@@ -106,6 +106,11 @@ pub struct Record {
     pub ts_ms: i64,
     #[serde(flatten)]
     pub incident: Incident,
+    /// When an operator acknowledged it (the console's Overview), milliseconds since the epoch.
+    #[serde(default)]
+    pub acknowledged_at_ms: Option<i64>,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +148,13 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_ts ON incidents (ts_ms);
 ";
 
+/// Columns added after the first release, added in place to a log written before (nullable, so
+/// an older watchdog after a rollback keeps inserting and listing).
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("acknowledged_at_ms", "INTEGER"),
+    ("acknowledged_by", "TEXT"),
+];
+
 /// The incident log's file in the state directory (what `[replication]` replicates).
 pub fn log_path(state_dir: &Path) -> PathBuf {
     state_dir.join("incidents.db")
@@ -166,6 +178,16 @@ impl IncidentLog {
         // WAL: the gate (a separate process) and the daemon may write at the same time.
         db.pragma_update(None, "journal_mode", "wal").map_err(err)?;
         db.execute_batch(SCHEMA).map_err(err)?;
+        let have: Vec<String> = db
+            .prepare("SELECT name FROM pragma_table_info('incidents')")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(err)?;
+        for (name, ty) in ADDED_COLUMNS {
+            if !have.iter().any(|h| h == name) {
+                db.execute_batch(&format!("ALTER TABLE incidents ADD COLUMN {name} {ty}"))
+                    .map_err(err)?;
+            }
+        }
         Ok(Self {
             path: path.clone(),
             db: Mutex::new(db),
@@ -208,7 +230,8 @@ impl IncidentLog {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = db
             .prepare_cached(
-                "SELECT id, ts_ms, severity, unit, reason, action, detail FROM incidents
+                "SELECT id, ts_ms, severity, unit, reason, action, detail, acknowledged_at_ms,
+                        acknowledged_by FROM incidents
                  WHERE ts_ms >= ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -226,10 +249,28 @@ impl IncidentLog {
                         action: row.get(5)?,
                         detail: row.get(6)?,
                     },
+                    acknowledged_at_ms: row.get(7)?,
+                    acknowledged_by: row.get(8)?,
                 })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Mark incident `id` acknowledged by `by` (the first acknowledgement is kept); `false`
+    /// when there is no such incident.
+    pub fn acknowledge(&self, id: i64, by: &str) -> Result<bool, IncidentLogError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        db.execute(
+            "UPDATE incidents SET acknowledged_at_ms = COALESCE(acknowledged_at_ms, ?2),
+                    acknowledged_by = COALESCE(acknowledged_by, ?3) WHERE id = ?1",
+            params![id, now_ms, by],
+        )
+        .map(|n| n == 1)
+        .map_err(|e| self.err(e))
     }
 
     /// Delete records older than `keep`; returns how many went.
@@ -346,6 +387,15 @@ mod tests {
         assert_eq!(rows[0].incident.severity, Severity::P1);
         assert_eq!(rows[1].incident.action, "restart");
         assert!(rows[0].ts_ms > 1_600_000_000_000);
+        assert_eq!(rows[0].acknowledged_at_ms, None);
+        // Acknowledged once: the first acknowledgement stays; an unknown id is not found.
+        assert!(log.acknowledge(rows[0].id, "console").unwrap());
+        assert!(log.acknowledge(rows[0].id, "someone else").unwrap());
+        assert!(!log.acknowledge(999, "console").unwrap());
+        let rows = log.list(0, 10).unwrap();
+        assert_eq!(rows[0].acknowledged_by.as_deref(), Some("console"));
+        assert!(rows[0].acknowledged_at_ms.unwrap() >= rows[0].ts_ms);
+        assert_eq!(rows[1].acknowledged_at_ms, None);
         assert_eq!(log.list(0, 1).unwrap().len(), 1);
         assert!(log.list(i64::MAX, 10).unwrap().is_empty());
         assert_eq!(log.prune(std::time::Duration::from_secs(3600)).unwrap(), 0);
@@ -354,12 +404,34 @@ mod tests {
         assert!(log.list(0, 10).unwrap().is_empty());
     }
 
+    /// A log written before acknowledgements existed gets the columns, keeping its records.
+    #[test]
+    fn an_older_log_gains_the_acknowledgement_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(log_path(dir.path())).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute(
+            "INSERT INTO incidents (ts_ms, severity, unit, reason, action, detail) VALUES (1, 'P2', 'u', 'r', 'a', 'old')",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let log = IncidentLog::open(dir.path()).unwrap();
+        let rows = log.list(0, 10).unwrap();
+        assert_eq!(rows[0].incident.detail, "old");
+        assert!(log.acknowledge(rows[0].id, "console").unwrap());
+        drop(log);
+        IncidentLog::open(dir.path()).unwrap(); // and opens again unchanged
+    }
+
     #[test]
     fn json_shape_is_flat() {
         let r = Record {
             id: 7,
             ts_ms: 1,
             incident: Incident::new(Severity::P3, "host", "disk_low", "none", "d"),
+            acknowledged_at_ms: None,
+            acknowledged_by: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["severity"], "P3");

@@ -69,7 +69,13 @@ const NAV: [(&str, &str); 6] = [
 pub fn page(f: &Frame<'_>, body: &str) -> String {
     let refresh = f
         .refresh
-        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        // To the page itself, so a one-off message in the query is not shown again.
+        .map(|s| {
+            format!(
+                "<meta http-equiv=\"refresh\" content=\"{s};url={}\">",
+                esc(f.active)
+            )
+        })
         .unwrap_or_default();
     let nav = match f.csrf {
         Some(csrf) => {

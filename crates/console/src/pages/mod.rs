@@ -3,6 +3,7 @@
 pub mod backups;
 pub mod cost;
 pub mod family;
+pub mod hosts;
 pub mod layout;
 pub mod memories;
 pub mod overview;

@@ -2,19 +2,27 @@
 //! about Home Assistant and the language models, open incidents from the watchdog and firing
 //! alerts from Alertmanager. Reloads itself every `refresh_seconds`.
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::layout::{Frame, esc, message, page};
+use super::layout::{Frame, csrf_field, esc, message, page, url_param};
 use crate::config::Role;
-use crate::web::{AppState, html, to_login};
+use crate::web::{AppState, Params, change, html, redirect, refused, to_login};
 
-pub async fn show(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn show(State(s): State<AppState>, headers: HeaderMap, Query(q): Params) -> Response {
     let Some(who) = s.logged_in(&headers) else {
         return to_login("/");
     };
+    let mut flash = String::new();
+    if let Some(m) = q.get("done") {
+        flash.push_str(&message(m, false));
+    }
+    if let Some(m) = q.get("error") {
+        flash.push_str(&message(m, true));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (i, d) in s.cfg.daemons.iter().enumerate() {
         let peers = s.peers.clone();
@@ -44,13 +52,13 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap) -> Response {
             None => None,
         }
     };
-    let (incidents, alerts) = tokio::join!(incidents, alerts);
+    let (incidents, alerts, hosts) = tokio::join!(incidents, alerts, super::hosts::section(&s));
     let mut readings = vec![None; s.cfg.daemons.len()];
     while let Some(Ok((i, r))) = tasks.join_next().await {
         readings[i] = Some(r);
     }
 
-    let mut body = String::new();
+    let mut body = flash;
     if s.cfg.daemons.is_empty() {
         body.push_str(&message(
             "No daemons are configured ([[daemon]] in console.toml).",
@@ -93,6 +101,7 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap) -> Response {
     }
     body.push_str("</table>");
 
+    body.push_str(&hosts);
     body.push_str("<h2>Home Assistant and language models</h2>");
     match agents_checks {
         Some(Value::Object(m)) => {
@@ -140,10 +149,30 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Some(Ok(v)) => match v["incidents"].as_array() {
             Some(list) if list.is_empty() => body.push_str("<p class=\"ok\">No incidents.</p>"),
             Some(list) => {
-                body.push_str("<table><tr><th>When</th><th>Severity</th><th>Unit</th><th>What happened</th><th>Action</th></tr>");
+                let open = list
+                    .iter()
+                    .filter(|i| i["acknowledged_at_ms"].is_null())
+                    .count();
+                body.push_str(&format!(
+                    "<p>{open} open (not acknowledged) of the last {}.</p><table id=\"incidents\"><tr><th>When</th><th>Severity</th><th>Unit</th><th>What happened</th><th>Action</th><th>Acknowledged</th></tr>",
+                    list.len()
+                ));
                 for i in list {
+                    let id = i["id"].as_i64().unwrap_or(0);
+                    let ack = match (
+                        i["acknowledged_at_ms"].as_i64(),
+                        i["acknowledged_by"].as_str(),
+                    ) {
+                        (Some(at), by) => {
+                            format!("{} by {}", super::utc(at), esc(by.unwrap_or("?")))
+                        }
+                        (None, _) => format!(
+                            "<form method=\"post\" action=\"/incidents/ack\">{}<input type=\"hidden\" name=\"id\" value=\"{id}\"><button>Acknowledge</button></form>",
+                            csrf_field(&who.session.csrf)
+                        ),
+                    };
                     body.push_str(&format!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        "<tr data-incident=\"{id}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{ack}</td></tr>",
                         super::utc(i["ts_ms"].as_i64().unwrap_or(0)),
                         esc(&i["severity"].to_string().replace('"', "")),
                         esc(i["unit"].as_str().unwrap_or("")),
@@ -171,6 +200,40 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap) -> Response {
             &body,
         ),
     )
+}
+
+/// `POST /incidents/ack`: acknowledge an incident at the watchdog (as "console").
+pub async fn acknowledge(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, f) = match change(&s, &headers, &body) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let Some(id) = f.get("id").and_then(|x| x.parse::<i64>().ok()) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "Which incident? The form has no valid id.",
+        );
+    };
+    let Some(w) = s.cfg.peer(Role::Watchdog) else {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No watchdog is configured.",
+        );
+    };
+    match s
+        .peers
+        .post(
+            &format!("{}/v1/incidents/{id}/ack", w.url),
+            &serde_json::json!({"by": "console"}),
+        )
+        .await
+    {
+        Ok(_) => redirect(&format!(
+            "/?done={}",
+            url_param(&format!("Incident {id} acknowledged."))
+        )),
+        Err(e) => redirect(&format!("/?error={}", url_param(&e))),
+    }
 }
 
 fn check_row(name: &str, c: &Value) -> String {
