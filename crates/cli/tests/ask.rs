@@ -4,6 +4,7 @@
 //! real Home Assistant is in demo_home.rs.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

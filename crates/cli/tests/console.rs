@@ -15,6 +15,7 @@
 //! and the console's peak RSS are printed.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

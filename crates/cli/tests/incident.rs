@@ -5,6 +5,7 @@
 //! failure. The bundle is decoded (zstd + tar) and its files checked.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

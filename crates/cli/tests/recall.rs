@@ -17,6 +17,7 @@
 //! relevance bar (`SIMILARITY` in crates/agents/src/agent/memory.rs) comes from.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

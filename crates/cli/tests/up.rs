@@ -2,6 +2,7 @@
 //! reports them healthy, a killed daemon is restarted, SIGINT stops everything with exit 0.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

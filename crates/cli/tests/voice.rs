@@ -4,6 +4,7 @@
 //! (crates/voice/tests/enroll.rs) against real inference and memory daemons.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

@@ -283,9 +283,7 @@ struct StoredProfile {
 
 async fn stored_profile(memory_url: &str, name: &str) -> Result<StoredProfile, String> {
     let url = format!("{}/v1/speakers/{name}", memory_url.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
+    let http = barnabee_service::http_client::build(|b| b.timeout(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let r = http
         .get(&url)

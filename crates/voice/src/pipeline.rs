@@ -174,7 +174,8 @@ pub struct Pipeline<S: AudioSource, K: AudioSink> {
     last_inference_error: Option<String>,
     source: S,
     sink: K,
-    http: reqwest::Client,
+    /// Built once; an error (no TLS library) is reported by each request that needs it.
+    http: Result<reqwest::Client, String>,
     /// Samples read so far (the audio clock).
     samples: u64,
     wake: Option<Client>,
@@ -198,10 +199,13 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         source: S,
         sink: K,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(agents.timeout)
-            .build()
-            .unwrap_or_default();
+        let http =
+            barnabee_service::http_client::build(|b| b.timeout(agents.timeout)).map_err(|e| {
+                format!(
+                    "cannot build an HTTP client: {}",
+                    barnabee_service::error_chain(&e)
+                )
+            });
         Pipeline {
             inference,
             agents,
@@ -454,6 +458,8 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         let url = format!("{}/v1/wake", url.trim_end_matches('/'));
         let r = self
             .http
+            .as_ref()
+            .map_err(Clone::clone)?
             .post(&url)
             .json(&json!({"device_id": self.cfg.device_id, "confidence": confidence, "wake_word": wake_word}))
             .send()
@@ -743,6 +749,8 @@ impl<S: AudioSource, K: AudioSink> Pipeline<S, K> {
         let r = async {
             let resp = self
                 .http
+                .as_ref()
+                .map_err(Clone::clone)?
                 .post(&url)
                 .json(&body)
                 .send()

@@ -91,7 +91,8 @@ pub struct Profile {
 /// Talks to the inference and memory daemons; caches the profiles for `refresh`.
 pub struct SpeakerId {
     cfg: SpeakerConfig,
-    http: reqwest::Client,
+    /// Built once; an error (no TLS library) fails each identification, naming it.
+    http: Result<reqwest::Client, String>,
     cache: Option<(Instant, Vec<Profile>)>,
     /// The model's own threshold: (fetched at, model name, value), when not configured.
     model_threshold: Option<(Instant, String, f64)>,
@@ -100,10 +101,13 @@ pub struct SpeakerId {
 impl SpeakerId {
     pub fn new(cfg: SpeakerConfig) -> SpeakerId {
         SpeakerId {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            http: barnabee_service::http_client::build(|b| b.timeout(Duration::from_secs(5)))
+                .map_err(|e| {
+                    format!(
+                        "cannot build an HTTP client: {}",
+                        barnabee_service::error_chain(&e)
+                    )
+                }),
             cfg,
             cache: None,
             model_threshold: None,
@@ -145,6 +149,8 @@ impl SpeakerId {
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
         let r = self
             .http
+            .as_ref()
+            .map_err(Clone::clone)?
             .get(url)
             .send()
             .await
@@ -157,7 +163,8 @@ impl SpeakerId {
 
     /// Identify the speaker of 16 kHz mono PCM.
     pub async fn identify(&mut self, pcm: &[i16]) -> Result<Decision, String> {
-        let (model, emb) = embed(&self.http, &self.cfg.inference_url, pcm).await?;
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        let (model, emb) = embed(http, &self.cfg.inference_url, pcm).await?;
         let threshold = self.threshold(&model).await?;
         let profiles: Vec<Profile> = self
             .profiles()
@@ -279,9 +286,7 @@ pub async fn enroll(
     if utterances.is_empty() {
         return Err("enrolment needs at least one utterance".into());
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
+    let http = barnabee_service::http_client::build(|b| b.timeout(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let mut model = String::new();
     let mut embs = Vec::new();

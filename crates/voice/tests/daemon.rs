@@ -4,6 +4,7 @@
 //! with 400 naming the field.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

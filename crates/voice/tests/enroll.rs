@@ -5,6 +5,7 @@
 //! nothing is stored); no [speaker] URLs → 503; inference down → 502 naming it.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

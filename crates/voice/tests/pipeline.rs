@@ -24,6 +24,7 @@
 //! superseded by tests/real_voices.rs, which asserts everything they did on the real path.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

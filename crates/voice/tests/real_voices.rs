@@ -14,6 +14,7 @@
 //! the reason for each, in tests/pipeline.rs's header.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

@@ -15,6 +15,7 @@
 //! Missing models or peers fail the test naming dev/setup (tests/common).
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! `barnabee_voice_announcements_total{outcome="played"}`.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 mod common;
 

@@ -91,24 +91,32 @@ async fn acknowledge(
         },
         Err(e) => return bad("body", format!("expected {{\"by\": NAME}}: {e}")),
     };
-    match log.acknowledge(id, &by) {
-        Ok(true) => {
+    // SQLite off the async threads (the log is shared with the supervisor and the gate).
+    let done = tokio::task::spawn_blocking(move || {
+        let found = log.acknowledge(id, &by)?;
+        if found {
             log::info!(event = "incident_acknowledged", incident = id; "incident {id} acknowledged by {by}");
-            match log.list(0, 1000) {
-                Ok(all) => match all.into_iter().find(|r| r.id == id) {
-                    Some(r) => Json(r).into_response(),
-                    None => StatusCode::NO_CONTENT.into_response(),
-                },
-                Err(_) => StatusCode::NO_CONTENT.into_response(),
-            }
         }
-        Ok(false) => (
+        Ok::<_, crate::incident::IncidentLogError>(if found { log.get(id)? } else { None })
+    })
+    .await;
+    match done {
+        Ok(Ok(Some(r))) => Json(r).into_response(),
+        Ok(Ok(None)) => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no incident {id}"), "field": "id"})),
         )
             .into_response(),
-        Err(err) => {
+        Ok(Err(err)) => {
             log::error!("POST /v1/incidents/{id}/ack: {err}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "incident log unavailable",
+            )
+                .into_response()
+        }
+        Err(join) => {
+            log::error!("POST /v1/incidents/{id}/ack: {join}");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "incident log unavailable",
@@ -119,7 +127,13 @@ async fn acknowledge(
 }
 
 async fn list(State(log): State<Arc<IncidentLog>>, Query(q): Query<IncidentQuery>) -> Response {
-    match log.list(q.since_ms, q.limit.min(1000)) {
+    let listed = tokio::task::spawn_blocking(move || {
+        log.list(q.since_ms, q.limit.min(1000))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|join| Err(join.to_string()));
+    match listed {
         Ok(incidents) => Json(IncidentList { incidents }).into_response(),
         Err(err) => {
             log::error!("GET /v1/incidents: {err}");

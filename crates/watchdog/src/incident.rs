@@ -227,16 +227,25 @@ impl IncidentLog {
 
     /// Newest first; `since_ms` excludes older records.
     pub fn list(&self, since_ms: i64, limit: u32) -> Result<Vec<Record>, IncidentLogError> {
+        self.list_where("ts_ms >= ?1", params![since_ms], limit)
+    }
+
+    fn list_where(
+        &self,
+        condition: &str,
+        args: &[&dyn rusqlite::ToSql],
+        limit: u32,
+    ) -> Result<Vec<Record>, IncidentLogError> {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = db
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT id, ts_ms, severity, unit, reason, action, detail, acknowledged_at_ms,
                         acknowledged_by FROM incidents
-                 WHERE ts_ms >= ?1 ORDER BY id DESC LIMIT ?2",
-            )
+                 WHERE {condition} ORDER BY id DESC LIMIT {limit}"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![since_ms, limit], |row| {
+            .query_map(args, |row| {
                 let severity: String = row.get(2)?;
                 Ok(Record {
                     id: row.get(0)?,
@@ -255,6 +264,14 @@ impl IncidentLog {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// One record by id.
+    pub fn get(&self, id: i64) -> Result<Option<Record>, IncidentLogError> {
+        Ok(self
+            .list_where("id = ?1", params![id], 1)?
+            .into_iter()
+            .next())
     }
 
     /// Mark incident `id` acknowledged by `by` (the first acknowledgement is kept); `false`
@@ -394,6 +411,8 @@ mod tests {
         assert!(!log.acknowledge(999, "console").unwrap());
         let rows = log.list(0, 10).unwrap();
         assert_eq!(rows[0].acknowledged_by.as_deref(), Some("console"));
+        assert_eq!(log.get(rows[0].id).unwrap().as_ref(), Some(&rows[0]));
+        assert_eq!(log.get(999).unwrap(), None);
         assert!(rows[0].acknowledged_at_ms.unwrap() >= rows[0].ts_ms);
         assert_eq!(rows[1].acknowledged_at_ms, None);
         assert_eq!(log.list(0, 1).unwrap().len(), 1);

@@ -1,6 +1,7 @@
 //! The notifier against real peers: aiosmtpd (a real SMTP server, from the project venv) and
 //! webhook / Home Assistant sinks (axum servers in the test), with the real daemon binary
 //! started, SIGKILLed and restarted on the same state directory.
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

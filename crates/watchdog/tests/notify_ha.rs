@@ -3,6 +3,7 @@
 //! `dev/setup home-assistant`): an Alertmanager alert becomes a `notify.family` call (HA's
 //! `file` notify platform writes it to a file) and a persistent notification, read back over
 //! HA's WebSocket (`persistent_notification/get`); the resolved alert dismisses it.
+#![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

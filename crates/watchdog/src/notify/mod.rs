@@ -549,6 +549,7 @@ pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    #![allow(clippy::disallowed_methods)] // tests build their own HTTP clients (clippy.toml)
     use super::*;
 
     #[test]
