@@ -62,9 +62,12 @@ in {
         replication.secretAccessKeyFile = blib.replicationSecretOption;
         gate = {
           timeout = mkOption {
-            type = types.str;
+            # barnabee-service's one duration grammar (crates/service/src/time.rs), checked here
+            # so a typo fails the evaluation instead of the gate at boot.
+            type = types.strMatching "([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h|d))+|[0-9]+(\\.[0-9]+)?";
             default = "5m";
-            description = "How long the gate waits for every unit to be active and healthy (`gate --timeout`).";
+            example = "2m30s";
+            description = "How long the gate waits for every unit to be active and healthy (`gate --timeout`): `300`, `45s`, `5m`, `1h30m`.";
           };
           enable = mkOption {
             type = types.bool;

@@ -276,6 +276,29 @@ in [
     };
   }
   {
+    name = "watchdog: gate.timeout takes the daemons' one duration grammar; anything else fails the evaluation";
+    expr = let
+      gateOf = t: let
+        c = eval [
+          {
+            services.barnabee.watchdog = {
+              enable = true;
+              gate.timeout = t;
+            };
+          }
+        ];
+      in
+        lib.last c.systemd.services.barnabee-health-gate.serviceConfig.ExecStart;
+    in {
+      accepted = map (t: lib.hasSuffix "--timeout ${t}" (gateOf t)) ["300" "45s" "2m30s" "1.5h"];
+      rejected = map (t: rejects (gateOf t)) ["5 minutes" "5min" "" "-5s" "5m; rm -rf /"];
+    };
+    expected = {
+      accepted = [true true true true];
+      rejected = [true true true true true];
+    };
+  }
+  {
     name = "inference: GPU opens exactly the NVIDIA devices";
     expr = {
       inherit (gpu.systemd.services.barnabee-inference.serviceConfig) DeviceAllow ProcSubset DevicePolicy PrivateDevices;

@@ -82,41 +82,11 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
 
 /// `90s`, `30m`, `1h`, `2h30m`, `1d`; a bare number is seconds.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => {
-                return Err(format!(
-                    "{s:?}: unknown unit {c:?} (use s, m, h or d, e.g. 1h30m)"
-                ));
-            }
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{s:?}: a number must come before {c:?} (e.g. 1h30m)"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(format!("{s:?}: {digits} has no unit (use s, m, h or d)"));
-    }
-    if total == 0 {
+    let d = barnabee_service::time::parse_duration(s)?;
+    if d.is_zero() {
         return Err(format!("{s:?}: the window must be longer than 0 s"));
     }
-    Ok(Duration::from_secs(total))
+    Ok(d)
 }
 
 /// One row of MANIFEST.json.
@@ -597,7 +567,11 @@ mod tests {
         assert_eq!(parse_window("2h30m"), Ok(Duration::from_secs(9000)));
         assert_eq!(parse_window("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_window("600"), Ok(Duration::from_secs(600)));
-        assert!(parse_window("1w").unwrap_err().contains("unknown unit 'w'"));
+        assert!(
+            parse_window("1w")
+                .unwrap_err()
+                .contains("unknown unit \"w\"")
+        );
         assert!(
             parse_window("h")
                 .unwrap_err()

@@ -1,14 +1,7 @@
 //! Times are Unix milliseconds (UTC) everywhere: in the database and in the API.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use barnabee_service::time::days_from_civil;
+pub use barnabee_service::time::now_ms;
 
 /// Parse an RFC 3339 / ISO 8601 time as the previous system exported it
 /// (`2024-03-01T12:30:00Z`, `2024-03-01T12:30:00.123+01:00`, `2024-03-01 12:30:00`,
@@ -67,17 +60,6 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
         }
         _ => None,
     }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

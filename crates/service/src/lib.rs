@@ -32,6 +32,7 @@ pub mod runtime;
 pub mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 
 pub use args::Args;
 pub use health::{Check, Health};

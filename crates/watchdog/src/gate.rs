@@ -181,29 +181,8 @@ pub async fn run_gate<S: SystemdApi>(
     GateOutcome::RollbackFailed { failing, error }
 }
 
-/// `5m`, `300s`, `300`, `1h`, `1500ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 300s, 5m or 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "sec" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is out of range"))
-}
+/// `5m`, `300s`, `300`, `1h`, `1500ms`: barnabee-service's one duration grammar.
+pub use barnabee_service::time::parse_duration;
 
 #[cfg(test)]
 mod tests {
