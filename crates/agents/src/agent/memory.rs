@@ -78,6 +78,13 @@ impl MemoryAgent {
         &self.base
     }
 
+    fn unreachable(&self, e: impl std::fmt::Display) -> MemoryError {
+        MemoryError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        }
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -90,10 +97,7 @@ impl MemoryAgent {
             .json(&body)
             .send()
             .await
-            .map_err(|e| MemoryError::Unreachable {
-                url: self.base.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = resp.text().await.unwrap_or_default();
@@ -282,19 +286,13 @@ impl MemoryAgent {
                 ("limit", "5"),
             ],
         )
-        .map_err(|e| MemoryError::Unreachable {
-            url: self.base.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| self.unreachable(e))?;
         let resp = self
             .http
             .get(url)
             .send()
             .await
-            .map_err(|e| MemoryError::Unreachable {
-                url: self.base.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if status != 200 {
             let body = resp.text().await.unwrap_or_default();

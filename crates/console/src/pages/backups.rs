@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::layout::{Frame, csrf_field, json_html, message, page, url_param};
+use super::layout::{Frame, csrf_field, flash, json_html, message, page, url_param};
 use crate::config::Role;
 use crate::web::{AppState, Params, change, html, redirect, refused, to_login};
 
@@ -17,9 +17,7 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap, Query(q): Param
         return to_login("/backups");
     };
     let mut body = String::new();
-    if let Some(m) = q.get("done") {
-        body.push_str(&message(m, false));
-    }
+    body.push_str(&flash(&q));
     match s.cfg.peer(Role::Memory) {
         None => body.push_str(&message("No memory daemon is configured.", true)),
         Some(mem) => match s.peers.get(&format!("{}/v1/backup/status", mem.url)).await {

@@ -8,21 +8,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::layout::{Frame, csrf_field, esc, message, page, url_param};
+use super::layout::{Frame, back_to, csrf_field, esc, flash, message, page, url_param};
 use crate::config::Role;
-use crate::web::{AppState, Params, change, html, redirect, refused, to_login};
+use crate::web::{AppState, Params, change, html, refused, to_login};
 
 pub async fn show(State(s): State<AppState>, headers: HeaderMap, Query(q): Params) -> Response {
     let Some(who) = s.logged_in(&headers) else {
         return to_login("/cost");
     };
     let mut body = String::new();
-    if let Some(m) = q.get("done") {
-        body.push_str(&message(m, false));
-    }
-    if let Some(m) = q.get("error") {
-        body.push_str(&message(m, true));
-    }
+    body.push_str(&flash(&q));
     let month = q.get("month").cloned().unwrap_or_default();
     let Some(agents) = s.cfg.peer(Role::Agents) else {
         body.push_str(&message("No agents daemon is configured.", true));
@@ -186,8 +181,8 @@ pub async fn set_mode(State(s): State<AppState>, headers: HeaderMap, body: Bytes
                 _ => "Today's spend was reset.".to_owned(),
             };
             log::info!(event = "console_cost_mode", local_only = v["local_only"].as_bool().unwrap_or(false); "{what} (from the console)");
-            redirect(&format!("/cost?done={}", url_param(&what)))
+            back_to("/cost", Ok(what))
         }
-        Err(e) => redirect(&format!("/cost?error={}", url_param(&e))),
+        Err(e) => back_to("/cost", Err(e)),
     }
 }

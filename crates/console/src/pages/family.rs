@@ -18,10 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::layout::{Frame, csrf_field, esc, message, page, url_param};
+use super::layout::{Frame, back_to, csrf_field, esc, flash, message, page, url_param};
 use crate::auth;
 use crate::config::Role;
-use crate::web::{AppState, Params, change, html, redirect, refused, to_login};
+use crate::web::{AppState, Params, change, html, refused, to_login};
 
 /// Recordings posted at once may be this large (base64 WAVs): a dozen 5-second samples at
 /// 48 kHz are about 8 MB.
@@ -95,12 +95,7 @@ pub async fn show(
     };
     let csrf = &who.session.csrf;
     let mut body = String::new();
-    if let Some(m) = q.get("done") {
-        body.push_str(&message(m, false));
-    }
-    if let Some(m) = q.get("error") {
-        body.push_str(&message(m, true));
-    }
+    body.push_str(&flash(&q));
     let profiles = match s.cfg.peer(Role::Memory) {
         None => Err("No memory daemon is configured.".to_owned()),
         Some(m) => s
@@ -296,11 +291,8 @@ pub async fn delete(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     {
         Ok(_) => {
             log::info!(event = "console_speaker_deleted", speaker = name.as_str(); "voice profile {name} deleted from the console");
-            redirect(&format!(
-                "/family?done={}",
-                url_param(&format!("{name}'s voice profile deleted."))
-            ))
+            back_to("/family", Ok(format!("{name}'s voice profile deleted.")))
         }
-        Err(e) => redirect(&format!("/family?error={}", url_param(&e))),
+        Err(e) => back_to("/family", Err(e)),
     }
 }

@@ -114,6 +114,27 @@ pub fn message(text: &str, error: bool) -> String {
     )
 }
 
+/// The one-off message a change left in the query (`?done=` or `?error=`), as message boxes.
+pub fn flash(q: &std::collections::HashMap<String, String>) -> String {
+    let mut out = String::new();
+    if let Some(m) = q.get("done") {
+        out.push_str(&message(m, false));
+    }
+    if let Some(m) = q.get("error") {
+        out.push_str(&message(m, true));
+    }
+    out
+}
+
+/// Where a change goes afterwards: back to `page` with its outcome as the one-off message.
+pub fn back_to(page: &str, outcome: Result<String, String>) -> axum::response::Response {
+    let (key, text) = match &outcome {
+        Ok(done) => ("done", done),
+        Err(e) => ("error", e),
+    };
+    crate::web::redirect(&format!("{page}?{key}={}", url_param(text)))
+}
+
 /// The hidden CSRF field every changing form carries.
 pub fn csrf_field(csrf: &str) -> String {
     format!(

@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::layout::{Frame, csrf_field, esc, message, page, url_param};
+use super::layout::{Frame, back_to, csrf_field, esc, flash, message, page, url_param};
 use crate::config::Role;
-use crate::web::{AppState, Params, change, html, redirect, refused, to_login};
+use crate::web::{AppState, Params, change, html, refused, to_login};
 
 const MODES: [&str; 3] = ["hybrid", "fts", "vector"];
 
@@ -26,12 +26,7 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap, Query(q): Param
         .unwrap_or_else(|| "family".into());
     let mode = q.get("mode").map(String::as_str).unwrap_or("hybrid");
     let mut body = String::new();
-    if let Some(m) = q.get("done") {
-        body.push_str(&message(m, false));
-    }
-    if let Some(m) = q.get("error") {
-        body.push_str(&message(m, true));
-    }
+    body.push_str(&flash(&q));
     let mode_ok = MODES.contains(&mode);
     if !mode_ok {
         body.push_str(&message(
@@ -170,11 +165,8 @@ pub async fn delete(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     {
         Ok(_) => {
             log::info!(event = "console_memory_deleted", memory = id; "memory {id} deleted from the console");
-            redirect(&format!(
-                "/memories?done={}",
-                url_param(&format!("Memory {id} deleted."))
-            ))
+            back_to("/memories", Ok(format!("Memory {id} deleted.")))
         }
-        Err(e) => redirect(&format!("/memories?error={}", url_param(&e))),
+        Err(e) => back_to("/memories", Err(e)),
     }
 }

@@ -8,21 +8,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::layout::{Frame, csrf_field, esc, message, page, url_param};
+use super::layout::{Frame, back_to, csrf_field, esc, flash, message, page};
 use crate::config::Role;
-use crate::web::{AppState, Params, change, html, redirect, refused, to_login};
+use crate::web::{AppState, Params, change, html, refused, to_login};
 
 pub async fn show(State(s): State<AppState>, headers: HeaderMap, Query(q): Params) -> Response {
     let Some(who) = s.logged_in(&headers) else {
         return to_login("/");
     };
-    let mut flash = String::new();
-    if let Some(m) = q.get("done") {
-        flash.push_str(&message(m, false));
-    }
-    if let Some(m) = q.get("error") {
-        flash.push_str(&message(m, true));
-    }
+    let message_box = flash(&q);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, d) in s.cfg.daemons.iter().enumerate() {
         let peers = s.peers.clone();
@@ -58,7 +52,7 @@ pub async fn show(State(s): State<AppState>, headers: HeaderMap, Query(q): Param
         readings[i] = Some(r);
     }
 
-    let mut body = flash;
+    let mut body = message_box;
     if s.cfg.daemons.is_empty() {
         body.push_str(&message(
             "No daemons are configured ([[daemon]] in console.toml).",
@@ -228,11 +222,8 @@ pub async fn acknowledge(State(s): State<AppState>, headers: HeaderMap, body: By
         )
         .await
     {
-        Ok(_) => redirect(&format!(
-            "/?done={}",
-            url_param(&format!("Incident {id} acknowledged."))
-        )),
-        Err(e) => redirect(&format!("/?error={}", url_param(&e))),
+        Ok(_) => back_to("/", Ok(format!("Incident {id} acknowledged."))),
+        Err(e) => back_to("/", Err(e)),
     }
 }
 
