@@ -218,7 +218,7 @@ async fn cost_mode(State(s): State<ApiState>, body: Bytes) -> Result<Response, A
     .await
     .map_err(|e| ApiError::internal(format!("cost mode: {e}")))?
     .map_err(|e| ApiError::internal(format!("cost mode: {e}")))?;
-    s.app.interaction.budget_state();
+    s.app.interaction.budget_state().await;
     Ok(axum::Json(json!({"local_only": spend.0, "budget": spend.1})).into_response())
 }
 

@@ -207,7 +207,7 @@ pub fn build(
         cfg.llm.system_prompt.clone(),
         cfg.llm.stream,
     );
-    let state = interaction.budget_state();
+    let state = interaction.budget_state_at_start();
     let gov = interaction.governor.clone();
     let cost_gauges = metrics.clone();
     // Also refreshes the spend gauges: /metrics evaluates /health first, so a scrape after
@@ -216,7 +216,10 @@ pub fn build(
         let gov = gov.clone();
         let gauges = cost_gauges.clone();
         async move {
-            match gov.spend() {
+            let spend = tokio::task::spawn_blocking(move || gov.spend())
+                .await
+                .map_err(|join| join.to_string());
+            match spend.and_then(|s| s.map_err(|e| e.to_string())) {
                 Ok(s) => {
                     gauges.daily_cost.set(s.day_usd);
                     gauges.monthly_cost.set(s.month_usd);

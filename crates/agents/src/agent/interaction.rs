@@ -46,9 +46,23 @@ impl InteractionAgent {
         }
     }
 
-    /// Refresh the cost gauges from the ledger; returns the current state.
-    pub fn budget_state(&self) -> BudgetState {
-        match self.governor.spend() {
+    /// Refresh the cost gauges from the ledger; returns the current state. The ledger is
+    /// SQLite: read on the blocking pool, never on the async threads.
+    pub async fn budget_state(&self) -> BudgetState {
+        let gov = self.governor.clone();
+        let spend = tokio::task::spawn_blocking(move || gov.spend().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|join| Err(join.to_string()));
+        self.apply_spend(spend)
+    }
+
+    /// [`Self::budget_state`] for start-up, before anything is served (a direct read is fine).
+    pub fn budget_state_at_start(&self) -> BudgetState {
+        self.apply_spend(self.governor.spend().map_err(|e| e.to_string()))
+    }
+
+    fn apply_spend(&self, spend: Result<crate::governor::Spend, String>) -> BudgetState {
+        match spend {
             Ok(s) => {
                 self.metrics.daily_cost.set(s.day_usd);
                 self.metrics.monthly_cost.set(s.month_usd);
@@ -66,7 +80,7 @@ impl InteractionAgent {
     /// action / memory / interaction. `None` when the budget or the providers say no.
     pub async fn classify(&self, text: &str, speaker: Option<&str>) -> Option<crate::route::Route> {
         use crate::route::Route;
-        let state = self.budget_state();
+        let state = self.budget_state().await;
         if state == BudgetState::Red {
             return None;
         }
@@ -97,7 +111,8 @@ impl InteractionAgent {
                 agent: "classifier",
                 speaker,
             },
-        );
+        )
+        .await;
         let word = c.text.trim().to_lowercase();
         let word = word.trim_matches(|ch: char| !ch.is_alphabetic());
         match word {
@@ -119,7 +134,7 @@ impl InteractionAgent {
         if self.llm.providers.is_empty() || notes.is_empty() {
             return None;
         }
-        let state = self.budget_state();
+        let state = self.budget_state().await;
         if state == BudgetState::Red {
             return None;
         }
@@ -155,12 +170,13 @@ impl InteractionAgent {
                 agent: "memory",
                 speaker,
             },
-        );
+        )
+        .await;
         let text = c.text.trim().to_owned();
         (!text.is_empty()).then(|| (text, start.elapsed()))
     }
 
-    fn account(&self, c: &crate::llm::Completion, why: Why<'_>) {
+    async fn account(&self, c: &crate::llm::Completion, why: Why<'_>) {
         self.metrics.llm_tokens(
             &c.provider,
             &c.model,
@@ -170,17 +186,37 @@ impl InteractionAgent {
         if c.failed_before > 0 {
             self.metrics.llm_failovers.inc();
         }
-        if let Err(e) = self.governor.record(
-            &c.provider,
-            &c.model,
-            c.usage.prompt_tokens,
-            c.usage.completion_tokens,
-            c.cost_usd,
-            why,
-        ) {
+        // Written on the blocking pool (SQLite), with owned copies of what the call was for.
+        let gov = self.governor.clone();
+        let (provider, model) = (c.provider.clone(), c.model.clone());
+        let (prompt, completion, cost) =
+            (c.usage.prompt_tokens, c.usage.completion_tokens, c.cost_usd);
+        let (route, agent, speaker) = (
+            why.route.to_owned(),
+            why.agent.to_owned(),
+            why.speaker.map(str::to_owned),
+        );
+        let recorded = tokio::task::spawn_blocking(move || {
+            gov.record(
+                &provider,
+                &model,
+                prompt,
+                completion,
+                cost,
+                Why {
+                    route: &route,
+                    agent: &agent,
+                    speaker: speaker.as_deref(),
+                },
+            )
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|join| Err(join.to_string()));
+        if let Err(e) = recorded {
             log::error!(event = "incident"; "cannot record LLM spend: {e}");
         }
-        self.budget_state();
+        self.budget_state().await;
     }
 
     pub async fn handle(
@@ -190,7 +226,7 @@ impl InteractionAgent {
         history: &[Turn],
         speaker: Option<&str>,
     ) -> Answer {
-        let state = self.budget_state();
+        let state = self.budget_state().await;
         let answer = |text: String| Answer {
             text,
             llm: Duration::ZERO,
@@ -248,7 +284,7 @@ impl InteractionAgent {
                         agent: "interaction",
                         speaker,
                     },
-                );
+                ).await;
                 log::info!(provider = c.provider.as_str(), model = c.model.as_str(),
                     prompt_tokens = c.usage.prompt_tokens, completion_tokens = c.usage.completion_tokens,
                     cost_usd = c.cost_usd, usage_estimated = c.usage_estimated,
