@@ -437,6 +437,6 @@ fn bad_url_and_window_are_refused_before_collecting() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected ROLE=URL"));
     let out = collect(&path, &["--out", &out_arg, "--since", "1w"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit 'w'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit \"w\""));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
