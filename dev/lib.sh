@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the dev/ scripts: where things live, and small helpers.
 # Peers and tools are cached outside the clone (a fresh clone reuses them; `rm -rf` the
 # cache to start over), keyed by version so an update installs the new one beside the old.

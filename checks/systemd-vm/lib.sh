@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host-side helpers of the systemd VM harness (sourced by ./run and the scenarios).
 # VM state lives in $RUN (a temp dir per run); the cached image in $IMG_DIR.
 

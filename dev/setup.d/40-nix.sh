@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Nix-side offline checks (checks/nix/run): Debian's nix-bin (parser/evaluator, never touches
 # /nix with NIX_REMOTE=dummy://), systemd-analyze for the unit files, our alejandra wrapper
 # (checks/nix/alejandra, its own workspace and lockfile) and deadnix, built once into

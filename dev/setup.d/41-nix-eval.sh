@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A Nix >= 2.18 for the module-logic tests (checks/eval, run by checks/nix/run): Debian
 # trixie's nix-bin (2.26) in a chroot made with mmdebstrap from Debian's packages. Bookworm's
 # nix-bin (2.8, 40-nix.sh) parses fine but the module tests want the evaluator the flake's

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # barnabee-agents: Home Assistant Core 2024.3.3 (Python 3.11) as the real peer of the action
 # agent's tests. Installed from the pinned lock file (an unpinned install is broken: josepy 2),
 # into its own venv under $CACHE keyed by the lock's hash; the tests find it at

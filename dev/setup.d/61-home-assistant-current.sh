@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Current Home Assistant Core (2026.2.3, the newest release on PyPI here) for the Assist tests
 # and `barnabee up --demo-home`. It needs Python >= 3.13.2, which bookworm lacks: Debian trixie's
 # python3.13 in a chroot made with mmdebstrap from Debian's packages (the recipe of the Nix

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # barnabee-inference: ONNX Runtime's shared library (from the PyPI wheel, loaded by `ort`
 # load-dynamic), the real Silero VAD and openWakeWord 0.5.1 models (from their wheels; the
 # openWakeWord models are CC BY-NC-SA 4.0, test use only), onnx-asr 0.12.0's feature

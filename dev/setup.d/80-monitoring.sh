@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # checks/monitoring (the alert rules, Alertmanager routing and the Grafana dashboard): Debian
 # bookworm's real Prometheus 2.42 (`promtool check/test rules`), Alertmanager 0.25 (`amtool
 # check-config`) and node_exporter 1.5 (the real host-metrics peer of the scenario), and PyYAML

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The operator console's browser tests (crates/cli/tests/console.rs): Debian's Chromium and
 # ChromeDriver (/usr/bin/chromium, /usr/bin/chromedriver), driven headless over the W3C
 # WebDriver protocol by the test itself. Fast when installed (two dpkg-query calls).

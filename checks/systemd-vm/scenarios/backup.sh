@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Scenario backup: barnabee-memory replicates continuously to a real S3 server on the host
 # (Garage 2.5.0, reached from the guest at 10.0.2.2) and restores from it on start when its
 # database is missing.

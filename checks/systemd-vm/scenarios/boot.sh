@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Scenario boot: the barnabee units reach active (running) through READY=1, answer /health,
 # log structured fields to journald; the systemd-analyze security exposure is recorded.
 # Functions shared by the scenarios live here too (this scenario always runs first).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Scenario credentials: a secret that is not provisioned on this host, handed over as systemd
 # credentials: LoadCredential=s3-secret-access-key:/run/nonexistent/secret plus a SetCredential=
 # default for the same ID (systemd.exec(5): the default is used when LoadCredential= cannot be

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Scenario units: the other daemons under real systemd with their shipped unit files and
 # NixOS-shaped drop-ins: barnabee-agents (no Home Assistant; an LLM key as a LoadCredential=
 # credential), barnabee-voice (no sound card: degraded, not failed) and barnabee-inference (CPU,

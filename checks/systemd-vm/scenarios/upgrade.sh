@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Scenario upgrade: build A (schema N) -> build B (`--features test-schema-next`, schema N+1,
 # additive, min_reader N) -> the health gate passes -> A again (works: B's schema allows it) ->
 # a database from a newer build whose min_reader_version is above A is refused with memory's

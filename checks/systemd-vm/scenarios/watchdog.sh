@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Scenario watchdog: (1) barnabee-watchdog stopped, SIGSTOP barnabee-memory -> systemd's WatchdogSec= fires, systemd
 # kills and restarts it (NRestarts grows) and the data is intact; (2) barnabee-memory stays
 # alive (and keeps pinging systemd) but stops answering: a runtime IPAddressDeny=any on its
