@@ -9,6 +9,7 @@ log() { printf '    %s\n' "$*"; }
 check() { printf '    \033[32mok\033[0m   %s\n' "$*"; }
 fail() {
   printf '    \033[31mFAIL\033[0m %s\n' "$*"
+  # shellcheck disable=SC2034 # read by ./run (its verdict and exit status)
   FAILED=1
   return 1
 }
@@ -49,6 +50,8 @@ new_disk() { cp --sparse=always "$IMG_DIR/disk.img" "$1"; }
 boot_vm() {
   local accel acc t0 snapshot=()
   accel="$(pick_accel)"
+  # The commas are qemu's option syntax (one argument), not array separators.
+  # shellcheck disable=SC2054
   if [ "$accel" = kvm ]; then acc=(-accel kvm -cpu host); else acc=(-accel tcg,thread=multi,tb-size=256 -cpu max); fi
   [ -n "${VM_DISK:-}" ] || snapshot=(-snapshot)
   SSH_PORT="$(free_port)"
@@ -120,6 +123,7 @@ wait_for() {
     fi
     sleep 0.5
   done
+  # shellcheck disable=SC2034 # read by the scenarios (how long the wait took)
   WAITED="$(elapsed "$t0")"
 }
 
@@ -163,11 +167,13 @@ G
   done
   local id
   id="$(garage node id -q | cut -d@ -f1)"
-  garage layout assign -z dc1 -c 1G "$id" >/dev/null &&
-    garage layout apply --version 1 >/dev/null &&
-    garage key import --yes -n vmtest "$S3_KEY" "$S3_SECRET" >/dev/null &&
-    garage bucket create "$S3_BUCKET" >/dev/null &&
-    garage bucket allow --read --write --owner "$S3_BUCKET" --key vmtest >/dev/null ||
+  {
+    garage layout assign -z dc1 -c 1G "$id" >/dev/null &&
+      garage layout apply --version 1 >/dev/null &&
+      garage key import --yes -n vmtest "$S3_KEY" "$S3_SECRET" >/dev/null &&
+      garage bucket create "$S3_BUCKET" >/dev/null &&
+      garage bucket allow --read --write --owner "$S3_BUCKET" --key vmtest >/dev/null
+  } ||
     { echo "garage bootstrap failed: $(tail -5 "$dir/garage.log")" >&2; return 1; }
   until curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; do
     awk -v a="$t0" -v b="$(ts)" 'BEGIN { exit !(b - a > 30) }' && { echo "garage S3 API not answering on 127.0.0.1:$S3_PORT after 30 s" >&2; return 1; }
@@ -192,6 +198,9 @@ daemon_units() { local d; for d in $DAEMONS; do printf 'barnabee-%s.service ' "$
 # A's binaries; then enable and start every daemon (NixOS: wantedBy multi-user.target).
 # `DAEMONS="memory watchdog" install_units` installs only those (the backup scenario's fresh guest).
 install_units() {
+  # Single quotes on purpose: the guest shell expands $u and its own $(...); only $DAEMONS
+  # and $(daemon_units) are spliced in from here.
+  # shellcheck disable=SC2016
   vm 'set -e
     install -d /usr/local/lib/systemd/system /etc/barnabee /etc/polkit-1/rules.d /usr/local/sbin /tmp/deploy
     install -m644 /mnt/host/units/*.service /usr/local/lib/systemd/system/

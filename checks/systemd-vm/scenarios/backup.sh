@@ -47,7 +47,7 @@ watchdog_replicated() {
     [ -n "$shipped" ] && [ "$shipped" != 0 ] && break
     sleep 1
   done
-  [ -n "$shipped" ] && [ "$shipped" != 0 ] || { fail "the watchdog's incident log never shipped (barnabee_replication_last_shipped_txid ${shipped:-absent})"; return 1; }
+  [[ -n "$shipped" && "$shipped" != 0 ]] || { fail "the watchdog's incident log never shipped (barnabee_replication_last_shipped_txid ${shipped:-absent})"; return 1; }
   WD_INCIDENTS="$(incident_ids)" || { fail "GET /v1/incidents failed"; return 1; }
   [ -n "$WD_INCIDENTS" ] || { fail "the watchdog's incident log is empty: the earlier scenarios left no incident to bring back"; return 1; }
   vm 'systemctl stop barnabee-watchdog.service'
@@ -253,7 +253,7 @@ P
   # --- run 3: power cut mid-write, the machine is lost: a fresh one restores -----------------------
   write_then_cut run3 || return 1
   # Only this boot: a fresh machine from the image (bash restores VM_DISK after the call).
-  VM_DISK= boot_vm || { fail "run3: the fresh guest does not boot"; return 1; }
+  VM_DISK='' boot_vm || { fail "run3: the fresh guest does not boot"; return 1; }
   DAEMONS="memory watchdog" install_units --no-start || { fail "run3: installing the units on the fresh guest failed"; return 1; }
   enable_replication || { fail "run3: installing the replication config failed"; return 1; }
   vm "test ! -e $MEMORY_DB" && check "run3: fresh guest from the image (the old disk is gone), units installed, no database"

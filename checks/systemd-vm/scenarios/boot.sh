@@ -41,8 +41,10 @@ scenario_boot() {
       *Type=notify*ActiveState=active*SubState=running*) check "barnabee-$role: Type=notify, active (running) after ${WAITED} s (READY=1 received): $line" ;;
       *) fail "barnabee-$role not notify/active/running: $line"; return 1 ;;
     esac
-    vm "journalctl -b -u barnabee-$role.service -o cat --no-pager | grep -q 'Started barnabee-$role.service\|Started Barnabee'" &&
-      check "barnabee-$role: systemd logged the start job as done" ||
+    {
+      vm "journalctl -b -u barnabee-$role.service -o cat --no-pager | grep -q 'Started barnabee-$role.service\|Started Barnabee'" &&
+        check "barnabee-$role: systemd logged the start job as done"
+    } ||
       { fail "barnabee-$role: no 'Started' line in the journal"; return 1; }
     wait_healthy "$role" "$port" 30 || return 1
     check "barnabee-$role: GET http://127.0.0.1:$port/health = 200"

@@ -58,7 +58,7 @@ print(f"EVENT=replication_not_provisioned PRIORITY={np[0]['PRIORITY']}: {np[0]['
 P
 )" || { fail "barnabee-memory journal: $out"; return 1; }
   check "barnabee-memory journal (this invocation): $out"
-  id="$(memory_post "written without replication")" && [ "$(memory_get "$id")" = "written without replication" ] ||
+  { id="$(memory_post "written without replication")" && [ "$(memory_get "$id")" = "written without replication" ]; } ||
     { fail "barnabee-memory with an unprovisioned S3 secret does not serve writes"; return 1; }
   check "barnabee-memory serves without replication: memory $id written and read back"
 }

@@ -42,7 +42,7 @@ scenario_upgrade() {
   deploy A
   wait_healthy memory 7701 90 || return 1
   [ "$(stat_field schema_version)" = "$sb" ] || { fail "build A changed schema_version"; return 1; }
-  [ "$(memory_get "$ida")" = "written by build A" ] && [ "$(memory_get "$idb")" = "written by build B" ] ||
+  [[ "$(memory_get "$ida")" = "written by build A" && "$(memory_get "$idb")" = "written by build B" ]] ||
     { fail "build A cannot read both memories after the rollback to it"; return 1; }
   mr="$(stat_field min_reader_version)"
   check "back on build A: serves the schema-$sb database as is (min_reader_version $mr), memories $ida and $idb readable"
@@ -74,7 +74,7 @@ scenario_upgrade() {
   wait_healthy memory 7701 90 || return 1
   sha_now="$(vm 'sha256sum < /usr/local/bin/barnabee-memory' | cut -c1-16)"
   [ "$sha_now" = "$sha_a" ] || { fail "after the rollback barnabee-memory is $sha_now, not build A ($sha_a)"; return 1; }
-  [ "$(memory_get "$ida")" = "written by build A" ] && [ "$(memory_get "$idb")" = "written by build B" ] ||
+  [[ "$(memory_get "$ida")" = "written by build A" && "$(memory_get "$idb")" = "written by build B" ]] ||
     { fail "memories lost across the failed upgrade and rollback"; return 1; }
   check "after the rollback: build A back ($sha_a), /health 200, memories $ida and $idb intact"
   local gate
