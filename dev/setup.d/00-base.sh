@@ -7,3 +7,5 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # private CA of its STARTTLS test.
 apt_need openssl
 pip_need "$ROOT/crates/watchdog/tests/requirements.txt"
+# ShellCheck, with which checks/shell/run lints every shell script under dev/, checks/ and .ci/.
+apt_need shellcheck
