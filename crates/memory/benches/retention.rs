@@ -27,7 +27,7 @@ use barnabee_memory::migrations;
 use barnabee_memory::model::{MemoryType, NewConversation, NewTurn, Visibility, f32_to_blob};
 use barnabee_memory::schema::OpenOptions;
 use barnabee_memory::store::Store;
-use barnabee_replicator::client::{ClientError, FileInfo, MemoryClient, ReplicaClient};
+use barnabee_replicator::client::{ClientError, FileInfo, MemoryClient, Payload, ReplicaClient};
 use barnabee_replicator::compactor;
 use barnabee_replicator::db::Db;
 use barnabee_replicator::ltx::PageEncoding;
@@ -82,9 +82,13 @@ impl ReplicaClient for SimClient {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         _ts: i64,
     ) -> Result<(), ClientError> {
+        let data = data.to_vec().map_err(|source| ClientError::Io {
+            object: self.object_name(level, min, max),
+            source,
+        })?;
         self.inner
             .insert(level, min, max, data, self.now.load(Ordering::Relaxed));
         Ok(())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::client::{ClientError, FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::client::{ClientError, FileInfo, Payload, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::ltx::{self, Encoder, FLAG_NO_CHECKSUM, Header, LtxError, PageEncoding};
 use crate::restore::{self, RestoreError, Target};
 
@@ -36,7 +36,7 @@ pub async fn merge<C: ReplicaClient>(
     inputs: &[FileInfo],
     level: u8,
     encoding: PageEncoding,
-) -> Result<Vec<u8>, CompactError> {
+) -> Result<Payload, CompactError> {
     let inv = |what: String| CompactError::Invalid { level, what };
     let spool = Spool::new().map_err(|e| inv(format!("spool directory: {e}")))?;
     let mut small: BTreeMap<u32, (usize, Vec<u8>)> = BTreeMap::new();
@@ -174,7 +174,7 @@ fn merge_pages(
     small: BTreeMap<u32, (usize, Vec<u8>)>,
     large: &[Large],
     keep_below: &[u32],
-) -> Result<Vec<u8>, CompactError> {
+) -> Result<Payload, CompactError> {
     let lerr = |source| CompactError::Invalid {
         level,
         what: source_to_string(source),
@@ -199,7 +199,9 @@ fn merge_pages(
             }));
         }
         let merged = (|| {
-            let mut enc = Encoder::new(header, encoding).map_err(lerr)?;
+            let mut enc = Encoder::new(header, encoding)
+                .map_err(lerr)?
+                .spill_above(crate::payload::SPILL_ABOVE);
             // heads[k]: the next page of stream k (None: ended)
             let mut heads: Vec<Option<(u32, Vec<u8>)>> =
                 streams.iter().map(|(_, rx)| rx.recv().ok()).collect();
@@ -237,7 +239,7 @@ fn merge_pages(
                     enc.add_page(pgno, &d).map_err(lerr)?;
                 }
             }
-            enc.finish(0).map_err(lerr)
+            enc.finish_payload(0).map_err(lerr)
         })();
         // Stop the decoders that are still sending (an error above), then hear from each.
         drop(streams);
@@ -261,6 +263,20 @@ fn merge_pages(
             }
         }
         merged
+    })
+}
+
+/// The header of a merged file (read from its spool file's head when it spilled).
+fn header_of(data: &Payload, level: u8) -> Result<Header, CompactError> {
+    let head = data
+        .head(ltx::HEADER_SIZE)
+        .map_err(|e| CompactError::Invalid {
+            level,
+            what: format!("reading the merged file: {e}"),
+        })?;
+    ltx::decode_header(&head).map_err(|source| CompactError::Invalid {
+        level,
+        what: source.to_string(),
     })
 }
 
@@ -310,11 +326,8 @@ pub async fn compact_level<C: ReplicaClient>(
     }
     let start = Instant::now();
     let data = merge(client, &run, level, encoding).await?;
-    let h = ltx::decode_header(&data).map_err(|source| CompactError::Invalid {
-        level,
-        what: source.to_string(),
-    })?;
-    let size = data.len() as u64;
+    let h = header_of(&data, level)?;
+    let size = data.len();
     client
         .put(level, h.min_txid, h.max_txid, data, h.timestamp)
         .await?;
@@ -358,11 +371,8 @@ pub async fn snapshot<C: ReplicaClient>(
         return Ok(None);
     }
     let data = merge(client, &plan, SNAPSHOT_LEVEL, encoding).await?;
-    let h = ltx::decode_header(&data).map_err(|source| CompactError::Invalid {
-        level: SNAPSHOT_LEVEL,
-        what: source.to_string(),
-    })?;
-    let size = data.len() as u64;
+    let h = header_of(&data, SNAPSHOT_LEVEL)?;
+    let size = data.len();
     client
         .put(SNAPSHOT_LEVEL, 1, h.max_txid, data, now_ms)
         .await?;
@@ -572,7 +582,7 @@ mod tests {
             "two inputs are large enough to be streamed"
         );
         let merged = merge(&c, &listed, 1, PageEncoding::Frame).await.unwrap();
-        let d = ltx::decode(&merged).unwrap();
+        let d = ltx::decode(&merged.to_vec().unwrap()).unwrap();
         assert_eq!(d.header.commit, 420);
         assert_eq!((d.header.min_txid, d.header.max_txid), (2, 5));
         let got: BTreeMap<u32, Vec<u8>> = d.pages.into_iter().collect();

@@ -49,7 +49,7 @@ pub struct Position {
 pub struct Pending {
     pub txid: u64,
     pub timestamp_ms: i64,
-    pub data: Vec<u8>,
+    pub data: crate::payload::Payload,
     pub pages: usize,
     pub snapshot: bool,
     pub position: Position,
@@ -664,7 +664,9 @@ impl Db {
             source,
         };
         // A snapshot with TXID > 1 is not a "snapshot" in LTX terms (min != 1) but carries every page.
-        let mut enc = Encoder::new(header, self.encoding).map_err(lerr)?;
+        let mut enc = Encoder::new(header, self.encoding)
+            .map_err(lerr)?
+            .spill_above(crate::payload::SPILL_ABOVE);
         let mut n = 0;
         match base {
             None => {
@@ -692,7 +694,7 @@ impl Db {
                 }
             }
         }
-        let data = enc.finish(0).map_err(lerr)?;
+        let data = enc.finish_payload(0).map_err(lerr)?;
         Ok(Pending {
             txid,
             timestamp_ms,

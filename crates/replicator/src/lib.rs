@@ -65,6 +65,7 @@ pub mod db;
 pub mod embed;
 pub mod ltx;
 pub mod metrics;
+pub mod payload;
 pub mod replication;
 pub mod restore;
 pub mod time;

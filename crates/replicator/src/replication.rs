@@ -431,7 +431,7 @@ impl From<&Pending> for Shipped {
         Self {
             txid: p.txid,
             timestamp_ms: p.timestamp_ms,
-            bytes: p.data.len(),
+            bytes: p.data.len() as usize,
             pages: p.pages,
             snapshot: p.snapshot,
         }
@@ -467,7 +467,7 @@ impl Loop {
         else {
             return Ok(true);
         };
-        let bytes = data.len();
+        let bytes = data.len() as usize;
         match self.client.put(0, txid, txid, data, timestamp_ms).await {
             Ok(()) => {
                 let Some(p) = self.pending.take() else {

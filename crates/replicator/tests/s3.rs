@@ -50,7 +50,7 @@ async fn conformance<C: ReplicaClient>(c: &C) {
             l,
             min,
             max,
-            ltx_file(min, max, ts + i as i64 * 1000),
+            ltx_file(min, max, ts + i as i64 * 1000).into(),
             ts + i as i64 * 1000,
         )
         .await
@@ -111,7 +111,7 @@ async fn conformance_s3s_fs() {
     assert!(matches!(c, Client::S3(_)));
     conformance(&c).await;
     // Layout: <path>/<level 4 hex>/<min>-<max>.ltx, no ltx/ segment.
-    c.put(0, 1, 1, ltx_file(1, 1, 5), 5).await.unwrap();
+    c.put(0, 1, 1, ltx_file(1, 1, 5).into(), 5).await.unwrap();
     assert!(
         s.dir
             .path()
@@ -151,7 +151,7 @@ async fn conformance_garage() {
     conformance(&c).await;
     // A large object (streamed body, the case Garage rejects with default SDK checksums).
     let big = vec![7u8; 6 << 20];
-    c.put(0, 9, 9, big.clone(), 1).await.unwrap();
+    c.put(0, 9, 9, big.clone().into(), 1).await.unwrap();
     assert_eq!(c.get(0, 9, 9).await.unwrap(), big);
 }
 
@@ -187,7 +187,7 @@ async fn multipart(s: common::S3Server) {
         })
         .collect();
     let ts = 1_767_225_600_123;
-    c.put(9, 1, 7, big.clone(), ts).await.unwrap();
+    c.put(9, 1, 7, big.clone().into(), ts).await.unwrap();
     assert_eq!(
         c.multipart_uploads(),
         1,
@@ -201,8 +201,35 @@ async fn multipart(s: common::S3Server) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].size, big.len() as u64);
     assert_eq!(listed[0].created_ms, ts, "litestream-timestamp lost");
-    c.put(0, 1, 1, vec![1u8; 1000], ts).await.unwrap();
+    c.put(0, 1, 1, vec![1u8; 1000].into(), ts).await.unwrap();
     assert_eq!(c.multipart_uploads(), 1, "a small object is one PUT");
+    // The same bytes from a spool file (how large snapshots and compactions go up): each
+    // part is streamed from the file at its offset; below a part, one PUT from the file.
+    let spooled = |b: &[u8]| {
+        let mut w = barnabee_replicator::payload::SpoolWriter::create().unwrap();
+        w.write_all(b).unwrap();
+        w.finish().unwrap()
+    };
+    c.put(9, 1, 8, spooled(&big), ts).await.unwrap();
+    assert_eq!(
+        c.multipart_uploads(),
+        2,
+        "a spooled 12 MiB object: multipart"
+    );
+    assert!(
+        c.get(9, 1, 8).await.unwrap() == big,
+        "spooled multipart object differs"
+    );
+    c.put(9, 1, 9, spooled(&big[..1 << 20]), ts).await.unwrap();
+    assert_eq!(
+        c.multipart_uploads(),
+        2,
+        "a spooled 1 MiB object is one PUT"
+    );
+    assert!(
+        c.get(9, 1, 9).await.unwrap() == big[..1 << 20],
+        "spooled PUT differs"
+    );
     c.delete_all().await.unwrap();
 
     // End to end: an incompressible ~8 MB database; its snapshot (> 5 MiB) ships in parts.
@@ -330,7 +357,7 @@ async fn wal_scenario_replica_uploaded_to_s3_restores() {
             let ts = barnabee_replicator::ltx::decode_header(&data)
                 .unwrap()
                 .timestamp;
-            c.put(level, min, max, data, ts).await.unwrap();
+            c.put(level, min, max, data.into(), ts).await.unwrap();
         }
     }
     let tmp = tempfile::tempdir().unwrap();

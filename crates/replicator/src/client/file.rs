@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{ClientError, FileInfo, ReplicaClient};
+use super::{ClientError, FileInfo, Payload, ReplicaClient};
 use crate::ltx::{format_filename, parse_filename};
 
 pub struct FileClient {
@@ -96,16 +96,15 @@ impl ReplicaClient for FileClient {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         ts: i64,
     ) -> Result<(), ClientError> {
-        use std::io::Write;
         let dir = self.dir(level);
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let p = self.path(level, min, max);
         let tmp = p.with_extension("ltx.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(&data).map_err(|e| io(&tmp, e))?;
+        data.write_to(&mut f).map_err(|e| io(&tmp, e))?;
         let mtime = UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64);
         f.set_modified(mtime).map_err(|e| io(&tmp, e))?;
         f.sync_all().map_err(|e| io(&tmp, e))?;

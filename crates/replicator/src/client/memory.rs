@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::{ClientError, FileInfo, ReplicaClient};
+use super::{ClientError, FileInfo, Payload, ReplicaClient};
 
 type Objects = BTreeMap<(u8, u64, u64), (Vec<u8>, i64)>;
 
@@ -83,10 +83,14 @@ impl ReplicaClient for MemoryClient {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         ts: i64,
     ) -> Result<(), ClientError> {
         self.check_up("put")?;
+        let data = data.to_vec().map_err(|source| ClientError::Io {
+            object: self.object_name(level, min, max),
+            source,
+        })?;
         if self
             .fail_puts
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

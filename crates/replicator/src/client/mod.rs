@@ -7,6 +7,7 @@ pub mod s3;
 
 use std::future::Future;
 
+pub use crate::payload::Payload;
 pub use file::FileClient;
 pub use memory::MemoryClient;
 pub use multi::{MemberStatus, MultiClient};
@@ -73,13 +74,14 @@ pub trait ReplicaClient: Send + Sync {
         min: u64,
         max: u64,
     ) -> impl Future<Output = Result<Vec<u8>, ClientError>> + Send;
-    /// Store an object; `timestamp_ms` becomes the mtime / `litestream-timestamp`.
+    /// Store an object; `timestamp_ms` becomes the mtime / `litestream-timestamp`. A
+    /// spooled payload is uploaded from its file, never read whole into memory.
     fn put(
         &self,
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         timestamp_ms: i64,
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
     fn delete(&self, files: &[FileInfo]) -> impl Future<Output = Result<(), ClientError>> + Send;
@@ -177,7 +179,7 @@ impl Client {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         ts: i64,
     ) -> Result<(), ClientError> {
         match self {
@@ -253,7 +255,7 @@ impl ReplicaClient for Client {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         ts: i64,
     ) -> Result<(), ClientError> {
         match self {

@@ -7,8 +7,10 @@
 //!   retries and backs off as with one replica).
 //! - A member that fails keeps its queue and retries it in order, backing off (100 ms doubling
 //!   to 30 s); its `consecutive_errors` and `last_error` are its own (see [`MemberStatus`]).
-//! - A queue past [`MAX_QUEUED_BYTES`] is dropped and the member is marked for resync, so a
-//!   long outage costs no memory. Every member also starts marked: after a restart nobody
+//! - A queue holding more than [`MAX_QUEUED_BYTES`] in memory (or [`MAX_QUEUED_SPOOL_BYTES`]
+//!   in spool files, see [`crate::payload`]) is dropped and the member is marked for resync,
+//!   so a long outage costs neither memory nor disk. A queue holding one object is never
+//!   dropped: a large snapshot is not a reason to fail a healthy replica's write. Every member also starts marked: after a restart nobody
 //!   knows what it missed.
 //! - Resync: each level of the member is listed beside the other members' listings, and
 //!   every object a sibling holds that it lacks is copied from the sibling. Deletions it
@@ -25,11 +27,14 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
-use super::{Client, ClientError, FileInfo, ReplicaClient};
+use super::{Client, ClientError, FileInfo, Payload, ReplicaClient};
 use crate::time::now_ms;
 
-/// A member's queue may hold this many bytes of objects before it is dropped for a resync.
+/// A member's queue may hold this many bytes of objects in memory before it is dropped for
+/// a resync.
 pub const MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// ... and this many in spool files (large snapshots and compactions) on disk.
+pub const MAX_QUEUED_SPOOL_BYTES: u64 = 1 << 30;
 /// How long a write waits for the first member to take it.
 const WRITE_BOUND: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -55,10 +60,21 @@ enum Op {
         level: u8,
         min: u64,
         max: u64,
-        data: Arc<Vec<u8>>,
+        data: Payload,
         ts: i64,
     },
     Delete(Vec<FileInfo>),
+}
+
+impl Op {
+    /// (bytes in memory, bytes in spool files) it holds.
+    fn held(&self) -> (u64, u64) {
+        match self {
+            Op::Put { data, .. } if data.path().is_some() => (0, data.len()),
+            Op::Put { data, .. } => (data.len(), 0),
+            Op::Delete(_) => (0, 0),
+        }
+    }
 }
 
 struct Queued {
@@ -79,6 +95,8 @@ impl Queued {
 struct State {
     queue: VecDeque<Queued>,
     queued_bytes: u64,
+    /// Of `queued_bytes`, those held in spool files.
+    queued_spool_bytes: u64,
     resync: bool,
     consecutive_errors: u32,
     last_error: Option<String>,
@@ -253,10 +271,9 @@ impl MultiClient {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         ts: i64,
     ) -> Result<(), ClientError> {
-        let data = Arc::new(data);
         let object = self.object_name(level, min, max);
         self.write(
             || Op::Put {
@@ -289,6 +306,7 @@ impl MultiClient {
                 q.answer(&Err("the replica was emptied".into()));
             }
             s.queued_bytes = 0;
+            s.queued_spool_bytes = 0;
         }
         Ok(())
     }
@@ -380,19 +398,23 @@ impl Member {
             q.waiters.extend(waiter);
             return;
         }
-        if let Op::Put { data, .. } = &op {
-            s.queued_bytes += data.len() as u64;
-        }
+        let (memory, spool) = op.held();
+        s.queued_bytes += memory + spool;
+        s.queued_spool_bytes += spool;
         s.queue.push_back(Queued {
             op,
             waiters: waiter.into_iter().collect(),
         });
-        if s.queued_bytes > MAX_QUEUED_BYTES {
+        let in_memory = s.queued_bytes - s.queued_spool_bytes;
+        if s.queue.len() > 1
+            && (in_memory > MAX_QUEUED_BYTES || s.queued_spool_bytes > MAX_QUEUED_SPOOL_BYTES)
+        {
             let dropped = s.queue.len();
             for mut q in s.queue.drain(..) {
                 q.answer(&Err("behind; it will be resynced from a sibling".into()));
             }
             s.queued_bytes = 0;
+            s.queued_spool_bytes = 0;
             s.resync = true;
             log::warn!(event = "replica_behind", replica = self.client.describe().as_str(), dropped = dropped; "replica {} is more than {} MiB behind: its queue is dropped and it will be resynced from another replica once it answers", self.client.describe(), MAX_QUEUED_BYTES >> 20);
         }
@@ -470,7 +492,7 @@ async fn work(me: Arc<Member>) {
                 ts,
             } => {
                 me.client
-                    .single_put(*level, *min, *max, data.as_ref().clone(), *ts)
+                    .single_put(*level, *min, *max, data.clone(), *ts)
                     .await
             }
             Op::Delete(files) => me.client.single_delete(files).await,
@@ -480,9 +502,9 @@ async fn work(me: Arc<Member>) {
             match done {
                 Ok(()) => {
                     if let Some(mut q) = s.queue.pop_front() {
-                        if let Op::Put { data, .. } = &q.op {
-                            s.queued_bytes = s.queued_bytes.saturating_sub(data.len() as u64);
-                        }
+                        let (memory, spool) = q.op.held();
+                        s.queued_bytes = s.queued_bytes.saturating_sub(memory + spool);
+                        s.queued_spool_bytes = s.queued_spool_bytes.saturating_sub(spool);
                         q.answer(&Ok(()));
                     }
                     if s.consecutive_errors > 0 {
@@ -548,11 +570,10 @@ async fn resync_member(all: &MultiClient, me: &Arc<Member>) -> Result<usize, Str
                 if mine.contains(&(f.min_txid, f.max_txid)) {
                     continue;
                 }
-                let data = match sib.client.single_get(level, f.min_txid, f.max_txid).await {
-                    Ok(d) => d,
-                    // compacted or retired meanwhile
-                    Err(e) if e.is_not_found() => continue,
-                    Err(_) => continue,
+                // A sibling's object that is gone meanwhile (compacted or retired), or that
+                // it cannot give now, is not copied.
+                let Ok(data) = copy_of(&sib.client, &f).await else {
+                    continue;
                 };
                 me.client
                     .single_put(level, f.min_txid, f.max_txid, data, f.created_ms)
@@ -563,4 +584,22 @@ async fn resync_member(all: &MultiClient, me: &Arc<Member>) -> Result<usize, Str
         }
     }
     Ok(copied)
+}
+
+/// A member's object for a sibling: in memory when small, through a spool file when large.
+async fn copy_of(from: &Client, f: &FileInfo) -> Result<Payload, ClientError> {
+    if f.size <= crate::payload::SPILL_ABOVE as u64 {
+        return Ok(from
+            .single_get(f.level, f.min_txid, f.max_txid)
+            .await?
+            .into());
+    }
+    let spool = crate::payload::SpoolWriter::create().map_err(|source| ClientError::Io {
+        object: from.object_name(f.level, f.min_txid, f.max_txid),
+        source,
+    })?;
+    let n = from
+        .single_download(f.level, f.min_txid, f.max_txid, spool.path())
+        .await?;
+    Ok(spool.filled(n))
 }

@@ -13,10 +13,10 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 
-use super::{ClientError, FileInfo, ReplicaClient};
+use super::{ClientError, FileInfo, Payload, ReplicaClient};
 use crate::ltx::{format_filename, parse_filename};
 
 /// Connection settings (from litestream.yml or a `s3://` URL).
@@ -122,7 +122,7 @@ impl S3Client {
     }
 
     /// Upload `data` in parts; abort the upload if anything fails.
-    async fn put_multipart(&self, key: &str, data: Vec<u8>, ts: i64) -> Result<(), ClientError> {
+    async fn put_multipart(&self, key: &str, data: Payload, ts: i64) -> Result<(), ClientError> {
         let created = self
             .client
             .create_multipart_upload()
@@ -178,21 +178,23 @@ impl S3Client {
     }
 
     /// UploadPart for each `part_size` slice, `concurrency` at a time; the parts in order.
+    /// A spooled payload's parts are streamed from the file at their offsets.
     async fn upload_parts(
         &self,
         key: &str,
         upload_id: &str,
-        data: Vec<u8>,
+        data: Payload,
     ) -> Result<Vec<CompletedPart>, ClientError> {
-        let data = bytes::Bytes::from(data);
-        let ps = self.part_size as usize;
-        let count = data.len().div_ceil(ps);
+        let ps = self.part_size;
+        let len = data.len();
+        let count = len.div_ceil(ps);
         let mut inflight = tokio::task::JoinSet::new();
-        let mut parts = Vec::with_capacity(count);
-        let mut next = 0usize;
+        let mut parts = Vec::with_capacity(count as usize);
+        let mut next = 0u64;
         loop {
             while inflight.len() < self.concurrency && next < count {
-                let body = data.slice(next * ps..((next + 1) * ps).min(data.len()));
+                let offset = next * ps;
+                let body = Self::body(key, &data, offset, ps.min(len - offset)).await?;
                 let number = next as i32 + 1;
                 let req = self
                     .client
@@ -201,7 +203,7 @@ impl S3Client {
                     .key(key)
                     .upload_id(upload_id)
                     .part_number(number)
-                    .body(ByteStream::from(body));
+                    .body(body);
                 inflight.spawn(async move { (number, req.send().await) });
                 next += 1;
             }
@@ -223,6 +225,34 @@ impl S3Client {
         }
         parts.sort_by_key(|p| p.part_number());
         Ok(parts)
+    }
+
+    /// `length` bytes of the payload from `offset`, as a request body.
+    async fn body(
+        key: &str,
+        data: &Payload,
+        offset: u64,
+        length: u64,
+    ) -> Result<ByteStream, ClientError> {
+        match data {
+            Payload::Memory(b) => Ok(ByteStream::from(
+                b.slice(offset as usize..(offset + length) as usize),
+            )),
+            Payload::File(f) => {
+                let path = f.path();
+                ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(|e| ClientError::S3 {
+                        op: "put",
+                        object: key.to_owned(),
+                        message: format!("reading {}: {e}", path.display()),
+                    })
+            }
+        }
     }
 
     fn prefix(&self, level: u8) -> String {
@@ -381,19 +411,20 @@ impl ReplicaClient for S3Client {
         level: u8,
         min: u64,
         max: u64,
-        data: Vec<u8>,
+        data: Payload,
         ts: i64,
     ) -> Result<(), ClientError> {
         let key = self.key(level, min, max);
-        if data.len() as u64 > self.part_size {
+        if data.len() > self.part_size {
             return self.put_multipart(&key, data, ts).await;
         }
+        let body = Self::body(&key, &data, 0, data.len()).await?;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
             .metadata("litestream-timestamp", crate::time::format_rfc3339(ts))
-            .body(ByteStream::from(data))
+            .body(body)
             .send()
             .await
             .map_err(|e| Self::s3err("put", key, e))?;

@@ -1,8 +1,10 @@
-//! Writes LTX files in memory: header, page frames, terminator, page index, trailer.
+//! Writes LTX files: header, page frames, terminator, page index, trailer; in memory, or
+//! spilled to a spool file once large (see [`crate::payload`]).
 
 use super::LtxError;
 use super::checksum::{CHECKSUM_FLAG, Crc64};
 use super::header::{HEADER_SIZE, Header, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, lock_page};
+use crate::payload::{Payload, SpoolWriter};
 
 /// How page payloads are compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -16,14 +18,20 @@ pub enum PageEncoding {
     Block,
 }
 
-/// An in-memory LTX encoder. Pages must be added in the order the format requires.
+/// An LTX encoder. Pages must be added in the order the format requires.
 pub struct Encoder {
     header: Header,
     encoding: PageEncoding,
+    /// Output not yet spilled (all of it, in memory mode).
     buf: Vec<u8>,
     crc: Crc64,
     index: Vec<(u32, u64, u64)>,
     last_pgno: u32,
+    /// Spill `buf` to a spool file whenever it reaches this size.
+    spill_above: Option<usize>,
+    spill: Option<SpoolWriter>,
+    /// Bytes already in the spool file.
+    spilled: u64,
 }
 
 impl Encoder {
@@ -41,7 +49,35 @@ impl Encoder {
             crc,
             index: Vec::new(),
             last_pgno: 0,
+            spill_above: None,
+            spill: None,
+            spilled: 0,
         })
+    }
+
+    /// Move the output to a spool file once it reaches `bytes`: memory then holds at most
+    /// about that much of it, whatever the file's size.
+    pub fn spill_above(mut self, bytes: usize) -> Self {
+        self.spill_above = Some(bytes.max(1));
+        self
+    }
+
+    /// Offset of the next byte in the file.
+    fn pos(&self) -> u64 {
+        self.spilled + self.buf.len() as u64
+    }
+
+    fn spill_now(&mut self) -> Result<(), LtxError> {
+        let io = |e: std::io::Error| LtxError::Io(format!("spool file: {e}"));
+        if self.spill.is_none() {
+            self.spill = Some(SpoolWriter::create().map_err(io)?);
+        }
+        if let Some(w) = self.spill.as_mut() {
+            w.write_all(&self.buf).map_err(io)?;
+        }
+        self.spilled += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 
     pub fn header(&self) -> &Header {
@@ -51,6 +87,10 @@ impl Encoder {
     /// Reserve room for `bytes` more output up front (a large file then grows in place
     /// instead of being copied at each doubling; untouched room costs no memory).
     pub fn reserve(&mut self, bytes: usize) {
+        let bytes = match self.spill_above {
+            Some(limit) => bytes.min(limit + (64 << 10)),
+            None => bytes,
+        };
         self.buf.reserve(bytes);
     }
 
@@ -61,7 +101,7 @@ impl Encoder {
         if data.len() != h.page_size as usize {
             return Err(LtxError::Page {
                 pgno,
-                offset: self.buf.len(),
+                offset: self.pos() as usize,
                 what: format!(
                     "page data is {} bytes, page size is {}",
                     data.len(),
@@ -91,7 +131,7 @@ impl Encoder {
         } else if pgno <= self.last_pgno {
             return order(format!("page {pgno} not after page {}", self.last_pgno));
         }
-        let offset = self.buf.len() as u64;
+        let offset = self.pos();
         let flags = match self.encoding {
             PageEncoding::Frame => 0u16,
             PageEncoding::Block => PAGE_FLAG_SIZE,
@@ -112,15 +152,31 @@ impl Encoder {
             PageEncoding::Frame => super::lz4frame::encode(data, &mut self.buf),
         }
         self.crc.update(data);
-        self.index
-            .push((pgno, offset, self.buf.len() as u64 - offset));
+        self.index.push((pgno, offset, self.pos() - offset));
         self.last_pgno = pgno;
+        if self
+            .spill_above
+            .is_some_and(|limit| self.buf.len() >= limit)
+        {
+            self.spill_now()?;
+        }
         Ok(())
     }
 
-    /// Terminate the page block, write the index and trailer; returns the file bytes.
+    /// Terminate the page block, write the index and trailer; returns the file bytes
+    /// (read back from the spool file if it spilled: for tests and small files).
     /// `post_apply_checksum` must be 0 for NoChecksum files.
-    pub fn finish(mut self, post_apply_checksum: u64) -> Result<Vec<u8>, LtxError> {
+    pub fn finish(self, post_apply_checksum: u64) -> Result<Vec<u8>, LtxError> {
+        match self.finish_payload(post_apply_checksum)? {
+            Payload::Memory(b) => Ok(Vec::from(b)),
+            p => p
+                .to_vec()
+                .map_err(|e| LtxError::Io(format!("spool file: {e}"))),
+        }
+    }
+
+    /// [`Encoder::finish`], leaving a spilled file where it is.
+    pub fn finish_payload(mut self, post_apply_checksum: u64) -> Result<Payload, LtxError> {
         let h = &self.header;
         if h.is_snapshot() {
             let lock = lock_page(h.page_size);
@@ -166,7 +222,16 @@ impl Encoder {
         self.buf.extend_from_slice(&post);
         let file_checksum = self.crc.finish() | CHECKSUM_FLAG;
         self.buf.extend_from_slice(&file_checksum.to_be_bytes());
-        Ok(self.buf)
+        if self.spill.is_none() {
+            return Ok(Payload::from(self.buf));
+        }
+        self.spill_now()?;
+        match self.spill.take() {
+            Some(w) => w
+                .finish()
+                .map_err(|e| LtxError::Io(format!("spool file: {e}"))),
+            None => Err(LtxError::Io("spool file vanished".into())),
+        }
     }
 }
 
@@ -204,6 +269,32 @@ mod tests {
         assert_eq!(&b[100..106], &[0, 0, 0, 1, 0, 0]);
         assert_eq!(&b[106..112], &[0x04, 0x22, 0x4D, 0x18, 0x64, 0x40]);
         assert_eq!(decode(&b).unwrap().pages, vec![(1, vec![7u8; 512])]);
+    }
+
+    #[test]
+    fn a_spilled_file_is_the_in_memory_file_byte_for_byte() {
+        let page =
+            |p: u32| -> Vec<u8> { (0..512).map(|i| (i as u32 * 31 + p * 7) as u8).collect() };
+        let encode = |spill: Option<usize>| {
+            let mut e = Encoder::new(hdr(1, 40), PageEncoding::Frame).unwrap();
+            if let Some(n) = spill {
+                e = e.spill_above(n);
+            }
+            for p in 1..=40 {
+                e.add_page(p, &page(p)).unwrap();
+            }
+            e.finish_payload(0).unwrap()
+        };
+        let memory = encode(None);
+        assert!(memory.path().is_none());
+        let spilled = encode(Some(1000));
+        let path = spilled.path().expect("spilled to a file").to_path_buf();
+        assert_eq!(spilled.len(), memory.len());
+        let bytes = spilled.to_vec().unwrap();
+        assert_eq!(bytes, memory.to_vec().unwrap());
+        assert_eq!(decode(&bytes).unwrap().pages.len(), 40);
+        drop(spilled);
+        assert!(!path.exists(), "the spool file goes with the payload");
     }
 
     #[test]
