@@ -63,6 +63,7 @@ pub mod compactor;
 pub mod config;
 pub mod db;
 pub mod embed;
+pub mod growing_file;
 pub mod ltx;
 pub mod metrics;
 pub mod payload;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::client::{ClientError, FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::growing_file::{GrowingFile, Progress};
 use crate::ltx::{self, LtxError, lock_page};
 
 /// What to restore to.
@@ -218,7 +219,9 @@ pub async fn apply<C: ReplicaClient>(
     Ok(restored)
 }
 
-/// Apply the plan's files in order into `tmp` (see [`apply`]).
+/// Apply the plan's files in order into `tmp` (see [`apply`]). An object that is not a local
+/// file is decoded while it downloads (from its spool file as it grows), so a large
+/// snapshot's download and its decoding overlap.
 async fn write_tmp<C: ReplicaClient>(
     client: &C,
     plan: &[FileInfo],
@@ -226,71 +229,169 @@ async fn write_tmp<C: ReplicaClient>(
     spool: &Path,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Restored, RestoreError> {
-    use std::io::Read;
-    use std::os::unix::fs::FileExt;
-    let ioerr = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RestoreError::Io { path, source }
+    let out = std::fs::File::create(tmp).map_err(io_at(tmp))?;
+    let mut applier = Applier {
+        out,
+        tmp: tmp.to_path_buf(),
+        have: Vec::new(),
+        page_size: 0,
+        commit: 0,
+        txid: 0,
+        downloaded: 0,
     };
-    let out = std::fs::File::create(tmp).map_err(ioerr(tmp))?;
-    // have[p]: page p was written by a file of the plan (and not cut off by a smaller commit).
-    let mut have: Vec<bool> = Vec::new();
-    let mut page_size = 0u32;
-    let mut commit = 0u32;
-    let mut txid = 0u64;
-    let mut downloaded = 0u64;
     for (i, f) in plan.iter().enumerate() {
         let object = client.object_name(f.level, f.min_txid, f.max_txid);
-        let path = match client.local_path(f.level, f.min_txid, f.max_txid) {
-            Some(p) => p,
+        applier = match client.local_path(f.level, f.min_txid, f.max_txid) {
+            Some(path) => {
+                let opened = std::fs::File::open(&path).and_then(|file| {
+                    let len = file.metadata()?.len();
+                    Ok((file, len))
+                });
+                let (file, len) = match opened {
+                    Ok(x) => x,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(ClientError::NotFound { object }.into());
+                    }
+                    Err(e) => return Err(io_at(&path)(e)),
+                };
+                let f = f.clone();
+                blocking(move || {
+                    applier
+                        .apply(file, len, &f, &object, &path)
+                        .map(|()| applier)
+                })
+                .await?
+            }
+            None if client.download_is_one_pass() => {
+                downloading(client, f, object, spool, applier).await?
+            }
             None => {
-                client
+                let n = client
                     .download(f.level, f.min_txid, f.max_txid, spool)
                     .await?;
-                spool.to_path_buf()
+                let file = std::fs::File::open(spool).map_err(io_at(spool))?;
+                let (f, path) = (f.clone(), spool.to_path_buf());
+                blocking(move || applier.apply(file, n, &f, &object, &path).map(|()| applier))
+                    .await?
             }
         };
-        let opened = std::fs::File::open(&path).and_then(|file| {
-            let len = file.metadata()?.len();
-            Ok((file, len))
+        progress(i + 1, plan.len());
+    }
+    applier.finish()
+}
+
+/// Download `f` to `spool` and decode it from there at the same time.
+async fn downloading<C: ReplicaClient>(
+    client: &C,
+    f: &FileInfo,
+    object: String,
+    spool: &Path,
+    mut applier: Applier,
+) -> Result<Applier, RestoreError> {
+    // Created before the download starts, so the decoder's handle is on the file the
+    // download then fills (`File::create` truncates the same file).
+    std::fs::File::create(spool).map_err(io_at(spool))?;
+    let reader = std::fs::File::open(spool).map_err(io_at(spool))?;
+    let written = Progress::default();
+    let reader = GrowingFile::new(reader, f.size, written.clone());
+    let (len, path, info) = (f.size, spool.to_path_buf(), f.clone());
+    let decode = blocking(move || {
+        applier
+            .apply(reader, len, &info, &object, &path)
+            .map(|()| applier)
+    });
+    let download = async {
+        let r = client
+            .download(f.level, f.min_txid, f.max_txid, spool)
+            .await;
+        match &r {
+            Ok(_) => written.done(),
+            Err(_) => written.failed(),
+        }
+        r
+    };
+    let (downloaded, decoded) = tokio::join!(download, decode);
+    // A failed download explains a failed decoding; a wrong length makes any result suspect.
+    let n = downloaded?;
+    if n != f.size {
+        return Err(RestoreError::Inconsistent {
+            object: client.object_name(f.level, f.min_txid, f.max_txid),
+            what: format!("listed as {} bytes, {n} were downloaded", f.size),
         });
-        let (mut file, len) = match opened {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ClientError::NotFound { object }.into());
-            }
-            Err(e) => return Err(ioerr(&path)(e)),
-        };
-        downloaded += len;
+    }
+    decoded
+}
+
+/// Run `work` on the blocking pool (decoding and writing a large object takes a while).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RestoreError> + Send + 'static,
+) -> Result<T, RestoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RestoreError::Incomplete(format!("the decoding task failed: {e}")))?
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| RestoreError::Io { path, source }
+}
+
+/// The database being written: where each planned file's pages go.
+struct Applier {
+    out: std::fs::File,
+    tmp: PathBuf,
+    /// have[p]: page p was written by a file of the plan (and not cut off by a smaller commit).
+    have: Vec<bool>,
+    page_size: u32,
+    commit: u32,
+    txid: u64,
+    downloaded: u64,
+}
+
+impl Applier {
+    /// Verify one planned file (`len` bytes from `r`; `path` for errors) and write its pages.
+    fn apply(
+        &mut self,
+        r: impl std::io::Read,
+        len: u64,
+        f: &FileInfo,
+        object: &str,
+        path: &Path,
+    ) -> Result<(), RestoreError> {
+        use std::io::Read;
+        use std::os::unix::fs::FileExt;
+        let mut r = r;
         let corrupt = |source| RestoreError::Corrupt {
-            object: object.clone(),
+            object: object.to_owned(),
             source,
         };
         let mut hb = Vec::with_capacity(ltx::HEADER_SIZE);
-        (&mut file)
+        (&mut r)
             .take(ltx::HEADER_SIZE as u64)
             .read_to_end(&mut hb)
-            .map_err(ioerr(&path))?;
+            .map_err(io_at(path))?;
         let h = ltx::decode_header(&hb).map_err(corrupt)?;
         if h.min_txid != f.min_txid || h.max_txid != f.max_txid {
             return Err(RestoreError::Inconsistent {
-                object,
+                object: object.to_owned(),
                 what: format!("header says TXIDs {:016x}-{:016x}", h.min_txid, h.max_txid),
             });
         }
-        if page_size != 0 && h.page_size != page_size {
+        if self.page_size != 0 && h.page_size != self.page_size {
             return Err(RestoreError::Inconsistent {
-                object,
-                what: format!("page size {} differs from {page_size}", h.page_size),
+                object: object.to_owned(),
+                what: format!("page size {} differs from {}", h.page_size, self.page_size),
             });
         }
-        page_size = h.page_size;
-        commit = h.commit;
-        txid = h.max_txid;
-        have.resize(commit as usize + 1, false);
-        let ps = u64::from(page_size);
+        self.downloaded += len;
+        self.page_size = h.page_size;
+        self.commit = h.commit;
+        self.txid = h.max_txid;
+        self.have.resize(self.commit as usize + 1, false);
+        let ps = u64::from(self.page_size);
+        let (out, have) = (&self.out, &mut self.have);
         let mut write_error = None;
-        ltx::decode_stream(std::io::Cursor::new(&hb).chain(file), len, |pgno, data| {
+        ltx::decode_stream(std::io::Cursor::new(&hb).chain(r), len, |pgno, data| {
             if let Err(e) = out.write_all_at(data, u64::from(pgno - 1) * ps) {
                 let msg = e.to_string();
                 write_error = Some(e);
@@ -301,33 +402,39 @@ async fn write_tmp<C: ReplicaClient>(
         })
         .map_err(|e| match write_error.take() {
             Some(source) => RestoreError::Io {
-                path: tmp.to_path_buf(),
+                path: self.tmp.clone(),
                 source,
             },
             None => corrupt(e),
         })?;
-        progress(i + 1, plan.len());
+        Ok(())
     }
-    let lock = lock_page(page_size.max(512));
-    let missing: Vec<u32> = (1..=commit)
-        .filter(|&p| p != lock && !have[p as usize])
-        .take(5)
-        .collect();
-    if !missing.is_empty() {
-        return Err(RestoreError::Incomplete(format!(
-            "pages {missing:?} missing (commit {commit}); the plan does not start with a snapshot"
-        )));
+
+    /// Every page present, cut to the final commit, on disk.
+    fn finish(self) -> Result<Restored, RestoreError> {
+        let lock = lock_page(self.page_size.max(512));
+        let missing: Vec<u32> = (1..=self.commit)
+            .filter(|&p| p != lock && !self.have[p as usize])
+            .take(5)
+            .collect();
+        if !missing.is_empty() {
+            return Err(RestoreError::Incomplete(format!(
+                "pages {missing:?} missing (commit {}); the plan does not start with a snapshot",
+                self.commit
+            )));
+        }
+        // Pages above the final commit (a database that shrank) go; the lock page stays zeros.
+        self.out
+            .set_len(u64::from(self.commit) * u64::from(self.page_size))
+            .map_err(io_at(&self.tmp))?;
+        self.out.sync_all().map_err(io_at(&self.tmp))?;
+        Ok(Restored {
+            txid: self.txid,
+            pages: self.commit,
+            page_size: self.page_size,
+            bytes_downloaded: self.downloaded,
+        })
     }
-    // Pages above the final commit (a database that shrank) go; the lock page stays zeros.
-    out.set_len(u64::from(commit) * u64::from(page_size))
-        .map_err(ioerr(tmp))?;
-    out.sync_all().map_err(ioerr(tmp))?;
-    Ok(Restored {
-        txid,
-        pages: commit,
-        page_size,
-        bytes_downloaded: downloaded,
-    })
 }
 
 fn with_suffix(output: &Path, suffix: &str) -> PathBuf {

@@ -297,3 +297,34 @@ async fn a_member_stuck_in_its_resync_answers_writes_with_its_error() {
     assert!(took < Duration::from_secs(15), "{took:?}");
     println!("both down (one stuck in its resync): sync_now failed in {took:?}");
 }
+
+/// An object larger than a member's queue bound (a big database's snapshot) is a write like
+/// any other: both healthy members take it. (Before, the bound dropped the queue holding just
+/// that object on every member, and the set's write failed at every retry.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_larger_than_the_queue_bound_reaches_both_members() {
+    let (a, b) = (Arc::new(MemoryClient::new()), Arc::new(MemoryClient::new()));
+    let set = Client::Multi(MultiClient::new(vec![
+        Client::Memory(a.clone()),
+        Client::Memory(b.clone()),
+    ]));
+    set.start(Default::default());
+    let size = barnabee_replicator::client::multi::MAX_QUEUED_BYTES as usize + (1 << 20);
+    let mut w = barnabee_replicator::payload::SpoolWriter::create().unwrap();
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..size >> 20 {
+        w.write_all(&chunk).unwrap();
+    }
+    set.put(9, 1, 5, w.finish().unwrap(), 1).await.unwrap();
+    for (name, m) in [("a", &a), ("b", &b)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while m.list(9, false).await.unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "member {name} never got the object"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(m.get(9, 1, 5).await.unwrap().len(), size, "member {name}");
+    }
+}

@@ -91,6 +91,12 @@ pub trait ReplicaClient: Send + Sync {
     fn local_path(&self, _level: u8, _min: u64, _max: u64) -> Option<std::path::PathBuf> {
         None
     }
+    /// Whether [`ReplicaClient::download`] writes `dest` once from start to end, so it can be
+    /// read while it downloads (a restore decodes as the object arrives). A replica set is
+    /// not: when one member fails mid-object the next one writes the file again from 0.
+    fn download_is_one_pass(&self) -> bool {
+        true
+    }
     /// Store an object into the local file `dest` (created or truncated); returns its size.
     /// Clients override this to stream instead of holding the object in memory.
     fn download(
@@ -274,6 +280,9 @@ impl ReplicaClient for Client {
             Client::Multi(c) => c.delete_all().await,
             c => c.single_delete_all().await,
         }
+    }
+    fn download_is_one_pass(&self) -> bool {
+        !matches!(self, Client::Multi(_))
     }
     fn local_path(&self, level: u8, min: u64, max: u64) -> Option<std::path::PathBuf> {
         match self {
