@@ -37,9 +37,10 @@
 //!
 //! Sync policy: the WAL is probed every `monitor_interval` (25 ms); a commit in a quiet
 //! period ships as soon as the writers pause (two probes without a new commit; a burst ships
-//! as one file at its end, or after `sync_interval` at the latest), and under load at most
-//! one level-0 upload happens per `sync_interval` (1 s), batching everything committed
-//! meanwhile. A due checkpoint is that
+//! as one file at its end, or after `sync_interval` at the latest), and under load one
+//! level-0 upload happens per `sync_interval` (1 s) on average, batching everything committed
+//! meanwhile ([`upload_budget`]: two may follow each other at once after a quiet spell, so
+//! commits about an interval apart never wait for one). A due checkpoint is that
 //! interval's upload: under the write lock it takes to restart the WAL, it ships what was
 //! committed since the last upload (one PUT), then restarts; so checkpoints add no PUTs.
 //! (The application's writers wait for that one PUT: give them a `busy_timeout` well above
@@ -70,6 +71,7 @@ pub mod payload;
 pub mod replication;
 pub mod restore;
 pub mod time;
+pub mod upload_budget;
 pub mod wal;
 
 pub use config::ReplicaConfig;

@@ -15,6 +15,7 @@ use crate::ltx::PageEncoding;
 use crate::metrics::ReplicationMetrics;
 use crate::restore::{self, RestoreError, Restored, Target};
 use crate::time::now_ms;
+use crate::upload_budget::UploadBudget;
 
 /// Tuning; defaults are Litestream's except `monitor_interval` (how often the WAL is
 /// probed: a sporadic commit ships within this delay, uploads stay <= 1 per `sync_interval`).
@@ -22,6 +23,10 @@ use crate::time::now_ms;
 pub struct Options {
     pub sync_interval: Duration,
     pub monitor_interval: Duration,
+    /// How often the WAL is probed while everything is shipped and the writers are quiet
+    /// (a probe wakes the runtime: 40 a second cost an idle process ~6 ms of CPU a second).
+    /// The first change seen switches back to `monitor_interval` until it has shipped.
+    pub idle_monitor_interval: Duration,
     pub checkpoint_interval: Duration,
     pub min_checkpoint_page_count: u64,
     pub busy_timeout: Duration,
@@ -45,6 +50,7 @@ impl Default for Options {
         Self {
             sync_interval: Duration::from_secs(1),
             monitor_interval: Duration::from_millis(25),
+            idle_monitor_interval: Duration::from_millis(100),
             checkpoint_interval: Duration::from_secs(60),
             min_checkpoint_page_count: 1000,
             busy_timeout: Duration::from_secs(1),
@@ -397,7 +403,8 @@ struct Loop {
     opts: Options,
     shared: Arc<Shared>,
     pending: Option<Pending>,
-    last_upload: Option<Instant>,
+    /// How often level 0 may upload (see [`crate::upload_budget`]).
+    budget: UploadBudget,
     last_stamp: Option<(u64, std::time::SystemTime)>,
     /// The WAL stamp at the previous probe (unchanged: the writers paused for a probe).
     probe_stamp: Option<(u64, std::time::SystemTime)>,
@@ -496,7 +503,8 @@ impl Loop {
 
     /// Bookkeeping after a level-0 upload (this sync interval's one).
     fn shipped(&mut self, p: &Shipped, checkpoint: bool) {
-        self.last_upload = Some(self.capture_began.take().unwrap_or_else(Instant::now));
+        let began = self.capture_began.take().unwrap_or_else(Instant::now);
+        self.budget.spend(began);
         self.backoff = Duration::ZERO;
         self.shared.metrics.retry_backoff_seconds.set(0.0);
         self.shared.metrics.uploaded(0, p.bytes);
@@ -539,6 +547,19 @@ impl Loop {
 
     /// A checkpoint is due: enough shipped frames, or frames older than the interval (not
     /// while a backlog ships in parts: the checkpoint would ship all of it at once).
+    /// Fast probes while something is unshipped or the writers are busy; slower ones when
+    /// all is shipped and quiet.
+    fn probe_interval(&self) -> Duration {
+        let idle = self.dirty_since.is_none() && self.pending.is_none() && self.quiet_probes >= 2;
+        if idle {
+            self.opts
+                .idle_monitor_interval
+                .max(self.opts.monitor_interval)
+        } else {
+            self.opts.monitor_interval
+        }
+    }
+
     fn checkpoint_wanted(&self) -> bool {
         if self.pending.is_some() || lock(&self.db).backlog() {
             return false;
@@ -629,13 +650,14 @@ async fn sync_loop(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Cmd>,
 ) {
+    let budget = UploadBudget::new(opts.sync_interval);
     let mut l = Loop {
         db,
         client,
         opts,
         shared,
         pending: None,
-        last_upload: None,
+        budget,
         last_stamp: None,
         probe_stamp: None,
         active_since: None,
@@ -680,7 +702,7 @@ async fn sync_loop(
                 }
                 None => { close(l.db).await; return }
             },
-            _ = tokio::time::sleep(l.opts.monitor_interval) => {}
+            _ = tokio::time::sleep(l.probe_interval()) => {}
         }
         let stamp = lock(&l.db).wal_stamp();
         let changed = stamp != l.last_stamp || lock(&l.db).position().is_none();
@@ -701,17 +723,16 @@ async fn sync_loop(
         if changed && l.dirty_since.is_none() {
             l.dirty_since = Some(Instant::now());
         }
-        // At most one level-0 upload per sync interval (a forced sync excepted): a commit in
-        // a quiet period ships as soon as the writers pause (two probes without a new
-        // commit), commits under load wait for the interval boundary. The upload waits for
+        // One level-0 upload per sync interval on average, two at once after a quiet spell
+        // (the upload budget; a forced sync excepted): a commit in a quiet period ships as
+        // soon as the writers pause (two probes without a new commit), commits under load
+        // wait for the budget, one interval per upload. The upload waits for
         // that pause (for at most a sync interval of uninterrupted writes), so that a burst
         // of commits ships as one file at its end instead of its first commit alone and the
         // rest an interval later. A due checkpoint takes the interval's upload (see
         // `Loop::checkpoint_upload`), also when idle: it may find a commit that raced the
         // probe and ship it.
-        let due = forced
-            || l.last_upload
-                .is_none_or(|t| t.elapsed() >= l.opts.sync_interval);
+        let due = forced || l.budget.allows(Instant::now());
         let settled = forced
             || quiet
             || l.pending.is_some()
