@@ -14,17 +14,21 @@
 
 MEMORY_DB=/var/lib/barnabee-memory/memory.db
 
-# enable_replication: memory.toml with [replication] to the host's Garage, watchdog.toml with
-# its incident log's [replication] appended, the S3 secret as a credential of both (drop-ins),
-# daemon-reload. Does not (re)start the units.
+# enable_replication: memory.toml with [replication] to the host's Garage, watchdog.toml and
+# agents.toml with their incident log's and cost ledger's [replication] appended, the S3 secret
+# as a credential of all three (drop-ins), daemon-reload. Does not (re)start the units.
 enable_replication() {
+  # Single quotes on purpose: $u is the guest shell's loop variable.
+  # shellcheck disable=SC2016
   vm 'set -e
     install -m600 /mnt/host/guest/s3-secret-access-key /etc/barnabee/s3-secret-access-key
     install -m644 /mnt/host/guest/memory-replicated.toml /etc/barnabee/memory.toml
     install -m644 /mnt/host/guest/barnabee-memory-replication.conf /etc/systemd/system/barnabee-memory.service.d/20-replication.conf
-    cat /mnt/host/guest/watchdog.toml /mnt/host/guest/watchdog-replication.toml > /etc/barnabee/watchdog.toml
-    mkdir -p /etc/systemd/system/barnabee-watchdog.service.d
-    install -m644 /mnt/host/guest/barnabee-watchdog-replication.conf /etc/systemd/system/barnabee-watchdog.service.d/20-replication.conf
+    for u in watchdog agents; do
+      cat /mnt/host/guest/$u.toml /mnt/host/guest/$u-replication.toml > /etc/barnabee/$u.toml
+      mkdir -p /etc/systemd/system/barnabee-$u.service.d
+      install -m644 /mnt/host/guest/barnabee-$u-replication.conf /etc/systemd/system/barnabee-$u.service.d/20-replication.conf
+    done
     systemctl daemon-reload'
 }
 
@@ -54,6 +58,60 @@ watchdog_replicated() {
   vm "journalctl -b --no-pager -o cat -u barnabee-watchdog.service EVENT=replication_stopped | tail -n 1" | grep -q . ||
     { fail "no EVENT=replication_stopped from barnabee-watchdog at its clean stop"; return 1; }
   check "watchdog: incident log ($(wc -w <<< "$WD_INCIDENTS") incidents) replicated to s3://$S3_BUCKET/watchdog (TXID $shipped), clean stop shipped it"
+}
+
+# cost_mode: the running agents' "local only" switch (GET /v1/cost/mode), true or false.
+cost_mode() {
+  vm 'curl -sS -m 5 http://127.0.0.1:7702/v1/cost/mode' |
+    python3 -c 'import json, sys; print(str(json.load(sys.stdin)["local_only"]).lower())'
+}
+
+# restored_before_ready DAEMON: run 3's fresh guest: this start of barnabee-DAEMON restored its
+# database from the replica before it served (EVENT=restored before EVENT=ready in the records of
+# its MainPID); the line describing it goes to $OUT/backup-run3-DAEMON.txt.
+restored_before_ready() {
+  local d=$1
+  vm "journalctl -b --no-pager -o json _PID=\$(systemctl show -p MainPID --value barnabee-$d)" > "$OUT/backup-run3-$d-journal.json"
+  python3 - "$OUT/backup-run3-$d-journal.json" "$d" > "$OUT/backup-run3-$d.txt" 2>&1 <<'P' || { fail "run3: $d: $(cat "$OUT/backup-run3-$d.txt")"; return 1; }
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+events = [r.get("EVENT") for r in recs]
+if "restored" not in events or "ready" not in events or events.index("restored") > events.index("ready"):
+    raise SystemExit(f"no EVENT=restored before EVENT=ready from barnabee-{sys.argv[2]} (events: {events})")
+print(f"EVENT=restored TXID={recs[events.index('restored')].get('TXID')}, then EVENT=ready")
+P
+}
+
+# agents_answering: barnabee-agents active and answering /health (degraded is fine here: the
+# test guest has no Home Assistant).
+agents_answering() {
+  wait_for 90 "barnabee-agents active and answering /health" \
+    "systemctl is-active -q barnabee-agents && curl -s -o /dev/null -m 2 http://127.0.0.1:7702/health"
+}
+
+# ledger_replicated: start the agents with [replication], switch the family to "local only"
+# (POST /v1/cost/mode: kept in the cost ledger), wait until the ledger has shipped a TXID that
+# holds the switch, stop them cleanly (they ship what is committed). The machine-lost run's
+# fresh guest must come up "local only" again: the ledger came back from the replica.
+ledger_replicated() {
+  local shipped="" before i
+  vm 'systemctl start barnabee-agents.service' || { fail "barnabee-agents does not start with [replication]: $(vm 'systemctl status --no-pager barnabee-agents | tail -5')"; return 1; }
+  agents_answering || return 1
+  before="$(vm 'curl -sS -m 5 http://127.0.0.1:7702/metrics' | awk '$1 == "barnabee_replication_last_shipped_txid" { print $2 }')"
+  vm "curl -sS -m 10 -X POST -H 'content-type: application/json' -d '{\"local_only\": true}' http://127.0.0.1:7702/v1/cost/mode" > /dev/null ||
+    { fail "POST /v1/cost/mode {local_only: true} failed"; return 1; }
+  [ "$(cost_mode)" = true ] || { fail "the agents do not report local_only after POST /v1/cost/mode"; return 1; }
+  for i in $(seq 1 30); do
+    shipped="$(vm 'curl -sS -m 5 http://127.0.0.1:7702/metrics' | awk '$1 == "barnabee_replication_last_shipped_txid" { print $2 }')"
+    [[ -n "$shipped" && "$shipped" != 0 && "$shipped" != "${before:-0}" ]] && break
+    sleep 1
+  done
+  [[ -n "$shipped" && "$shipped" != 0 && "$shipped" != "${before:-0}" ]] ||
+    { fail "the agents' cost ledger never shipped the switch (barnabee_replication_last_shipped_txid ${shipped:-absent}, before it ${before:-absent})"; return 1; }
+  vm 'systemctl stop barnabee-agents.service'
+  vm "journalctl -b --no-pager -o cat -u barnabee-agents.service EVENT=replication_stopped | tail -n 1" | grep -q . ||
+    { fail "no EVENT=replication_stopped from barnabee-agents at its clean stop"; return 1; }
+  check "agents: cost ledger with local_only=true replicated to s3://$S3_BUCKET/agents (TXID $shipped), clean stop shipped it"
 }
 
 replica_url() { echo "s3://$S3_BUCKET/memory?endpoint=http://127.0.0.1:$S3_PORT&region=garage&forcePathStyle=true"; }
@@ -205,6 +263,7 @@ scenario_backup() {
   grep -q '"replication"' <<< "$summary" || { fail "/health has no replication check: $summary"; return 1; }
   check "memory replicating to s3://$S3_BUCKET/memory at http://10.0.2.2:$S3_PORT (Garage on the host); /health: $(python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d.get("checks", d).get("replication", d)))' <<< "$summary" 2>/dev/null || echo "$summary")"
   watchdog_replicated || return 1
+  ledger_replicated || return 1
 
   # --- run 1: clean stop, state directory wiped, restore on start --------------------------------
   for i in $(seq 1 20); do
@@ -254,7 +313,7 @@ P
   write_then_cut run3 || return 1
   # Only this boot: a fresh machine from the image (bash restores VM_DISK after the call).
   VM_DISK='' boot_vm || { fail "run3: the fresh guest does not boot"; return 1; }
-  DAEMONS="memory watchdog" install_units --no-start || { fail "run3: installing the units on the fresh guest failed"; return 1; }
+  DAEMONS="memory watchdog agents" install_units --no-start || { fail "run3: installing the units on the fresh guest failed"; return 1; }
   enable_replication || { fail "run3: installing the replication config failed"; return 1; }
   vm "test ! -e $MEMORY_DB" && check "run3: fresh guest from the image (the old disk is gone), units installed, no database"
   start_and_check_restore run3 || return 1
@@ -268,18 +327,10 @@ P
   vm 'systemctl start barnabee-memory.service'
   # The watchdog's incident log comes back too: restored before it serves (EVENT=restored
   # before EVENT=ready), every incident the old machine had. Then stopped again: this guest
-  # has memory's and its own units only, its config lists four.
+  # has memory's, its own and the agents' units only, its config lists four.
   vm 'systemctl start barnabee-watchdog.service' || { fail "run3: barnabee-watchdog did not start: $(vm 'systemctl status --no-pager barnabee-watchdog | tail -5')"; return 1; }
   wait_healthy watchdog 7705 30 || return 1
-  vm "journalctl -b --no-pager -o json _PID=\$(systemctl show -p MainPID --value barnabee-watchdog)" > "$OUT/backup-run3-watchdog-journal.json"
-  python3 - "$OUT/backup-run3-watchdog-journal.json" > "$OUT/backup-run3-watchdog.txt" 2>&1 <<'P' || { fail "run3: watchdog: $(cat "$OUT/backup-run3-watchdog.txt")"; return 1; }
-import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-events = [r.get("EVENT") for r in recs]
-if "restored" not in events or "ready" not in events or events.index("restored") > events.index("ready"):
-    raise SystemExit(f"no EVENT=restored before EVENT=ready from barnabee-watchdog (events: {events})")
-print(f"EVENT=restored TXID={recs[events.index('restored')].get('TXID')}, then EVENT=ready")
-P
+  restored_before_ready watchdog || return 1
   local got missing=""
   got="$(incident_ids)" || { fail "run3: GET /v1/incidents failed"; return 1; }
   for i in $WD_INCIDENTS; do
@@ -288,4 +339,14 @@ P
   vm 'systemctl stop barnabee-watchdog.service'
   [ -z "$missing" ] || { fail "run3: incidents missing on the fresh machine:$missing (had: $WD_INCIDENTS; got: $got)"; return 1; }
   check "run3: the watchdog's incident log came back: $(cat "$OUT/backup-run3-watchdog.txt"); all $(wc -w <<< "$WD_INCIDENTS") incidents of the old machine there"
+  # The cost ledger too: the agents restore it before they serve, and the family's "local
+  # only" switch set on the old machine holds on the new one.
+  vm 'systemctl start barnabee-agents.service' || { fail "run3: barnabee-agents did not start: $(vm 'systemctl status --no-pager barnabee-agents | tail -5')"; return 1; }
+  agents_answering || return 1
+  restored_before_ready agents || return 1
+  local mode
+  mode="$(cost_mode)" || { fail "run3: GET /v1/cost/mode failed"; return 1; }
+  vm 'systemctl stop barnabee-agents.service'
+  [ "$mode" = true ] || { fail "run3: the fresh machine's agents are not local_only: the cost ledger did not come back (local_only=$mode)"; return 1; }
+  check "run3: the agents' cost ledger came back: $(cat "$OUT/backup-run3-agents.txt"); local_only=true as set on the old machine"
 }

@@ -23,6 +23,9 @@
 //!   bucket and level, requests by method and request body bytes (multipart parts count as PUTs).
 //!   Counted from the first commit until the last commit is durable (the initial snapshot and
 //!   the shutdown are left out); per minute of the workload's duration (first commit to last).
+//!   Every workload, and the large database's replication, starts 2 s after a 30 s
+//!   wall-clock boundary (where both tools compact), so both meet their compactions at the
+//!   same offsets instead of by the luck of the phase.
 //! - **CPU, peak RSS** of the replicating process: `/proc/<pid>/stat` utime+stime (the
 //!   workload's share: read at the first commit and when the last commit is durable) and
 //!   `/proc/<pid>/status` VmHWM (the whole life of the process).
@@ -31,6 +34,11 @@
 //!   `litestream restore` (child processes), against a plain sequential GET of the objects the
 //!   restore plan reads. The replica's size a few seconds after the start shows what the first
 //!   snapshot costs in storage.
+//!
+//! - **outage** (`--outage-minutes N`, off by default; `--outage-rate`, default 50 commits/s):
+//!   after the initial snapshot the proxy refuses every connection (S3 "down") while the writer
+//!   goes on for N minutes; then S3 is back: the time until the last commit is durable, the
+//!   PUTs, bytes and CPU of that catch-up, and the peak RSS over the outage and the catch-up.
 //!
 //! `BARNABEE_BIN` runs another `barnabee-replicator` binary (e.g. an older build) instead of
 //! this one. Options: `--seconds N` `--rate N` `--restore-mb N` (0: no restore section), `--sporadic N`
@@ -144,6 +152,14 @@ impl Counts {
 
 type Tally = Arc<Mutex<BTreeMap<String, Counts>>>;
 
+/// The S3 server is "down" for the tools (the outage section): the proxy refuses new
+/// connections and cuts the open ones. The lag poller talks to the server directly.
+static S3_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn s3_down() -> bool {
+    S3_DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A TCP proxy in front of the S3 server that counts requests per bucket (path-style).
 async fn proxy(upstream: u16, tally: Tally) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -153,6 +169,10 @@ async fn proxy(upstream: u16, tally: Tally) -> u16 {
             let Ok((client, _)) = listener.accept().await else {
                 return;
             };
+            if s3_down() {
+                drop(client);
+                continue;
+            }
             let tally = tally.clone();
             tokio::spawn(async move {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
@@ -174,6 +194,9 @@ async fn proxy(upstream: u16, tally: Tally) -> u16 {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
+                    if s3_down() {
+                        break;
+                    }
                     if sw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
@@ -611,6 +634,19 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Level-1 compaction runs on 30 s wall-clock boundaries in both tools (the default level
+/// interval; higher levels' intervals are multiples of it). Every measured window starts 2 s
+/// after such a boundary, so both tools meet the same boundaries at the same offsets: a
+/// workload shorter than 28 s has no compaction inside it, a longer one compacts the same
+/// span of it in each tool. (Started at random phases, one run counted a level-1 PUT and its
+/// bytes for one tool and none for the other.)
+async fn start_after_a_compaction_boundary() {
+    const LEVEL1_MS: i64 = 30_000;
+    let into = now_ms().rem_euclid(LEVEL1_MS);
+    let wait = (LEVEL1_MS + 2_000 - into).rem_euclid(LEVEL1_MS);
+    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+}
+
 /// Commit times (offsets from the start) of each workload.
 fn schedule(workload: &str) -> Vec<Duration> {
     match workload {
@@ -710,6 +746,8 @@ async fn run_workload(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let commits = schedule(workload);
+    start_after_a_compaction_boundary().await;
     let before = tally
         .lock()
         .unwrap()
@@ -718,7 +756,6 @@ async fn run_workload(
         .unwrap_or_default();
     let cpu0 = rep.cpu();
     let started = Instant::now();
-    let commits = schedule(workload);
     let (times, took) = tokio::task::spawn_blocking(move || {
         let mut times = Vec::with_capacity(commits.len());
         let mut took = Vec::with_capacity(commits.len());
@@ -797,6 +834,115 @@ async fn run_workload(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Catch-up after an S3 outage.
+
+#[derive(Clone, Debug, Default)]
+struct OutageResult {
+    commits: usize,
+    /// The WAL when S3 came back (what piled up unshipped; Litestream keeps its LTX files in
+    /// its own directory beside the database instead).
+    wal_mb: f64,
+    /// From S3 back to the last commit durable.
+    catch_up_s: f64,
+    /// Objects and bytes uploaded from S3 back until caught up.
+    puts: u64,
+    mb: f64,
+    cpu_s: f64,
+    rss_mb: f64,
+}
+
+/// S3 goes down after the initial snapshot; `rate` commits/s of 200-byte rows for `minutes`;
+/// S3 comes back: how long until the last commit is durable, and what it cost.
+async fn outage(
+    tool: Tool,
+    minutes: u64,
+    rate: u64,
+    proxy_ep: &str,
+    direct: &aws_sdk_s3::Client,
+    tally: &Tally,
+) -> OutageResult {
+    let bucket = format!("{}-outage", tool.short());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=5000; \
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+    )
+    .unwrap();
+    let cfg = config(dir.path(), &db, &bucket, proxy_ep, "litestream.yml");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (seen, poller) = poll_l0(direct.clone(), bucket.clone(), true, stop.clone());
+    let rep = Replicator::start(tool, &cfg);
+    let t = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{tool:?}: no initial snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    S3_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    let n = rate * minutes * 60;
+    let commits = tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        for i in 0..n {
+            if let Some(wait) =
+                Duration::from_micros(i * 1_000_000 / rate).checked_sub(t0.elapsed())
+            {
+                std::thread::sleep(wait);
+            }
+            c.execute("INSERT INTO t(v) VALUES (?1)", [row(i)]).unwrap();
+        }
+        n as usize
+    })
+    .await
+    .unwrap();
+    let wal_mb = std::fs::metadata(dir.path().join("app.db-wal"))
+        .map(|m| m.len() as f64 / 1e6)
+        .unwrap_or(0.0);
+    let before = tally
+        .lock()
+        .unwrap()
+        .get(&bucket)
+        .cloned()
+        .unwrap_or_default();
+    let cpu0 = rep.cpu();
+    S3_DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
+    let back = Instant::now();
+    let last = commits as i64;
+    while !seen.lock().unwrap().iter().any(|s| s.2 >= last) {
+        assert!(
+            back.elapsed() < Duration::from_secs(900),
+            "{tool:?}: not caught up in 15 min"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let catch_up_s = back.elapsed().as_secs_f64();
+    let counts = tally
+        .lock()
+        .unwrap()
+        .get(&bucket)
+        .cloned()
+        .unwrap_or_default()
+        .minus(&before);
+    let r = OutageResult {
+        commits,
+        wal_mb,
+        catch_up_s,
+        puts: counts.puts(),
+        mb: counts.put_bytes() as f64 / 1e6,
+        cpu_s: rep.cpu() - cpu0,
+        rss_mb: rep.peak_rss_mb(),
+    };
+    rep.stop(&bucket);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    poller.await.unwrap();
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
 // Restore of a large database.
 
 fn big_db(path: &Path, mb: u64) {
@@ -851,6 +997,7 @@ async fn replicate_big(
     let cfg = config(dir.path(), &db, &bucket, proxy_ep, "litestream.yml");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (seen, poller) = poll_l0(direct.clone(), bucket.clone(), false, stop.clone());
+    start_after_a_compaction_boundary().await;
     let t = Instant::now();
     let rep = Replicator::start(tool, &cfg);
     while seen.lock().unwrap().is_empty() {
@@ -1040,7 +1187,7 @@ async fn main() {
     }
     let mut buckets = Vec::new();
     for t in [Tool::Barnabee, Tool::Litestream] {
-        for w in WORKLOADS.iter().chain(&["restore"]) {
+        for w in WORKLOADS.iter().chain(&["restore", "outage"]) {
             buckets.push(format!("{}-{w}", t.short()));
         }
     }
@@ -1117,6 +1264,36 @@ async fn main() {
         add("CPU", "s", |r| r.cpu_s);
         add("peak RSS", "MB", |r| r.rss_mb);
         add("writer commit p99", "ms", |r| r.commit_p99_ms);
+    }
+    let outage_minutes = arg("--outage-minutes", 0);
+    if outage_minutes > 0 {
+        let rate = arg("--outage-rate", 50);
+        println!(
+            "# outage: S3 down for {outage_minutes} min while {rate} commits/s of 200-byte rows go on, then back"
+        );
+        let mut res: BTreeMap<&str, OutageResult> = BTreeMap::new();
+        for &tool in &tools {
+            let r = outage(tool, outage_minutes, rate, &proxy_ep, &direct, &tally).await;
+            println!("outage {tool:?}: {r:?}");
+            res.insert(tool.short(), r);
+        }
+        let commits = res.values().map(|r| r.commits).max().unwrap_or(0);
+        let label = format!("S3 down {outage_minutes} min, {commits} commits");
+        let g = |f: fn(&OutageResult) -> f64| (res.get("b").map(f), res.get("l").map(f));
+        let rows: [(&str, &'static str, fn(&OutageResult) -> f64); 6] = [
+            ("WAL when S3 is back", "MB", |r| r.wal_mb),
+            ("catch-up, S3 back to last commit durable", "s", |r| {
+                r.catch_up_s
+            }),
+            ("catch-up PUTs", "count", |r| r.puts as f64),
+            ("catch-up bytes uploaded", "MB", |r| r.mb),
+            ("catch-up CPU", "s", |r| r.cpu_s),
+            ("peak RSS, outage and catch-up", "MB", |r| r.rss_mb),
+        ];
+        for (what, unit, f) in rows {
+            let (b, l) = g(f);
+            table.row(&format!("{label}: {what}"), unit, b, l);
+        }
     }
     if restore_mb > 0 {
         let work = tempfile::tempdir().unwrap();

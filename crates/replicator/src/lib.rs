@@ -50,12 +50,17 @@
 //! checkpoint) is not supported and refused in `litestream.yml`.
 //!
 //! Restore streams: each object is read in place (file replica) or downloaded to a spool file
-//! (S3) and decoded page by page into the temp file, so memory stays small whatever the
-//! database size. Objects above `part-size` (64 MiB by default) are uploaded to S3 in parts.
+//! (S3) and decoded page by page into the temp file as it arrives (the download and the
+//! decoding overlap), so memory stays small whatever the database size. Uploads stream too:
+//! an LTX file over 4 MiB (a snapshot, a compaction) is encoded to a spool file and uploaded
+//! from it ([`payload`]); objects above `part-size` (64 MiB by default) go to S3 in parts read
+//! from that file.
 //!
 //! Modules: [`ltx`] (format), [`wal`] (WAL reader), [`db`] (watched database), [`client`]
 //! (file / S3 / memory replicas), [`compactor`], [`restore`], [`config`] (litestream.yml),
-//! [`metrics`], [`cli`], [`embed`] (a daemon's replication).
+//! [`metrics`], [`cli`], [`embed`] (a daemon's replication), [`payload`] (an object's bytes,
+//! in memory or spooled), [`growing_file`] (reading a download as it arrives),
+//! [`upload_budget`] (how often level 0 uploads).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
