@@ -1280,7 +1280,8 @@ async fn main() {
         let commits = res.values().map(|r| r.commits).max().unwrap_or(0);
         let label = format!("S3 down {outage_minutes} min, {commits} commits");
         let g = |f: fn(&OutageResult) -> f64| (res.get("b").map(f), res.get("l").map(f));
-        let rows: [(&str, &'static str, fn(&OutageResult) -> f64); 6] = [
+        type Row = (&'static str, &'static str, fn(&OutageResult) -> f64);
+        let rows: [Row; 6] = [
             ("WAL when S3 is back", "MB", |r| r.wal_mb),
             ("catch-up, S3 back to last commit durable", "s", |r| {
                 r.catch_up_s
