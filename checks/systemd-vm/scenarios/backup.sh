@@ -4,13 +4,16 @@
 # database is missing.
 #   Run 1 (wiped state): memories written, clean stop (everything committed ships), the guest's
 #   database equals what our restore and the real Litestream restore from Garage, byte for byte;
-#   the state directory is wiped; on start memory restores before READY=1; every memory is back.
-#   Run 2 (power cut): a write loop runs, the guest is killed without shutdown (qemu SIGKILL: its
-#   -snapshot disk is gone too, as with a dead machine replaced by a fresh one); a fresh guest
-#   installs the units, memory restores before serving. Restored: a gap-free prefix of the
-#   acknowledged writes, at a TXID >= the last one memory reported shipped before the cut
-#   (only writes inside the replication window, about one sync interval, may be lost: Litestream's
-#   RPO, reported as a figure). Then our restore and Litestream's agree byte for byte again.
+#   the state directory is wiped; on start memory restores before READY=1; every memory is back;
+#   then the appliance verifies its backup (POST /v1/backup/verify, what the daily schedule runs).
+#   Run 2 (power cut, same machine): a write loop runs, qemu is SIGKILLed; the disk survives,
+#   memory starts on its own database and every acknowledged write is there; replication resumes.
+#   Run 3 (power cut, machine lost): a fresh guest from the image installs the units, memory
+#   restores before serving. Restored: a gap-free prefix of the acknowledged writes, at a TXID >=
+#   the last one memory reported shipped before the cut (only writes inside the replication
+#   window, about one sync interval, may be lost: Litestream's RPO, reported as a figure). Then
+#   our restore and Litestream's agree byte for byte again, and the watchdog's incident log and
+#   the agents' cost ledger come back too.
 
 MEMORY_DB=/var/lib/barnabee-memory/memory.db
 
@@ -64,6 +67,33 @@ watchdog_replicated() {
 cost_mode() {
   vm 'curl -sS -m 5 http://127.0.0.1:7702/v1/cost/mode' |
     python3 -c 'import json, sys; print(str(json.load(sys.stdin)["local_only"]).lower())'
+}
+
+# verify_on_the_appliance: what the daily verification does, asked for now (POST
+# /v1/backup/verify): memory restores its replica at the TXID it ships with the writers held,
+# into its own state directory (never beside the live files), checks every object's checksum
+# and PRAGMA integrity_check, and compares TXID and row counts with the live database. The
+# answer, the journal (EVENT=backup_verified) and /metrics all say so.
+verify_on_the_appliance() {
+  local out metrics
+  out="$(vm 'curl -sS -m 120 -X POST http://127.0.0.1:7701/v1/backup/verify')" ||
+    { fail "POST /v1/backup/verify failed: $out"; return 1; }
+  python3 - "$out" > "$OUT/backup-verify.txt" 2>&1 <<'P' || { fail "backup verification on the appliance: $(cat "$OUT/backup-verify.txt")"; return 1; }
+import json, sys
+v = json.loads(sys.argv[1])
+if not v.get("ok") or v.get("integrity_check") != "ok" or not v.get("txid"):
+    raise SystemExit(f"not verified: {v}")
+bad = [t for t in v["tables"] if t["live"] != t["replica"]]
+if bad or not v["tables"]:
+    raise SystemExit(f"row counts differ: {bad or 'no tables compared'}")
+counts = ", ".join(f"{t['table']} {t['live']}" for t in v["tables"])
+print(f"TXID {v['txid']}, {v['pages']} pages, integrity_check ok, rows equal ({counts}), {v['duration_seconds']:.2f} s")
+P
+  vm "journalctl -b --no-pager -o cat -u barnabee-memory.service EVENT=backup_verified | tail -n 1" | grep -q . ||
+    { fail "no EVENT=backup_verified in barnabee-memory's journal"; return 1; }
+  metrics="$(vm 'curl -sS -m 5 http://127.0.0.1:7701/metrics' | awk '$1 ~ /^barnabee_backup_last_verified_timestamp_seconds/ && $2 > 0 { print $1 " " $2 }')"
+  [ -n "$metrics" ] || { fail "barnabee_backup_last_verified_timestamp_seconds not set after a good verification"; return 1; }
+  check "verification on the appliance (POST /v1/backup/verify): $(cat "$OUT/backup-verify.txt"); EVENT=backup_verified; $metrics"
 }
 
 # restored_before_ready DAEMON: run 3's fresh guest: this start of barnabee-DAEMON restored its
@@ -281,6 +311,7 @@ scenario_backup() {
   [ "$n_after" = "$n_before" ] || { fail "run1: $n_before memories before the wipe, $n_after after the restore"; return 1; }
   run1_intact run1 || return 1
   check "run1: all $n_after memories back (TXID $RESTORED_TXID), each of the 20 acknowledged ones readable through GET /v1/memories/{id}"
+  verify_on_the_appliance || return 1
 
   # --- run 2: power cut mid-write, the same machine boots again -----------------------------------
   # Its disk ($VM_DISK) survives: memory opens its own database (no restore), every acknowledged
