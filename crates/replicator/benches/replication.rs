@@ -715,18 +715,29 @@ struct RunResult {
     window_s: f64,
 }
 
-async fn run_workload(
+/// A tool replicating a fresh database (one table `t`) to its own bucket, its initial snapshot
+/// durable, and the lag poller on that bucket.
+struct Started {
+    bucket: String,
+    dir: tempfile::TempDir,
+    conn: rusqlite::Connection,
+    seen: Seen,
+    poller: tokio::task::JoinHandle<()>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    rep: Replicator,
+}
+
+async fn start_on_a_fresh_db(
     tool: Tool,
-    workload: &str,
+    what: &str,
     proxy_ep: &str,
     direct: &aws_sdk_s3::Client,
-    tally: &Tally,
-) -> RunResult {
-    let bucket = format!("{}-{workload}", tool.short());
+) -> Started {
+    let bucket = format!("{}-{what}", tool.short());
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch(
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=5000; \
          CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
     )
@@ -746,6 +757,33 @@ async fn run_workload(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    Started {
+        bucket,
+        dir,
+        conn,
+        seen,
+        poller,
+        stop,
+        rep,
+    }
+}
+
+async fn run_workload(
+    tool: Tool,
+    workload: &str,
+    proxy_ep: &str,
+    direct: &aws_sdk_s3::Client,
+    tally: &Tally,
+) -> RunResult {
+    let Started {
+        bucket,
+        dir: _dir,
+        conn: c,
+        seen,
+        poller,
+        stop,
+        rep,
+    } = start_on_a_fresh_db(tool, workload, proxy_ep, direct).await;
     let commits = schedule(workload);
     start_after_a_compaction_boundary().await;
     let before = tally
@@ -861,28 +899,15 @@ async fn outage(
     direct: &aws_sdk_s3::Client,
     tally: &Tally,
 ) -> OutageResult {
-    let bucket = format!("{}-outage", tool.short());
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=5000; \
-         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
-    )
-    .unwrap();
-    let cfg = config(dir.path(), &db, &bucket, proxy_ep, "litestream.yml");
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (seen, poller) = poll_l0(direct.clone(), bucket.clone(), true, stop.clone());
-    let rep = Replicator::start(tool, &cfg);
-    let t = Instant::now();
-    while seen.lock().unwrap().is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{tool:?}: no initial snapshot"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let Started {
+        bucket,
+        dir,
+        conn: c,
+        seen,
+        poller,
+        stop,
+        rep,
+    } = start_on_a_fresh_db(tool, "outage", proxy_ep, direct).await;
     S3_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
     let n = rate * minutes * 60;
     let commits = tokio::task::spawn_blocking(move || {

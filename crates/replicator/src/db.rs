@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::ltx::{Encoder, FLAG_NO_CHECKSUM, Header, LtxError, PageEncoding, lock_page};
-use crate::wal::{self, FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalHeader};
+use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -224,18 +224,18 @@ impl Db {
         if txid != self.txid || txid == 0 {
             return;
         }
-        let Ok(walb) = self.read_wal() else { return };
-        let Ok(h) = WalHeader::decode(&walb) else {
+        let Ok(Some(header)) = self.read_wal_header() else {
             return;
         };
-        if u64::from(h.salt1) != salt1
-            || u64::from(h.salt2) != salt2
-            || (offset as usize) > walb.len()
-        {
+        let Ok(h) = WalHeader::decode(&header) else {
+            return;
+        };
+        if u64::from(h.salt1) != salt1 || u64::from(h.salt2) != salt2 {
             return;
         }
-        match wal::read_committed(&walb[..offset as usize], WAL_HEADER_SIZE) {
-            Ok((_, r)) if r.end == offset => {}
+        // The recorded position must be a commit boundary of this WAL's committed frames.
+        match self.read_wal_committed(&header, WAL_HEADER_SIZE, Some(offset), u64::MAX) {
+            Ok(Ok((_, r))) if r.end == offset => {}
             _ => return,
         }
         self.pos = Some(Position {
@@ -264,8 +264,8 @@ impl Db {
         }
         // A WAL header with a checkpoint sequence other than 0 was restarted: some of its
         // frames may have been checkpointed (the checksum says not, but be strict).
-        if let Ok(walb) = self.read_wal()
-            && let Ok(h) = WalHeader::decode(&walb)
+        if let Ok(Some(header)) = self.read_wal_header()
+            && let Ok(h) = WalHeader::decode(&header)
             && h.checkpoint_seq != 0
         {
             return;
@@ -330,17 +330,6 @@ impl Db {
         self.begin_read()
     }
 
-    fn read_wal(&self) -> Result<Vec<u8>, DbError> {
-        match std::fs::read(&self.wal_path) {
-            Ok(b) => Ok(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(source) => Err(DbError::Io {
-                path: self.wal_path.clone(),
-                source,
-            }),
-        }
-    }
-
     /// The WAL's 32-byte header, if the WAL has one.
     fn read_wal_header(&self) -> Result<Option<Vec<u8>>, DbError> {
         use std::io::Read;
@@ -361,61 +350,45 @@ impl Db {
         }
     }
 
-    /// The WAL's bytes from offset `from` (a frame boundary) up to `to` (or the end), read
-    /// in chunks; reading stops after the first chunk that holds a frame of another
-    /// generation (other salts: what a restart left behind), which no reader goes past. So a
-    /// sync reads what follows its position, not the whole file, however large the WAL
-    /// file once grew.
-    fn read_wal_span(&self, h: &WalHeader, from: u64, to: Option<u64>) -> Result<Vec<u8>, DbError> {
+    /// The committed frames of the WAL from `start` (a frame boundary) up to `to` (or the
+    /// end), parsed as they are read ([`wal::read_committed_stream`]): the memory this takes
+    /// is the pages touched, not the WAL bytes crossed, however large the WAL grew (a backlog
+    /// after an S3 outage). Reading stops at the first frame of another generation (other
+    /// salts: what a restart left behind), which no reader goes past. The outer error is I/O,
+    /// the inner one the WAL's (a position that no longer fits it).
+    #[allow(clippy::type_complexity)]
+    fn read_wal_committed(
+        &self,
+        header: &[u8],
+        start: u64,
+        to: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<Result<(WalHeader, wal::WalRead), wal::WalError>, DbError> {
         use std::io::{Read, Seek, SeekFrom};
         let ioerr = |source| DbError::Io {
             path: self.wal_path.clone(),
             source,
         };
-        let mut f = match std::fs::File::open(&self.wal_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(ioerr(e)),
+        let h = match WalHeader::decode(header) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
         };
-        let len = f.metadata().map_err(ioerr)?.len();
-        let end = to.map_or(len, |t| t.min(len));
-        if from >= end {
-            return Ok(Vec::new());
-        }
-        f.seek(SeekFrom::Start(from)).map_err(ioerr)?;
-        let fs = h.frame_size() as usize;
-        let chunk = fs * 256;
-        let mut out: Vec<u8> = Vec::with_capacity(((end - from) as usize).min(chunk * 4));
-        while (out.len() as u64) < end - from {
-            let want = chunk.min((end - from) as usize - out.len());
-            let at = out.len();
-            out.resize(at + want, 0);
-            let mut got = 0;
-            while got < want {
-                match f.read(&mut out[at + got..]).map_err(ioerr)? {
-                    0 => break,
-                    n => got += n,
+        let from = wal::read_from(start, h.frame_size());
+        let reader: Box<dyn Read> = match std::fs::File::open(&self.wal_path) {
+            Ok(mut f) => {
+                f.seek(SeekFrom::Start(from)).map_err(ioerr)?;
+                let f = std::io::BufReader::with_capacity(256 << 10, f);
+                match to {
+                    Some(t) => Box::new(f.take(t.saturating_sub(from))),
+                    None => Box::new(f),
                 }
             }
-            out.truncate(at + got);
-            if got < want {
-                break;
-            }
-            // Frames start at `from` + k * fs; a frame of another generation ends the read.
-            let stale = (at.div_ceil(fs) * fs..out.len())
-                .step_by(fs)
-                .filter(|o| o + FRAME_HEADER_SIZE as usize <= out.len())
-                .any(|o| {
-                    u32::from_be_bytes([out[o + 8], out[o + 9], out[o + 10], out[o + 11]])
-                        != h.salt1
-                        || u32::from_be_bytes([out[o + 12], out[o + 13], out[o + 14], out[o + 15]])
-                            != h.salt2
-                });
-            if stale {
-                break;
-            }
-        }
-        Ok(out)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Box::new(std::io::empty()),
+            Err(e) => return Err(ioerr(e)),
+        };
+        Ok(wal::read_committed_stream(
+            header, reader, from, start, max_bytes,
+        ))
     }
 
     /// WAL file size and mtime: a cheap "anything new?" probe.
@@ -475,23 +448,14 @@ impl Db {
             return self.snapshot_now(hdr);
         };
         // Only what follows the position (and the frame before it, for the checksum chain).
-        let buf_off = wal::read_from(start, h.frame_size());
-        let buf = self.read_wal_span(&h, buf_off, None)?;
         let header = hb.unwrap_or_default();
-        let (_, r) = match wal::read_committed_at(
-            &header,
-            &buf,
-            buf_off,
-            start,
-            self.max_sync_bytes,
-        ) {
+        let (_, r) = match self.read_wal_committed(&header, start, None, self.max_sync_bytes)? {
             Ok(x) => x,
             Err(e) => {
                 log::warn!(db = self.path.display().to_string().as_str(), error = e.to_string().as_str(); "lost WAL position; taking a snapshot");
                 return self.snapshot_now(hdr);
             }
         };
-        drop(buf);
         let Some(commit) = r.commit else {
             return Ok(None);
         };
@@ -504,12 +468,10 @@ impl Db {
                 .filter(|p| *p != lock && !pages.contains_key(p))
                 .collect();
             if !missing.is_empty() {
-                let mut walb = header.clone();
-                walb.extend(self.read_wal_span(&h, WAL_HEADER_SIZE, Some(start))?);
-                let earlier = wal::read_committed(&walb, WAL_HEADER_SIZE)
+                let earlier = self
+                    .read_wal_committed(&header, WAL_HEADER_SIZE, Some(start), u64::MAX)?
                     .map(|(_, r)| r.pages)
                     .unwrap_or_default();
-                drop(walb);
                 let dbf = DbFile::open(&self.path)?;
                 for p in missing {
                     let data = match earlier.get(&p) {
@@ -551,19 +513,24 @@ impl Db {
     fn snapshot_now(&mut self, _seen: Option<WalHeader>) -> Result<Option<Pending>, DbError> {
         let hb = self.read_wal_header()?;
         let hdr = hb.as_deref().and_then(|b| WalHeader::decode(b).ok());
-        let walb = match (&hdr, hb) {
-            (Some(h), Some(mut b)) => {
-                b.extend(self.read_wal_span(h, WAL_HEADER_SIZE, None)?);
-                b
-            }
-            _ => Vec::new(),
+        let wal = match (&hdr, hb) {
+            (Some(_), Some(b)) => Some(
+                self.read_wal_committed(&b, WAL_HEADER_SIZE, None, u64::MAX)?
+                    .map_err(|e| DbError::Invalid {
+                        path: self.wal_path.clone(),
+                        what: e.to_string(),
+                    })?
+                    .1,
+            ),
+            _ => None,
         };
-        self.snapshot(&walb, hdr)
+        self.snapshot(wal, hdr)
     }
 
+    /// `wal`: the current generation's committed frames (read with `hdr`).
     fn snapshot(
         &mut self,
-        walb: &[u8],
+        wal: Option<wal::WalRead>,
         hdr: Option<WalHeader>,
     ) -> Result<Option<Pending>, DbError> {
         // The database file is read page by page while encoding: memory holds the WAL's
@@ -574,13 +541,8 @@ impl Db {
             None => self.page_size_of(&dbf.head()?, None)?,
         };
         let file_pages = (dbf.len / u64::from(page_size)) as u32;
-        let (pages, commit, wal_fields, position) = match hdr {
-            Some(h) => {
-                let (_, r) =
-                    wal::read_committed(walb, WAL_HEADER_SIZE).map_err(|e| DbError::Invalid {
-                        path: self.wal_path.clone(),
-                        what: e.to_string(),
-                    })?;
+        let (pages, commit, wal_fields, position) = match (hdr, wal) {
+            (Some(h), Some(r)) => {
                 let commit = r.commit.unwrap_or(file_pages);
                 let fields = if r.end > WAL_HEADER_SIZE {
                     (
@@ -600,7 +562,7 @@ impl Db {
                 };
                 (r.pages, commit, fields, pos)
             }
-            None => {
+            _ => {
                 let pos = Position {
                     salt1: 0,
                     salt2: 0,
@@ -1025,12 +987,17 @@ mod tests {
         // The WAL file keeps its size; the new generation holds one or two frames.
         let len = std::fs::metadata(&db.wal_path).unwrap().len();
         assert!(len > 100 * 4096, "{len}");
-        let h = WalHeader::decode(&db.read_wal_header().unwrap().unwrap()).unwrap();
-        let span = db.read_wal_span(&h, WAL_HEADER_SIZE, None).unwrap();
+        let header = db.read_wal_header().unwrap().unwrap();
+        let h = WalHeader::decode(&header).unwrap();
+        let (_, r) = db
+            .read_wal_committed(&header, WAL_HEADER_SIZE, None, u64::MAX)
+            .unwrap()
+            .unwrap();
         assert!(
-            (span.len() as u64) <= 256 * h.frame_size(),
-            "read {} of {len} bytes",
-            span.len()
+            r.frames <= 2 && r.end <= WAL_HEADER_SIZE + 2 * h.frame_size(),
+            "read {} frames up to offset {} of {len} bytes: past the new generation",
+            r.frames,
+            r.end
         );
         a.execute("INSERT INTO kv(k, v) VALUES (-1, 'z')", [])
             .unwrap();

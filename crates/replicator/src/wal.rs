@@ -124,6 +124,20 @@ pub fn read_committed_at(
     start: u64,
     max_bytes: u64,
 ) -> Result<(WalHeader, WalRead), WalError> {
+    read_committed_stream(header, buf, buf_off, start, max_bytes)
+}
+
+/// [`read_committed_at`] from a reader positioned at WAL offset `r_off` (at or before
+/// [`read_from`]`(start)`): frames are read one at a time and only the newest version of each
+/// page is kept, so the memory a read takes is the pages it touches, not the WAL bytes it
+/// crosses (a backlog after an outage is hundreds of MB of frames of a few pages each).
+pub fn read_committed_stream<R: std::io::Read>(
+    header: &[u8],
+    mut r: R,
+    r_off: u64,
+    start: u64,
+    max_bytes: u64,
+) -> Result<(WalHeader, WalRead), WalError> {
     let hdr = WalHeader::decode(header)?;
     let fs = hdr.frame_size();
     if start < WAL_HEADER_SIZE || !(start - WAL_HEADER_SIZE).is_multiple_of(fs) {
@@ -132,30 +146,36 @@ pub fn read_committed_at(
             what: format!("not a frame boundary for page size {}", hdr.page_size),
         });
     }
-    if buf_off > read_from(start, fs) {
+    let from = read_from(start, fs);
+    if r_off > from {
         return Err(WalError::Offset {
             offset: start,
-            what: format!("the buffer starts at {buf_off}, after the previous frame"),
+            what: format!("the buffer starts at {r_off}, after the previous frame"),
         });
     }
-    let end_of_buf = buf_off + buf.len() as u64;
+    let io = |e: std::io::Error| WalError::Offset {
+        offset: start,
+        what: format!("reading the WAL: {e}"),
+    };
+    let mut skip = std::io::Read::take(&mut r, from - r_off);
+    std::io::copy(&mut skip, &mut std::io::sink()).map_err(io)?;
+    let mut frame = vec![0u8; fs as usize];
     let mut cksum = if start == WAL_HEADER_SIZE {
         hdr.checksum
     } else {
-        let prev = (start - fs - buf_off) as usize;
-        if end_of_buf < start - fs + FRAME_HEADER_SIZE {
+        if !read_frame(&mut r, &mut frame).map_err(io)? {
             return Err(WalError::Offset {
                 offset: start,
                 what: "beyond the end of the WAL".into(),
             });
         }
-        if be32(buf, prev + 8) != hdr.salt1 || be32(buf, prev + 12) != hdr.salt2 {
+        if be32(&frame, 8) != hdr.salt1 || be32(&frame, 12) != hdr.salt2 {
             return Err(WalError::Offset {
                 offset: start,
                 what: "previous frame salts do not match the WAL header".into(),
             });
         }
-        (be32(buf, prev + 16), be32(buf, prev + 20))
+        (be32(&frame, 16), be32(&frame, 20))
     };
     let mut out = WalRead {
         end: start,
@@ -164,16 +184,16 @@ pub fn read_committed_at(
     let mut pending: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     let mut pending_frames = 0u64;
     let mut off = start;
-    let ps = hdr.page_size as usize;
-    while off + fs <= end_of_buf {
-        let o = (off - buf_off) as usize;
-        let fh = &buf[o..o + FRAME_HEADER_SIZE as usize];
+    let valid = |frame: &[u8]| {
+        be32(frame, 8) == hdr.salt1 && be32(frame, 12) == hdr.salt2 && be32(frame, 0) != 0
+    };
+    while read_frame(&mut r, &mut frame).map_err(io)? {
+        let (fh, data) = frame.split_at(FRAME_HEADER_SIZE as usize);
         let pgno = be32(fh, 0);
         let commit = be32(fh, 4);
-        if be32(fh, 8) != hdr.salt1 || be32(fh, 12) != hdr.salt2 || pgno == 0 {
+        if !valid(&frame) {
             break;
         }
-        let data = &buf[o + 24..o + 24 + ps];
         let c = checksum(hdr.big_endian, cksum, &fh[..8]);
         let c = checksum(hdr.big_endian, c, data);
         if c != (be32(fh, 16), be32(fh, 20)) {
@@ -198,8 +218,10 @@ pub fn read_committed_at(
             pending_frames = 0;
             out.commit = Some(commit);
             out.end = off;
-            if off - start >= max_bytes && off + fs <= end_of_buf {
-                out.limited = true;
+            // Limited when another frame of this WAL follows (more is committed, or being
+            // committed, after `end`); otherwise the read is over anyway.
+            if off - start >= max_bytes {
+                out.limited = read_frame(&mut r, &mut frame).map_err(io)? && valid(&frame);
                 break;
             }
         }
@@ -208,6 +230,20 @@ pub fn read_committed_at(
         out.pages.retain(|&p, _| p <= c);
     }
     Ok((hdr, out))
+}
+
+/// One whole frame into `frame`; false at the end of the input (a torn frame included).
+fn read_frame<R: std::io::Read>(r: &mut R, frame: &mut [u8]) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < frame.len() {
+        match r.read(&mut frame[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// SQLite's WAL checksum over `data` (a multiple of 8 bytes), seeded with `s`.
