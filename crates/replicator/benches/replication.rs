@@ -152,6 +152,16 @@ impl Counts {
 
 type Tally = Arc<Mutex<BTreeMap<String, Counts>>>;
 
+/// What the proxy has counted so far for one bucket.
+fn counted(tally: &Tally, bucket: &str) -> Counts {
+    tally
+        .lock()
+        .unwrap()
+        .get(bucket)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The S3 server is "down" for the tools (the outage section): the proxy refuses new
 /// connections and cuts the open ones. The lag poller talks to the server directly.
 static S3_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -786,12 +796,7 @@ async fn run_workload(
     } = start_on_a_fresh_db(tool, workload, proxy_ep, direct).await;
     let commits = schedule(workload);
     start_after_a_compaction_boundary().await;
-    let before = tally
-        .lock()
-        .unwrap()
-        .get(&bucket)
-        .cloned()
-        .unwrap_or_default();
+    let before = counted(tally, &bucket);
     let cpu0 = rep.cpu();
     let started = Instant::now();
     let (times, took) = tokio::task::spawn_blocking(move || {
@@ -824,13 +829,7 @@ async fn run_workload(
     let window = started.elapsed().as_secs_f64();
     let cpu = rep.cpu() - cpu0;
     let rss = rep.peak_rss_mb();
-    let counts = tally
-        .lock()
-        .unwrap()
-        .get(&bucket)
-        .cloned()
-        .unwrap_or_default()
-        .minus(&before);
+    let counts = counted(tally, &bucket).minus(&before);
     rep.stop(&bucket);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     poller.await.unwrap();
@@ -927,12 +926,7 @@ async fn outage(
     let wal_mb = std::fs::metadata(dir.path().join("app.db-wal"))
         .map(|m| m.len() as f64 / 1e6)
         .unwrap_or(0.0);
-    let before = tally
-        .lock()
-        .unwrap()
-        .get(&bucket)
-        .cloned()
-        .unwrap_or_default();
+    let before = counted(tally, &bucket);
     let cpu0 = rep.cpu();
     S3_DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
     let back = Instant::now();
@@ -945,13 +939,7 @@ async fn outage(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let catch_up_s = back.elapsed().as_secs_f64();
-    let counts = tally
-        .lock()
-        .unwrap()
-        .get(&bucket)
-        .cloned()
-        .unwrap_or_default()
-        .minus(&before);
+    let counts = counted(tally, &bucket).minus(&before);
     let r = OutageResult {
         commits,
         wal_mb,
@@ -1058,12 +1046,7 @@ async fn replicate_big(
             _ => break,
         }
     }
-    let uploaded = tally
-        .lock()
-        .unwrap()
-        .get(&bucket)
-        .map(|c| c.put_bytes())
-        .unwrap_or(0);
+    let uploaded = counted(tally, &bucket).put_bytes();
     (
         BigResult {
             snapshot_s,

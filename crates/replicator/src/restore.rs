@@ -254,13 +254,7 @@ async fn write_tmp<C: ReplicaClient>(
                     }
                     Err(e) => return Err(io_at(&path)(e)),
                 };
-                let f = f.clone();
-                blocking(move || {
-                    applier
-                        .apply(file, len, &f, &object, &path)
-                        .map(|()| applier)
-                })
-                .await?
+                applied(applier, file, len, f.clone(), object, path).await?
             }
             None if client.download_is_one_pass() => {
                 downloading(client, f, object, spool, applier).await?
@@ -270,9 +264,7 @@ async fn write_tmp<C: ReplicaClient>(
                     .download(f.level, f.min_txid, f.max_txid, spool)
                     .await?;
                 let file = std::fs::File::open(spool).map_err(io_at(spool))?;
-                let (f, path) = (f.clone(), spool.to_path_buf());
-                blocking(move || applier.apply(file, n, &f, &object, &path).map(|()| applier))
-                    .await?
+                applied(applier, file, n, f.clone(), object, spool.to_path_buf()).await?
             }
         };
         progress(i + 1, plan.len());
@@ -286,7 +278,7 @@ async fn downloading<C: ReplicaClient>(
     f: &FileInfo,
     object: String,
     spool: &Path,
-    mut applier: Applier,
+    applier: Applier,
 ) -> Result<Applier, RestoreError> {
     // Created before the download starts, so the decoder's handle is on the file the
     // download then fills (`File::create` truncates the same file).
@@ -294,12 +286,14 @@ async fn downloading<C: ReplicaClient>(
     let reader = std::fs::File::open(spool).map_err(io_at(spool))?;
     let written = Progress::default();
     let reader = GrowingFile::new(reader, f.size, written.clone());
-    let (len, path, info) = (f.size, spool.to_path_buf(), f.clone());
-    let decode = blocking(move || {
-        applier
-            .apply(reader, len, &info, &object, &path)
-            .map(|()| applier)
-    });
+    let decode = applied(
+        applier,
+        reader,
+        f.size,
+        f.clone(),
+        object,
+        spool.to_path_buf(),
+    );
     let download = async {
         let r = client
             .download(f.level, f.min_txid, f.max_txid, spool)
@@ -320,6 +314,19 @@ async fn downloading<C: ReplicaClient>(
         });
     }
     decoded
+}
+
+/// [`Applier::apply`] on the blocking pool (decoding and writing a large object takes a
+/// while); the applier comes back for the next file.
+async fn applied(
+    mut applier: Applier,
+    r: impl std::io::Read + Send + 'static,
+    len: u64,
+    f: FileInfo,
+    object: String,
+    path: PathBuf,
+) -> Result<Applier, RestoreError> {
+    blocking(move || applier.apply(r, len, &f, &object, &path).map(|()| applier)).await
 }
 
 /// Run `work` on the blocking pool (decoding and writing a large object takes a while).
